@@ -1,0 +1,14 @@
+"""painter_models: stroke-based neural painting, with no ComfyUI dependency.
+
+Painting programs (MyPaint through ctypes, a torch rasteriser) turn action vectors into
+brushstrokes; a generator learns to imitate them; strokes are blended onto canvases.
+"""
+from .actions import NAKANO, ActionLayout, Field, get_layout
+from .blending import alpha_blend, darkness_mask, linear_blend, premultiplied_over
+from .checkpoint import CheckpointError, NeuralPainter, load_painter, read_metadata, save_painter
+from .model import (Critic, CriticConfig, Generator, GeneratorConfig, count_parameters, critic_config,
+                    generator_config)
+from .mypaint import MyPaintProgram, MyPaintUnavailable, list_brushes, rgba_to_rgb
+from .raster import RasterProgram, make_program
+
+__version__ = "0.1.0"

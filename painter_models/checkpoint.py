@@ -1,0 +1,157 @@
+"""Painter checkpoints: safetensors weights plus JSON metadata. No pickle anywhere.
+
+Metadata keys (each a JSON string, since safetensors metadata is str -> str):
+  format            "neural-painter"
+  format_version    FORMAT_VERSION
+  generator_config  GeneratorConfig as a dict
+  layout            the ActionLayout the painter was trained on
+  brush             painting program + brush it imitates, e.g. "mypaint:classic/dry_brush"
+  stroke_size       pixels
+  training          free-form summary (data size, steps, wall time, hardware, ...)
+  metrics           held-out metrics (psnr, ssim, alpha_iou, ceiling_psnr, ...)
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from .actions import ActionLayout, get_layout
+from .model import Generator, GeneratorConfig, config_to_dict
+
+FORMAT = "neural-painter"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable painter checkpoint; the message says why and what to do."""
+
+
+@dataclass
+class NeuralPainter:
+    """A frozen generator with everything needed to use it: layout, brush and provenance."""
+    generator: Generator
+    layout: ActionLayout
+    brush: str
+    stroke_size: int
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    def to(self, device) -> "NeuralPainter":
+        self.generator.to(device)
+        return self
+
+    def __call__(self, actions: torch.Tensor):
+        """(colour [N, 3, S, S], alpha [N, 1, S, S]) for actions in [0, 1]."""
+        return self.generator(actions)
+
+    def metadata(self) -> dict:
+        return painter_metadata(self.generator.config, self.layout, self.brush, self.training, self.metrics)
+
+
+def painter_metadata(config: GeneratorConfig, layout: ActionLayout, brush: str,
+                     training: dict | None = None, metrics: dict | None = None) -> dict:
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "generator_config": config_to_dict(config),
+            "layout": layout.to_dict(), "brush": brush, "stroke_size": config.stroke_size,
+            "training": training or {}, "metrics": metrics or {}}
+
+
+def atomic_write(path: str, write):
+    """Call write(tmp_path) then rename over `path`, so a crash never leaves a half-written file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_tensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict):
+    """Atomically save tensors with JSON-encoded metadata."""
+    meta = {k: json.dumps(v) for k, v in metadata.items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def read_metadata(path: str) -> dict:
+    """The decoded metadata of a safetensors file; CheckpointError for anything unreadable."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"painter checkpoint {path!r} does not exist")
+    try:
+        with safe_open(path, framework="pt") as f:
+            raw = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path!r} is not a readable safetensors file ({e}); it may be truncated or "
+                              f"another format: painters are .safetensors files written by neural-painters-train") from None
+    try:
+        return {k: json.loads(v) for k, v in raw.items()}
+    except json.JSONDecodeError:
+        return dict(raw)
+
+
+def save_painter(path: str, painter: NeuralPainter | Generator, layout=None, brush: str | None = None,
+                 training: dict | None = None, metrics: dict | None = None):
+    """Write a painter checkpoint (atomically). Accepts a NeuralPainter or a bare Generator plus its context."""
+    if isinstance(painter, NeuralPainter):
+        generator, meta = painter.generator, painter.metadata()
+        if training is not None or metrics is not None:
+            meta.update(training=training or painter.training, metrics=metrics or painter.metrics)
+    else:
+        if layout is None or brush is None:
+            raise ValueError("save_painter(path, generator, ...) needs the layout and the brush")
+        generator, meta = painter, painter_metadata(painter.config, get_layout(layout), brush, training, metrics)
+    save_tensors(path, generator.state_dict(), meta)
+
+
+def load_painter(path: str, device="cpu", layout: ActionLayout | str | None = None) -> NeuralPainter:
+    """Load a painter checkpoint, frozen and in eval mode.
+
+    `layout`, when given, is the action layout the caller will feed; a checkpoint trained on
+    another layout is refused rather than silently producing wrong strokes."""
+    meta = read_metadata(path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path!r} is a safetensors file but not a neural painter (metadata format="
+                              f"{meta.get('format')!r}); pick a painter checkpoint (models/neural_painters/*.safetensors)")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path!r} has painter format version {version!r}; this code reads up to "
+                              f"{FORMAT_VERSION}: update comfyui-neural-painters")
+    try:
+        config = GeneratorConfig.from_dict(meta["generator_config"])
+        file_layout = get_layout(meta["layout"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path!r} has a damaged painter header: {e}") from None
+    if layout is not None:
+        wanted = get_layout(layout)
+        if wanted.to_dict() != file_layout.to_dict():
+            raise CheckpointError(f"painter {os.path.basename(path)!r} was trained on action layout "
+                                  f"{file_layout.name!r} ({file_layout.dim} numbers) but the actions use "
+                                  f"{wanted.name!r} ({wanted.dim}); use a painter trained on {wanted.name!r}")
+    if config.action_dim != file_layout.dim:
+        raise CheckpointError(f"{path!r}: generator takes {config.action_dim} numbers but its layout has {file_layout.dim}")
+    generator = Generator(config)
+    try:
+        state = load_file(path, device="cpu")
+        generator.load_state_dict(state)
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise CheckpointError(f"{path!r}: weights do not match the architecture in its metadata ({str(e)[:300]})") from None
+    generator.requires_grad_(False)
+    generator.eval().to(device)
+    return NeuralPainter(generator, file_layout, str(meta.get("brush", "unknown")), config.stroke_size,
+                         meta.get("training", {}), meta.get("metrics", {}), path)

@@ -1,0 +1,175 @@
+"""Neural painters: a generator that imitates a painting program (action -> stroke) and a critic.
+
+The generator predicts a stroke's alpha and colour separately, so strokes can be alpha-blended
+exactly; its colour head is a residual on the action's own colour (logit space), which a
+flat-colour brush needs almost none of. Everything is defined by a config dataclass so a
+checkpoint's metadata rebuilds the exact architecture.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .actions import NAKANO, get_layout
+
+
+@dataclass
+class GeneratorConfig:
+    action_dim: int = 12
+    noise_dim: int = 0          # Nakano's GAN painter uses 16; fixed at 0.5 at inference
+    stroke_size: int = 64       # 4 * 2 ** len(channels)
+    channels: tuple[int, ...] = (256, 128, 64, 32)
+    colour_indices: tuple[int, int, int] = (6, 7, 8)  # where R, G, B sit in the action
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+        self.colour_indices = tuple(int(c) for c in self.colour_indices)
+        if 4 * 2 ** len(self.channels) != self.stroke_size:
+            raise ValueError(f"GeneratorConfig: {len(self.channels)} upsampling stages give "
+                             f"{4 * 2 ** len(self.channels)} px strokes, not stroke_size={self.stroke_size}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GeneratorConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"GeneratorConfig has no fields {sorted(unknown)} (a newer checkpoint format?)")
+        return cls(**d)
+
+
+@dataclass
+class CriticConfig:
+    action_dim: int = 12
+    conditional: bool = True    # Nakano: the action is added per channel after the first conv
+    stroke_size: int = 64
+    in_channels: int = 4        # stroke over white (RGB) + alpha
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CriticConfig":
+        return cls(**d)
+
+
+def _nakano_layout_colour():
+    return tuple(NAKANO.indices("red", "green", "blue"))
+
+
+# Named configurations. "nakano": the size of Nakano's GAN painter (about 0.8 M parameters);
+# "large": twice the width (about 3.2 M); "nakano128": the Nakano width at 128 px strokes.
+GENERATOR_CONFIGS = {
+    "tiny": dict(channels=(32, 16, 16, 8)),
+    "nakano": dict(channels=(256, 128, 64, 32)),
+    "large": dict(channels=(512, 256, 128, 64)),
+    "nakano128": dict(channels=(256, 128, 64, 32, 16), stroke_size=128),
+}
+CRITIC_CONFIGS = {
+    "tiny": dict(channels=(8, 16, 16, 32)),
+    "nakano": dict(channels=(16, 32, 64, 128)),
+    "large": dict(channels=(32, 64, 128, 256)),
+}
+
+
+def generator_config(name: str, **overrides) -> GeneratorConfig:
+    if name not in GENERATOR_CONFIGS:
+        raise ValueError(f"unknown generator config {name!r}; choose one of {sorted(GENERATOR_CONFIGS)}")
+    return GeneratorConfig(**{**GENERATOR_CONFIGS[name], **overrides})
+
+
+def critic_config(name: str, **overrides) -> CriticConfig:
+    if name not in CRITIC_CONFIGS:
+        raise ValueError(f"unknown critic config {name!r}; choose one of {sorted(CRITIC_CONFIGS)}")
+    return CriticConfig(**{**CRITIC_CONFIGS[name], **overrides})
+
+
+class Generator(nn.Module):
+    """action [N, action_dim] (+ noise [N, noise_dim]) -> (colour [N, 3, S, S], alpha [N, 1, S, S]).
+
+    Nakano's layout: Linear -> 4x4 map -> transposed convs doubling the size per stage."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.fc = nn.Linear(config.action_dim + config.noise_dim, 4 * 4 * c[0])
+        self.fc_norm = nn.BatchNorm2d(c[0])
+        stages = []
+        for c_in, c_out in zip(c[:-1], c[1:]):
+            stages += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
+        self.stages = nn.Sequential(*stages)
+        # last stage: 4 outputs = alpha logit + colour residual (logit space)
+        self.head = nn.ConvTranspose2d(c[-1], 4, 4, 2, 1)
+        nn.init.zeros_(self.head.weight[:, 1:])
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, actions: torch.Tensor, noise: torch.Tensor | None = None):
+        cfg = self.config
+        if cfg.noise_dim:
+            if noise is None:  # deterministic inference: Nakano fixes the noise at 0.5
+                noise = actions.new_full((actions.shape[0], cfg.noise_dim), 0.5)
+            x = torch.cat([actions, noise], 1)
+        else:
+            x = actions
+        h = F.relu(self.fc_norm(self.fc(x).view(-1, cfg.channels[0], 4, 4)))
+        out = self.head(self.stages(h))
+        alpha = torch.sigmoid(out[:, :1])
+        base = actions[:, list(cfg.colour_indices)].clamp(1e-3, 1 - 1e-3)
+        colour = torch.sigmoid(torch.logit(base)[:, :, None, None] + out[:, 1:])
+        return colour, alpha
+
+    def render(self, actions: torch.Tensor, background: float = 1.0) -> torch.Tensor:
+        """Strokes over a flat background, [N, 3, S, S] (what MyPaint renders over white)."""
+        colour, alpha = self(actions)
+        return colour * alpha + background * (1 - alpha)
+
+
+class Critic(nn.Module):
+    """(stroke [N, in_channels, S, S], action) -> logit [N]; conditioned on the action (Nakano) or not."""
+
+    def __init__(self, config: CriticConfig):
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.first = nn.Conv2d(config.in_channels, c[0], 4, 2, 1)
+        self.condition = nn.Linear(config.action_dim, c[0]) if config.conditional else None
+        layers = []
+        for c_in, c_out in zip(c[:-1], c[1:]):
+            # no batch norm: WGAN-GP's gradient penalty needs per-sample gradients
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        self.body = nn.Sequential(*layers)
+        side = config.stroke_size // 2 ** len(c)
+        self.out = nn.Linear(c[-1] * side * side, 1)
+
+    def forward(self, strokes: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.first(strokes)
+        if self.condition is not None:
+            if actions is None:
+                raise ValueError("this critic is conditioned on the action: pass actions")
+            h = h + self.condition(actions)[:, :, None, None]
+        h = self.body(F.leaky_relu(h, 0.2))
+        return self.out(h.flatten(1)).squeeze(1)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def forward_macs(config: GeneratorConfig) -> int:
+    """Multiply-accumulates of one generator forward pass (per stroke)."""
+    c = config.channels
+    macs = (config.action_dim + config.noise_dim) * 16 * c[0]
+    side = 4
+    for c_in, c_out in zip(c, list(c[1:]) + [4]):
+        side *= 2
+        macs += c_in * c_out * 16 * (side // 2) ** 2  # each input pixel scatters a 4x4 kernel
+    return macs
+
+
+def config_to_dict(config) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}

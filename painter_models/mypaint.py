@@ -1,0 +1,338 @@
+"""MyPaint (libmypaint, through ctypes) as the painting program: action -> brushstroke.
+
+Only the Debian/Ubuntu runtime packages are needed (no headers, GTK or MyPaint's
+Python library):  apt-get install -y --no-install-recommends libmypaint-1.5-1 mypaint-brushes
+
+Strokes follow Nakano's procedure (see actions.bezier_points): a quadratic Bezier
+sampled at 100 points with a pressure ramp. Every stroke gets a fresh brush so the
+same action always gives the same pixels: libmypaint seeds a brush's random
+generator (dab jitter) when the brush is created and has no public reseed call.
+`brush_seed` > 0 advances that generator with pressure-0 moves before the stroke,
+which gives another equally valid rendering of the same action (used to measure
+the program's own repeatability).
+"""
+from __future__ import annotations
+
+import colorsys
+import ctypes
+import ctypes.util
+import glob
+import math
+import multiprocessing
+import os
+import sys
+from functools import lru_cache
+
+import numpy as np
+
+from .actions import NAKANO, ActionLayout, bezier_points, get_layout
+
+TILE = 64
+FIX15 = 1 << 15
+APT_HINT = "apt-get install -y --no-install-recommends libmypaint-1.5-1 mypaint-brushes"
+BRUSH_DIRS = ("/usr/share/mypaint-data/2.0/brushes", "/usr/share/mypaint-data/1.0/brushes",
+              "/usr/local/share/mypaint-data/2.0/brushes", "/usr/share/mypaint/brushes")
+N_POINTS = 100
+
+
+class MyPaintUnavailable(RuntimeError):
+    """libmypaint or a brush preset is missing; the message says what to install."""
+
+
+class _TileRequest(ctypes.Structure):
+    _fields_ = [("tx", ctypes.c_int), ("ty", ctypes.c_int), ("readonly", ctypes.c_int),
+                ("buffer", ctypes.POINTER(ctypes.c_uint16)), ("context", ctypes.c_void_p),
+                ("thread_id", ctypes.c_int), ("mipmap_level", ctypes.c_int)]
+
+
+class _Rect(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("width", ctypes.c_int), ("height", ctypes.c_int)]
+
+
+def _library_candidates():
+    env = os.environ.get("NEURAL_PAINTERS_LIBMYPAINT")
+    if env:
+        yield env
+    found = ctypes.util.find_library("mypaint-1.5") or ctypes.util.find_library("mypaint")
+    if found:
+        yield found
+    yield "libmypaint-1.5.so.1"
+    yield "libmypaint.so"
+
+
+@lru_cache(maxsize=None)
+def load_library():
+    """The ctypes handle of libmypaint, with argument types declared; raises MyPaintUnavailable."""
+    errors = []
+    for name in _library_candidates():
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError as e:
+            errors.append(str(e))
+    else:
+        raise MyPaintUnavailable(
+            "libmypaint was not found. On Debian/Ubuntu install it with:\n  " + APT_HINT +
+            "\nor point NEURAL_PAINTERS_LIBMYPAINT at libmypaint-1.5.so.1. (" + "; ".join(errors[:2]) + ")")
+    P, F, I, D = ctypes.c_void_p, ctypes.c_float, ctypes.c_int, ctypes.c_double
+    signatures = {
+        "mypaint_brush_new": ([], P),
+        "mypaint_brush_unref": ([P], None),
+        "mypaint_brush_from_defaults": ([P], None),
+        "mypaint_brush_from_string": ([P, ctypes.c_char_p], I),
+        "mypaint_brush_reset": ([P], None),
+        "mypaint_brush_new_stroke": ([P], None),
+        "mypaint_brush_set_base_value": ([P, I, F], None),
+        "mypaint_brush_stroke_to": ([P, P, F, F, F, F, F, D], I),
+        "mypaint_brush_setting_from_cname": ([ctypes.c_char_p], I),
+        "mypaint_fixed_tiled_surface_new": ([I, I], P),
+        "mypaint_fixed_tiled_surface_interface": ([P], P),
+        "mypaint_surface_begin_atomic": ([P], None),
+        "mypaint_surface_end_atomic": ([P, ctypes.POINTER(_Rect)], None),
+        "mypaint_surface_unref": ([P], None),
+        "mypaint_tile_request_init": ([ctypes.POINTER(_TileRequest), I, I, I, I], None),
+        "mypaint_tiled_surface_tile_request_start": ([P, ctypes.POINTER(_TileRequest)], None),
+        "mypaint_tiled_surface_tile_request_end": ([P, ctypes.POINTER(_TileRequest)], None),
+    }
+    for fn, (args, res) in signatures.items():
+        f = getattr(lib, fn)
+        f.argtypes, f.restype = args, res
+    lib._path = getattr(lib, "_name", "libmypaint")
+    return lib
+
+
+def library_version() -> str:
+    """The resolved file name of the loaded libmypaint (e.g. libmypaint-1.5.so.1.1.2), for manifests."""
+    load_library()
+    for line in open("/proc/self/maps") if os.path.exists("/proc/self/maps") else ():
+        if "libmypaint" in line:
+            return os.path.basename(line.split()[-1])
+    return "libmypaint (version unknown)"
+
+
+def brush_dirs() -> list[str]:
+    env = os.environ.get("NEURAL_PAINTERS_BRUSHES")
+    return ([env] if env else []) + [d for d in BRUSH_DIRS if os.path.isdir(d)]
+
+
+def list_brushes() -> list[str]:
+    """Installed brush presets by name, e.g. 'classic/dry_brush'."""
+    names = set()
+    for root in brush_dirs():
+        for path in glob.glob(os.path.join(root, "**", "*.myb"), recursive=True):
+            names.add(os.path.relpath(path, root)[:-4])
+    return sorted(names)
+
+
+def resolve_brush(brush: str) -> str:
+    """Path of a brush given as a preset name ('classic/dry_brush') or a .myb path."""
+    if brush.endswith(".myb"):
+        if os.path.isfile(brush):
+            return brush
+        raise MyPaintUnavailable(f"brush file {brush!r} does not exist")
+    for root in brush_dirs():
+        path = os.path.join(root, brush + ".myb")
+        if os.path.isfile(path):
+            return path
+    if not brush_dirs():
+        raise MyPaintUnavailable("no MyPaint brush presets are installed. On Debian/Ubuntu:\n  " + APT_HINT +
+                                 "\nor point NEURAL_PAINTERS_BRUSHES at a folder of .myb files.")
+    close = [b for b in list_brushes() if brush.split("/")[-1] in b][:5]
+    raise MyPaintUnavailable(f"unknown brush preset {brush!r}" +
+                             (f"; did you mean {close}?" if close else "; see painter_models.list_brushes()"))
+
+
+class _Canvas:
+    """One libmypaint fixed tiled surface of `size` x `size` pixels."""
+
+    def __init__(self, lib, size: int):
+        self.lib, self.size = lib, size
+        self.ntiles = (size + TILE - 1) // TILE
+        self.fixed = lib.mypaint_fixed_tiled_surface_new(size, size)
+        self.surface = lib.mypaint_fixed_tiled_surface_interface(self.fixed)
+        self._tiles = []  # (request, numpy view of the tile) per tile, row-major
+        for ty in range(self.ntiles):
+            for tx in range(self.ntiles):
+                req = _TileRequest()
+                lib.mypaint_tile_request_init(ctypes.byref(req), 0, tx, ty, 0)
+                lib.mypaint_tiled_surface_tile_request_start(self.fixed, ctypes.byref(req))
+                view = np.ctypeslib.as_array(req.buffer, shape=(TILE, TILE, 4))
+                lib.mypaint_tiled_surface_tile_request_end(self.fixed, ctypes.byref(req))
+                self._tiles.append(view)  # the fixed surface owns one buffer, so views stay valid
+
+    def clear(self):
+        for view in self._tiles:
+            view.fill(0)
+
+    def read_rgba8(self, out: np.ndarray):
+        """Premultiplied RGBA as uint8 into out [size, size, 4]."""
+        n = self.ntiles * TILE
+        full = out if n == self.size else np.empty((n, n, 4), np.uint8)
+        for i, view in enumerate(self._tiles):
+            ty, tx = divmod(i, self.ntiles)
+            block = full[ty * TILE:(ty + 1) * TILE, tx * TILE:(tx + 1) * TILE]
+            np.right_shift(view.astype(np.uint32) * 255 + (FIX15 // 2), 15, out=block, casting="unsafe")
+        if full is not out:
+            out[...] = full[:self.size, :self.size]
+
+    def close(self):
+        self.lib.mypaint_surface_unref(self.surface)
+
+
+class MyPaintProgram:
+    """Render actions with a MyPaint brush preset.
+
+    render(actions) -> uint8 [N, size, size, 4], premultiplied RGBA on a transparent surface;
+    `rgba_to_rgb(strokes)` composites them over white (what Nakano's dataset stores).
+    Geometry and radius scale with `size`, so a stroke rendered at 256 px and box-downsampled
+    to 64 px matches the 64 px rendering. `workers` > 1 renders batches in worker processes.
+    """
+
+    def __init__(self, brush: str = "classic/dry_brush", size: int = 64, layout: ActionLayout | str = NAKANO,
+                 brush_seed: int = 0, workers: int = 1):
+        if not 8 <= int(size) <= 4096:
+            raise ValueError(f"stroke size {size} px is out of range: use 8..4096 (64 is the default)")
+        self.brush, self.size, self.layout = brush, int(size), get_layout(layout)
+        self.brush_seed, self.workers = int(brush_seed), max(1, int(workers))
+        self.lib = load_library()
+        self.brush_path = resolve_brush(brush)
+        with open(self.brush_path, "rb") as f:
+            self._brush_json = f.read()
+        self._settings = {name: self.lib.mypaint_brush_setting_from_cname(name.encode())
+                          for name in ("color_h", "color_s", "color_v", "radius_logarithmic")}
+        self._canvas = None
+        self._pool = None
+        self._check_brush()
+
+    # -- single-process rendering ---------------------------------------------------------
+    def _new_brush(self):
+        lib = self.lib
+        brush = lib.mypaint_brush_new()
+        lib.mypaint_brush_from_defaults(brush)
+        if not lib.mypaint_brush_from_string(brush, self._brush_json):
+            lib.mypaint_brush_unref(brush)
+            raise MyPaintUnavailable(f"libmypaint could not parse the brush file {self.brush_path!r}")
+        return brush
+
+    def _check_brush(self):
+        self.lib.mypaint_brush_unref(self._new_brush())
+
+    def _render_one(self, action: np.ndarray, start, x, y, p, out: np.ndarray):
+        lib, canvas, size = self.lib, self._canvas, self.size
+        canvas.clear()
+        brush = self._new_brush()
+        try:
+            rgb = [float(action[self.layout.index(r)]) for r in ("red", "green", "blue")]
+            h, s, v = colorsys.rgb_to_hsv(*rgb)
+            log_radius = float(self.layout.to_physical(action, "size")) + math.log(size / 64.0)
+            st = self._settings
+            for key, value in (("color_h", h), ("color_s", s), ("color_v", v), ("radius_logarithmic", log_radius)):
+                lib.mypaint_brush_set_base_value(brush, st[key], value)
+            lib.mypaint_brush_reset(brush)
+            lib.mypaint_brush_new_stroke(brush)
+            surface = canvas.surface
+            stroke_to = lib.mypaint_brush_stroke_to
+            lib.mypaint_surface_begin_atomic(surface)
+            if self.brush_seed:
+                # Dabs painted far outside the surface draw from the brush's random generator
+                # and leave no pixels; a reset then clears every other brush state.
+                far = -1e4 - 100.0 * size
+                for k in range(self.brush_seed):
+                    stroke_to(brush, surface, far + k, far, 0.5, 0.0, 0.0, 0.1)
+                lib.mypaint_brush_reset(brush)
+                lib.mypaint_brush_new_stroke(brush)
+            # Two pressure-0 moves settle MyPaint 2's brush state at the start point.
+            for _ in range(2):
+                stroke_to(brush, surface, start[0], start[1], 0.0, 0.0, 0.0, 0.1)
+            for xi, yi, pi in zip(x, y, p):
+                stroke_to(brush, surface, xi, yi, abs(pi), 0.0, 0.0, 0.1)
+            stroke_to(brush, surface, x[-1], y[-1], 0.0, 0.0, 0.0, 0.1)
+            lib.mypaint_surface_end_atomic(surface, ctypes.byref(_Rect()))
+        finally:
+            lib.mypaint_brush_unref(brush)
+        canvas.read_rgba8(out)
+
+    def _render_serial(self, actions: np.ndarray) -> np.ndarray:
+        if self._canvas is None:
+            self._canvas = _Canvas(self.lib, self.size)
+        a64 = actions.astype(np.float64)
+        x, y, p = bezier_points(self.layout, a64, N_POINTS)
+        start = a64[:, self.layout.indices("start_x", "start_y")] * self.size
+        x, y = x * self.size, y * self.size
+        out = np.empty((len(actions), self.size, self.size, 4), np.uint8)
+        for i in range(len(actions)):
+            self._render_one(a64[i], start[i].tolist(), x[i].tolist(), y[i].tolist(), p[i].tolist(), out[i])
+        return out
+
+    # -- public API -------------------------------------------------------------------------
+    def render(self, actions, workers: int | None = None) -> np.ndarray:
+        """Premultiplied RGBA strokes, uint8 [N, size, size, 4], one per action row."""
+        actions = np.asarray(self.layout.validate(np.asarray(actions, dtype=np.float32)))
+        workers = self.workers if workers is None else max(1, int(workers))
+        if workers == 1 or len(actions) < 2 * workers:
+            return self._render_serial(actions)
+        pool = self._get_pool(workers)
+        chunks = np.array_split(actions, min(len(actions), workers * 8))
+        return np.concatenate(pool.map(_worker_render, chunks))
+
+    def render_rgb(self, actions, background=(1.0, 1.0, 1.0), workers: int | None = None) -> np.ndarray:
+        """Strokes composited over a background colour, float32 [N, size, size, 3] in 0..1."""
+        return rgba_to_rgb(self.render(actions, workers), background)
+
+    def _get_pool(self, workers):
+        if self._pool is not None and self._pool_workers == workers:
+            return self._pool
+        self.close_pool()
+        # fork keeps this module usable in the children even when it was imported under an
+        # unusual name (ComfyUI loads packs by file path); the children only use numpy and ctypes.
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        ctx = multiprocessing.get_context(method)
+        init = (self.brush, self.size, self.layout.to_dict(), self.brush_seed)
+        self._pool, self._pool_workers = ctx.Pool(workers, initializer=_worker_init, initargs=init), workers
+        return self._pool
+
+    def close_pool(self):
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def close(self):
+        self.close_pool()
+        if self._canvas is not None:
+            self._canvas.close()
+            self._canvas = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __getstate__(self):
+        raise TypeError("MyPaintProgram holds native handles; pass (brush, size, layout, brush_seed) instead")
+
+
+_WORKER_PROGRAM: MyPaintProgram | None = None
+
+
+def _worker_init(brush, size, layout, brush_seed):
+    global _WORKER_PROGRAM
+    _WORKER_PROGRAM = MyPaintProgram(brush, size, get_layout(layout), brush_seed)
+
+
+def _worker_render(actions):
+    return _WORKER_PROGRAM._render_serial(actions)
+
+
+def rgba_to_rgb(strokes: np.ndarray, background=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Premultiplied RGBA (uint8 or float in 0..1) composited over a background -> float32 RGB."""
+    s = strokes.astype(np.float32) / 255.0 if strokes.dtype == np.uint8 else strokes.astype(np.float32)
+    bg = np.asarray(background, np.float32)
+    return np.clip(s[..., :3] + (1.0 - s[..., 3:4]) * bg, 0.0, 1.0)
