@@ -1,0 +1,282 @@
+"""`neural-painters-train`: the recipe's steps as subcommands.
+
+  pretrain-generator   step 1: feature + stroke-weighted pixel/alpha loss, no adversary
+  freeze               step 2: freeze a generator for real and write it (verification included)
+  pretrain-critic      step 3: BCE classifier real vs G(a) with the frozen generator
+  gan                  step 4: both continue adversarially (--gan bce | wgan-gp)
+  recipe               data (if missing) -> 1 -> 2 -> 3 -> 4 -> evaluation -> painter export
+  evaluate             held-out metrics + repeatability ceiling + grid PNG of a painter file
+  compare              pure adversarial training from scratch vs the recipe: PSNR against wall time
+
+Every training subcommand resumes from its folder's state.safetensors when run again (use
+--fresh to start over) and runs under torchrun for DistributedDataParallel, e.g.
+  python -m torch.distributed.run --nproc_per_node 2 -m training.cli pretrain-generator ...
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+DEFAULT_HELDOUT = 1000
+HELDOUT_SEED = 1_000_003
+
+# Per-config defaults for the recipe (steps per stage at batch 64).
+RECIPE_DEFAULTS = {
+    "tiny": dict(pretrain_steps=40, critic_steps=10, gan_steps=10, data_size=2048, batch_size=32),
+    "nakano": dict(pretrain_steps=12000, critic_steps=600, gan_steps=1500, data_size=100_000, batch_size=64),
+    "large": dict(pretrain_steps=20000, critic_steps=1000, gan_steps=3000, data_size=200_000, batch_size=64),
+}
+
+
+def _threads(n):
+    if n:
+        torch.set_num_threads(int(n))
+
+
+def add_common(p: argparse.ArgumentParser, steps: int | None = None, lr: float = 1e-3):
+    g = p.add_argument_group("training")
+    g.add_argument("--out", required=True, help="folder of this stage (state, logs, samples, product)")
+    g.add_argument("--data", help="training strokes: a dataset folder (neural-painters-dataset) or a .safetensors set")
+    g.add_argument("--heldout", help="held-out set (.safetensors, written by `recipe`/`evaluate`) for eval during training")
+    g.add_argument("--config", default="nakano", help="model size: tiny | nakano | large")
+    g.add_argument("--steps", type=int, default=steps, help="optimiser steps of this stage")
+    g.add_argument("--batch-size", type=int, default=64, help="global batch (split over torchrun processes)")
+    g.add_argument("--lr", type=float, default=lr)
+    g.add_argument("--schedule", choices=("cosine", "constant"), default=None)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    g.add_argument("--time-budget", type=float, default=0, help="seconds for this stage (0 = steps only)")
+    g.add_argument("--checkpoint-every", type=int, default=500, help="steps between training-state checkpoints")
+    g.add_argument("--checkpoint-seconds", type=float, default=120, help="also checkpoint after this many seconds")
+    g.add_argument("--log-every", type=int, default=10)
+    g.add_argument("--eval-every", type=int, default=250)
+    g.add_argument("--sample-every", type=int, default=500)
+    g.add_argument("--fresh", action="store_true", help="ignore an existing state and start over")
+    g.add_argument("--no-progress", action="store_true")
+
+
+def add_recon(p):
+    g = p.add_argument_group("reconstruction loss")
+    g.add_argument("--backbone", default="efficientnet_lite0", help="efficientnet_lite0 | vgg16 | vgg16_bn | none")
+    g.add_argument("--backbone-weights", default="auto", help="auto | random | path to a state dict")
+    g.add_argument("--backbone-layers", default=None, help="comma-separated layer names (default: the backbone's)")
+    g.add_argument("--feature-weight", type=float, default=0.1)
+    g.add_argument("--pixel-weight", type=float, default=1.0)
+    g.add_argument("--alpha-weight", type=float, default=1.0)
+    g.add_argument("--stroke-weight", type=float, default=10.0, help="extra weight of stroke pixels (alpha > 0)")
+
+
+def _recon_extra(a) -> dict:
+    return dict(backbone=a.backbone, backbone_weights=a.backbone_weights,
+                backbone_layers=a.backbone_layers.split(",") if a.backbone_layers else None,
+                feature_weight=a.feature_weight, pixel_weight=a.pixel_weight, alpha_weight=a.alpha_weight,
+                stroke_weight=a.stroke_weight)
+
+
+def _options(a, default_schedule: str, extra: dict):
+    from .stages import StageOptions
+    return StageOptions(out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+                        schedule=a.schedule or default_schedule, seed=a.seed, device=a.device, amp=not a.no_amp,
+                        time_budget=a.time_budget, checkpoint_every=a.checkpoint_every,
+                        checkpoint_seconds=a.checkpoint_seconds, log_every=a.log_every, eval_every=a.eval_every,
+                        sample_every=a.sample_every, resume=not a.fresh, progress=not a.no_progress, extra=extra)
+
+
+def _load_data(a):
+    from .data import load_set, load_training_data
+    if not a.data:
+        raise SystemExit("--data is required (a dataset folder or .safetensors stroke set)")
+    data = load_training_data(a.data)
+    heldout = load_set(a.heldout)[0] if a.heldout else None
+    return data, heldout
+
+
+def _run_stage(cls, a, default_schedule, extra):
+    from .common import Dist
+    _threads(a.threads)
+    if a.steps is None and not a.time_budget:
+        raise SystemExit("give --steps or --time-budget")
+    if a.steps is None:
+        a.steps = 10 ** 9
+    d = Dist(a.device)
+    try:
+        data, heldout = _load_data(a)
+        stage = cls(_options(a, default_schedule, extra), data, heldout, d)
+        return stage.run()
+    finally:
+        d.close()
+
+
+# -- subcommands ------------------------------------------------------------------------------
+def cmd_pretrain_generator(a):
+    from .stages import PretrainGenerator
+    extra = {"config": a.config, "init": a.init, **_recon_extra(a)}
+    return _run_stage(PretrainGenerator, a, "cosine", extra)
+
+
+def cmd_freeze(a):
+    from painter_models.checkpoint import read_metadata, save_painter
+    from painter_models.actions import get_layout
+    from .common import is_frozen
+    from .stages import freeze_generator
+    g = freeze_generator(a.generator)
+    meta = read_metadata(a.generator)
+    assert is_frozen(g) and all(not p.requires_grad for p in g.parameters())
+    training = {**meta.get("training", {}), "frozen": True}
+    save_painter(a.out, g, layout=get_layout(meta["layout"]), brush=meta["brush"], training=training,
+                 metrics=meta.get("metrics", {}))
+    print(f"frozen generator ({sum(p.numel() for p in g.parameters())} parameters, none trainable) -> {a.out}")
+
+
+def cmd_pretrain_critic(a):
+    from .stages import PretrainCritic
+    extra = {"config": a.config, "generator": a.generator, "conditional": not a.unconditional}
+    return _run_stage(PretrainCritic, a, "constant", extra)
+
+
+def cmd_gan(a):
+    from .stages import GAN
+    extra = {"config": a.config, "generator": a.generator, "critic": a.critic, "gan": a.gan,
+             "n_critic": a.n_critic, "adv_weight": a.adv_weight, "gp_weight": a.gp_weight,
+             "critic_lr": a.critic_lr or a.lr, "conditional": not a.unconditional, **_recon_extra(a)}
+    return _run_stage(GAN, a, "constant", extra)
+
+
+def cmd_evaluate(a):
+    from .data import heldout_set, load_set
+    from .evaluate import evaluate_painter
+    from painter_models.checkpoint import read_metadata
+    _threads(a.threads)
+    if a.heldout and os.path.exists(a.heldout):
+        data, extra = load_set(a.heldout)
+        other = extra.get("strokes_seed1")
+    else:
+        meta = read_metadata(a.painter)
+        brush = a.brush or meta.get("brush", "").split(":", 1)[-1]
+        path = a.heldout or os.path.join(a.out, "heldout.safetensors")
+        data, other = heldout_set(path, brush, a.count, int(meta["stroke_size"]), a.seed, a.workers)
+    m = evaluate_painter(a.painter, data.actions, data.strokes, other, a.out)
+    print(json.dumps(m, indent=2))
+    return m
+
+
+def cmd_recipe(a):
+    from .recipe import run_recipe
+    return run_recipe(a)
+
+
+def cmd_compare(a):
+    from .recipe import run_compare
+    return run_compare(a)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neural-painters-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("pretrain-generator", help="step 1: feature + pixel/alpha loss")
+    add_common(s, lr=1e-3)
+    add_recon(s)
+    s.add_argument("--init", help="start from this painter file instead of random weights")
+    s.set_defaults(func=cmd_pretrain_generator)
+
+    s = sub.add_parser("freeze", help="step 2: freeze a generator (parameters + eval mode)")
+    s.add_argument("--generator", required=True)
+    s.add_argument("--out", required=True, help="output painter file")
+    s.set_defaults(func=cmd_freeze)
+
+    s = sub.add_parser("pretrain-critic", help="step 3: BCE critic on real vs G(a), G frozen")
+    add_common(s, lr=1e-3)
+    s.add_argument("--generator", required=True, help="painter file from pretrain-generator")
+    s.add_argument("--unconditional", action="store_true", help="critic without the action (Libre AI)")
+    s.set_defaults(func=cmd_pretrain_critic)
+
+    s = sub.add_parser("gan", help="step 4: adversarial training, feature loss kept")
+    add_common(s, lr=1e-4)
+    add_recon(s)
+    s.add_argument("--generator", help="painter file (pre-trained generator); none = from scratch")
+    s.add_argument("--critic", help="critic file from pretrain-critic; none = fresh critic")
+    s.add_argument("--gan", choices=("bce", "wgan-gp"), default="bce")
+    s.add_argument("--n-critic", type=int, default=0, help="critic steps per generator step (default 1 bce, 5 wgan-gp)")
+    s.add_argument("--adv-weight", type=float, default=None, help="weight of the adversarial term for G")
+    s.add_argument("--gp-weight", type=float, default=10.0)
+    s.add_argument("--critic-lr", type=float, default=None)
+    s.add_argument("--unconditional", action="store_true")
+    s.set_defaults(func=cmd_gan)
+
+    s = sub.add_parser("recipe", help="the whole recipe for one brush, data to exported painter")
+    s.add_argument("--brush", required=True, help="MyPaint preset (classic/dry_brush) or 'raster'")
+    s.add_argument("--out", required=True)
+    s.add_argument("--config", default="nakano", choices=sorted(RECIPE_DEFAULTS))
+    s.add_argument("--size", type=int, default=64, help="stroke size in pixels")
+    s.add_argument("--data-size", type=int, default=None, help="training strokes to generate")
+    s.add_argument("--heldout-size", type=int, default=DEFAULT_HELDOUT)
+    s.add_argument("--pretrain-steps", type=int, default=None)
+    s.add_argument("--critic-steps", type=int, default=None)
+    s.add_argument("--gan-steps", type=int, default=None)
+    s.add_argument("--batch-size", type=int, default=None)
+    s.add_argument("--lr", type=float, default=1e-3, help="learning rate of step 1 (and 3)")
+    s.add_argument("--gan-lr", type=float, default=1e-4)
+    s.add_argument("--gan", choices=("bce", "wgan-gp"), default="bce")
+    s.add_argument("--adv-weight", type=float, default=None)
+    s.add_argument("--export", choices=("best", "gan", "pretrained"), default="best",
+                   help="which generator becomes the painter: the higher held-out PSNR (best), or a fixed one")
+    add_recon(s)
+    s.add_argument("--time-budget", type=float, default=0, help="seconds for the whole recipe (split over stages)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--workers", type=int, default=0, help="rendering processes for data (0 = CPU count)")
+    s.add_argument("--painter", help="where to write the painter (default OUT/painter.safetensors)")
+    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-amp", action="store_true")
+    s.add_argument("--checkpoint-every", type=int, default=500)
+    s.add_argument("--checkpoint-seconds", type=float, default=120)
+    s.add_argument("--eval-every", type=int, default=500)
+    s.add_argument("--sample-every", type=int, default=1000)
+    s.set_defaults(func=cmd_recipe)
+
+    s = sub.add_parser("evaluate", help="held-out metrics, repeatability ceiling and grid of a painter")
+    s.add_argument("--painter", required=True)
+    s.add_argument("--out", required=True, help="folder for metrics.json and grid.png")
+    s.add_argument("--heldout", help="held-out set; generated into OUT/heldout.safetensors if missing")
+    s.add_argument("--brush", help="brush to render the held-out set with (default: the painter's)")
+    s.add_argument("--count", type=int, default=DEFAULT_HELDOUT)
+    s.add_argument("--seed", type=int, default=HELDOUT_SEED + 1)
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--threads", type=int, default=0)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("compare", help="recipe vs pure adversarial training from scratch (PSNR vs wall time)")
+    s.add_argument("--recipe-dir", required=True, help="a finished recipe folder (its data and held-out set are reused)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--time-budget", type=float, default=None, help="seconds for the from-scratch run "
+                   "(default: the recipe's wall time)")
+    s.add_argument("--gan", choices=("bce", "wgan-gp"), default="wgan-gp")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--eval-every", type=int, default=100)
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_compare)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    out = args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

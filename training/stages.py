@@ -1,0 +1,499 @@
+"""The four steps of the recipe, each a resumable stage:
+
+1. `pretrain_generator`: non-adversarial, feature loss + stroke-weighted pixel/alpha loss.
+2. `freeze_generator`: the pre-trained generator frozen for real (parameters and eval mode).
+3. `pretrain_critic`: the critic as a BCE classifier, real strokes vs G(a) from the frozen G.
+4. `gan`: both continue adversarially (BCE as Libre AI, or WGAN-GP as Nakano), the generator
+   keeping its reconstruction (feature + pixel) loss.
+
+A stage writes into its own folder: state.safetensors (resumable), metrics.jsonl + metrics.png,
+samples/*.png, and its product (generator.safetensors: a painter checkpoint; critic.safetensors).
+Running a stage again continues from its state; a finished stage returns at once.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from painter_models.checkpoint import load_painter, read_metadata, save_painter
+from painter_models.metrics import over_white, rgba_to_tensors
+from painter_models.model import (Critic, CriticConfig, Generator, config_to_dict, critic_config,
+                                  generator_config)
+
+from . import losses as L
+from .common import (STATE_FILE, Dist, MetricsLog, StopFlag, Timer, atomic_save, autocast, freeze, hardware,
+                     is_frozen, load_state, load_tensors, plot_metrics, save_grid, save_state, seed_everything,
+                     step_generator, unfreeze, unwrap)
+from .data import Batches, StrokeArrays
+from .evaluate import evaluate_generator
+
+
+# -- model configs at any stroke size -----------------------------------------------------------
+def _channels_for(channels, size: int):
+    stages = int(round(math.log2(size / 4)))
+    if 4 * 2 ** stages != size:
+        raise SystemExit(f"stroke size {size} px is not 4 * a power of two (32, 64, 128, ...)")
+    ch = list(channels)
+    while len(ch) > stages:   # smaller strokes: drop the widest stage
+        ch.pop(0)
+    while len(ch) < stages:   # larger strokes: one more, narrower stage
+        ch.append(max(8, ch[-1] // 2))
+    return tuple(ch)
+
+
+def make_generator_config(name: str, size: int, action_dim: int = 12):
+    from painter_models.model import GENERATOR_CONFIGS
+    base = GENERATOR_CONFIGS[name]["channels"] if name in GENERATOR_CONFIGS else None
+    if base is None:
+        raise SystemExit(f"unknown --config {name!r}; choose from {sorted(GENERATOR_CONFIGS)}")
+    return generator_config(name, channels=_channels_for(base, size), stroke_size=size, action_dim=action_dim)
+
+
+def make_critic_config(name: str, size: int, action_dim: int = 12, conditional: bool = True):
+    from painter_models.model import CRITIC_CONFIGS
+    name = name if name in CRITIC_CONFIGS else "nakano"
+    ch = list(CRITIC_CONFIGS[name]["channels"])
+    while size // 2 ** len(ch) < 2 and len(ch) > 1:
+        ch.pop()
+    return critic_config(name, channels=tuple(ch), stroke_size=size, action_dim=action_dim, conditional=conditional)
+
+
+# -- the options every stage takes -----------------------------------------------------------------
+@dataclass
+class StageOptions:
+    out: str
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    betas: tuple = (0.5, 0.9)
+    schedule: str = "cosine"          # cosine (to 5 %) or constant
+    warmup: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True                  # bf16 autocast, CUDA only
+    time_budget: float = 0.0          # seconds; 0 = none. The schedule follows max(step, time) progress
+    checkpoint_every: int = 500       # steps
+    checkpoint_seconds: float = 120.0
+    log_every: int = 10
+    eval_every: int = 250
+    sample_every: int = 500
+    eval_count: int = 256
+    resume: bool = True
+    progress: bool = True
+    export_every: int = 0             # steps; 0 = only at the end
+    extra: dict = field(default_factory=dict)
+
+
+def _progress(step, steps, elapsed, budget):
+    p = step / steps if steps else 0.0
+    if budget and budget > 0:
+        p = max(p, elapsed / budget)
+    return p
+
+
+def _lr_factor(progress, schedule, step, warmup):
+    f = 1.0
+    if schedule == "cosine":
+        f = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if warmup and step < warmup:
+        f *= (step + 1) / warmup
+    return f
+
+
+class Stage:
+    """The loop shared by the stages: resume, schedule, logging, eval, samples, checkpoints, budget."""
+
+    name = "stage"
+
+    def __init__(self, opts: StageOptions, data: StrokeArrays, heldout: StrokeArrays | None, dist: Dist):
+        self.o, self.data, self.heldout, self.dist = opts, data, heldout, dist
+        self.device = dist.device
+        self.state_path = os.path.join(opts.out, STATE_FILE)
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.base_lrs: dict[str, float] = {}
+        self.batches = Batches(data, opts.batch_size, opts.seed, self.device, dist.rank, dist.world)
+        self.step = 0
+        self.position = 0
+        self.summary: dict = {}
+
+    # subclasses: build(), train_step(step) -> dict of floats, sample_rows(), export(), eval_model()
+    def optimizer(self, name, params, lr):
+        opt = torch.optim.Adam(params, lr=lr, betas=tuple(self.o.betas))
+        self.optimizers[name] = opt
+        self.base_lrs[name] = lr
+        return opt
+
+    def next_batch(self):
+        a, s = self.batches.get(self.position)
+        self.position += 1
+        rgb, alpha = rgba_to_tensors(s)
+        return a, rgb, alpha
+
+    def info(self, timer, done=False) -> dict:
+        return {"stage": self.name, "step": self.step, "data_position": self.position, "steps": self.o.steps,
+                "elapsed": timer.elapsed, "done": done, "seed": self.o.seed, "batch_size": self.o.batch_size,
+                "world_size": self.dist.world, "epoch": self.batches.order.epoch(self.position),
+                "summary": self.summary}
+
+    def save(self, timer, done=False):
+        if self.dist.is_main:
+            save_state(self.state_path, self.modules, self.optimizers, self.info(timer, done))
+
+    def run(self) -> dict:
+        o, d = self.o, self.dist
+        seed_everything(o.seed)
+        self.build()
+        before, meta = 0.0, None
+        if o.resume and os.path.exists(self.state_path):
+            meta = load_state(self.state_path, self.modules, self.optimizers, self.device)
+            self.step, self.position = int(meta["step"]), int(meta["data_position"])
+            before = float(meta.get("elapsed", 0.0))
+            self.summary = meta.get("summary", {})
+            budget_spent = o.time_budget and before >= o.time_budget
+            if meta.get("done") and (self.step >= o.steps or budget_spent):
+                if d.is_main:
+                    print(f"[{self.name}] already finished at step {self.step} ({o.out}); nothing to do")
+                self.after_resume_done()
+                return meta
+            if d.is_main:
+                print(f"[{self.name}] resuming at step {self.step} (data position {self.position}, "
+                      f"{before:.0f} s already trained)")
+        self.wrap()
+        log = MetricsLog(os.path.join(o.out, "metrics.jsonl"), self.step if meta else None, enabled=d.is_main)
+        timer = Timer(before)
+        bar = None
+        if d.is_main and o.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=o.steps, initial=self.step, desc=self.name, dynamic_ncols=True, smoothing=0.05)
+        last_save, last_log_time, last_log_step = time.monotonic(), time.monotonic(), self.step
+        running: dict[str, list] = {}
+        with StopFlag() as stop:
+            while True:
+                prog = _progress(self.step, o.steps, timer.elapsed, o.time_budget)
+                finished = d.broadcast_flag(prog >= 1.0 or stop.requested)
+                if finished:
+                    break
+                for name, opt in self.optimizers.items():
+                    for g in opt.param_groups:
+                        g["lr"] = self.base_lrs[name] * _lr_factor(prog, o.schedule, self.step, o.warmup)
+                values = self.train_step(self.step)
+                self.step += 1
+                for k, v in values.items():
+                    running.setdefault(k, []).append(float(v))
+                if bar is not None:
+                    bar.update(1)
+                if self.step % o.log_every == 0 or self.step == o.steps:
+                    means = d.all_mean({k: float(np.mean(v)) for k, v in running.items()})
+                    running = {}
+                    now = time.monotonic()
+                    rate = (self.step - last_log_step) * o.batch_size / max(1e-9, now - last_log_time)
+                    last_log_time, last_log_step = now, self.step
+                    rec = {"step": self.step, "time": round(timer.elapsed, 2), "strokes_per_s": round(rate, 1),
+                           "lr": self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"],
+                           "epoch": round(self.batches.order.epoch(self.position), 4),
+                           **{k: round(v, 6) for k, v in means.items()}}
+                    if bar is not None:
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:4]})
+                    if o.eval_every and self.step % o.eval_every == 0 and self.heldout is not None:
+                        rec.update({f"eval_{k}": v for k, v in self.evaluate().items()})
+                    log.write(rec)
+                    if d.is_main and (self.step % max(o.log_every, o.eval_every or o.log_every) == 0):
+                        plot_metrics(log.path, os.path.join(o.out, "metrics.png"), self.name)
+                if o.sample_every and self.step % o.sample_every == 0:
+                    self.samples(f"step_{self.step:07d}")
+                if o.export_every and self.step % o.export_every == 0:
+                    self.export(timer)
+                due = (self.step % o.checkpoint_every == 0 if o.checkpoint_every else False) or \
+                      (o.checkpoint_seconds and time.monotonic() - last_save >= o.checkpoint_seconds)
+                if d.broadcast_flag(bool(due)):
+                    self.save(timer)
+                    last_save = time.monotonic()
+        if bar is not None:
+            bar.close()
+        stopped_early = stop.requested
+        if self.heldout is not None:
+            final = self.evaluate()
+            self.summary["final_eval"] = final
+            log.write({"step": self.step, "time": round(timer.elapsed, 2), **{f"eval_{k}": v for k, v in final.items()}})
+        self.summary.update(steps=self.step, wall_time_s=round(timer.elapsed, 1),
+                            strokes_seen=self.position * o.batch_size)
+        self.samples("final")
+        done = not stopped_early
+        if done:
+            self.o.steps = self.step  # a time budget may have ended it early: record what was done
+        self.save(timer, done=done)
+        if d.is_main:
+            plot_metrics(log.path, os.path.join(o.out, "metrics.png"), self.name)
+            self.export(timer)
+        d.barrier()
+        if stopped_early:
+            raise SystemExit(f"[{self.name}] interrupted at step {self.step}; state saved, run again to resume")
+        return self.info(timer, done)
+
+    # hooks
+    def wrap(self):
+        pass
+
+    def after_resume_done(self):
+        pass
+
+    def evaluate(self) -> dict:
+        return {}
+
+    def samples(self, tag):
+        pass
+
+    def export(self, timer):
+        pass
+
+
+# -- helpers shared by the generator stages ----------------------------------------------------------
+def _sample_rows(generator: Generator, heldout: StrokeArrays, device, n: int = 16):
+    a = torch.from_numpy(heldout.actions[:n]).to(device)
+    real_rgb, _ = rgba_to_tensors(heldout.strokes[:n])
+    was = generator.training
+    generator.eval()
+    with torch.no_grad():
+        colour, alpha = generator(a)
+    generator.train(was)
+    return [real_rgb, over_white(colour, alpha).float().cpu()]
+
+
+def load_generator(path: str, device) -> tuple[Generator, dict]:
+    painter = load_painter(path, device=device)
+    return painter.generator, read_metadata(path)
+
+
+class _GeneratorStageMixin:
+    def build_recon(self):
+        o = self.o.extra
+        backbone = L.build_feature_extractor(o.get("backbone", "efficientnet_lite0"), o.get("backbone_weights", "auto"),
+                                             o.get("backbone_layers"), self.device)
+        self.recon = L.ReconstructionLoss(backbone, feature_weight=o.get("feature_weight", 1.0),
+                                          pixel_weight=o.get("pixel_weight", 1.0),
+                                          alpha_weight=o.get("alpha_weight", 1.0),
+                                          stroke_weight=o.get("stroke_weight", 10.0),
+                                          layer_weights=o.get("layer_weights"))
+
+    def evaluate(self) -> dict:
+        g = unwrap(self.modules["generator"])
+        if not self.dist.is_main:
+            return {}
+        h = self.heldout
+        n = min(len(h), self.o.eval_count)
+        return evaluate_generator(g, h.actions[:n], h.strokes[:n], self.device, with_ssim=False)
+
+    def samples(self, tag):
+        if self.dist.is_main and self.heldout is not None:
+            rows = _sample_rows(unwrap(self.modules["generator"]), self.heldout, self.device)
+            save_grid(os.path.join(self.o.out, "samples", f"{tag}.png"), rows)
+
+    def export(self, timer):
+        if not self.dist.is_main:
+            return
+        g = unwrap(self.modules["generator"])
+        training = {**self.o.extra.get("training_meta", {}), "stage": self.name, "steps": self.step,
+                    "wall_time_s": round(timer.elapsed, 1), "batch_size": self.o.batch_size,
+                    "strokes_seen": self.position * self.o.batch_size, "data_size": len(self.data),
+                    "hardware": hardware(), "world_size": self.dist.world}
+        metrics = self.summary.get("final_eval", {})
+        save_painter(os.path.join(self.o.out, "generator.safetensors"), g, layout=self.data.layout,
+                     brush=self.o.extra.get("brush_id", f"mypaint:{self.data.brush}"),
+                     training=training, metrics=metrics)
+
+
+# -- 1. generator pre-training ---------------------------------------------------------------------
+class PretrainGenerator(_GeneratorStageMixin, Stage):
+    name = "pretrain-generator"
+
+    def build(self):
+        e = self.o.extra
+        cfg = make_generator_config(e.get("config", "nakano"), self.data.size, self.data.actions.shape[1])
+        g = Generator(cfg).to(self.device)
+        with torch.no_grad():  # start nearly transparent: strokes grow from a blank canvas, not a grey one
+            g.head.bias[0] = -3.0
+        if e.get("init"):
+            g.load_state_dict(load_painter(e["init"]).generator.state_dict())
+        self.modules["generator"] = g
+        self.optimizer("generator", g.parameters(), self.o.lr)
+        self.build_recon()
+
+    def wrap(self):
+        self.g = self.dist.wrap(self.modules["generator"])
+        self.g.train()
+
+    def train_step(self, step):
+        a, rgb, alpha = self.next_batch()
+        opt = self.optimizers["generator"]
+        opt.zero_grad(set_to_none=True)
+        with autocast(self.device, self.o.amp):
+            colour, gen_alpha = self.g(a)
+            loss, parts = self.recon(colour.float(), gen_alpha.float(), rgb, alpha)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
+
+
+# -- 2. freezing -------------------------------------------------------------------------------------
+def freeze_generator(path: str, device="cpu") -> Generator:
+    """Load a pre-trained generator and freeze it for real; verify it."""
+    g, _ = load_generator(path, device)
+    freeze(g)
+    if not is_frozen(g):
+        raise RuntimeError("the generator did not freeze")
+    return g
+
+
+# -- 3. critic pre-training --------------------------------------------------------------------------
+def save_critic(path: str, critic: Critic, extra: dict | None = None):
+    atomic_save(path, unwrap(critic).state_dict(), {"format": "neural-painters-critic",
+                                                     "critic_config": config_to_dict(unwrap(critic).config),
+                                                     **(extra or {})})
+
+
+def load_critic(path: str, device) -> Critic:
+    tensors, meta = load_tensors(path)
+    if meta.get("format") != "neural-painters-critic":
+        raise SystemExit(f"{path} is not a critic checkpoint")
+    critic = Critic(CriticConfig.from_dict(meta["critic_config"])).to(device)
+    critic.load_state_dict(tensors)
+    return critic
+
+
+class PretrainCritic(Stage):
+    name = "pretrain-critic"
+
+    def build(self):
+        e = self.o.extra
+        self.generator = freeze_generator(e["generator"], self.device)
+        d = Critic(make_critic_config(e.get("config", "nakano"), self.data.size, self.data.actions.shape[1],
+                                      conditional=e.get("conditional", True))).to(self.device)
+        self.modules["critic"] = d
+        self.optimizer("critic", d.parameters(), self.o.lr)
+
+    def wrap(self):
+        self.d = self.dist.wrap(self.modules["critic"])
+        self.d.train()
+        freeze(self.generator)
+
+    def train_step(self, step):
+        a, rgb, alpha = self.next_batch()
+        with torch.no_grad(), autocast(self.device, self.o.amp):
+            colour, gen_alpha = self.generator(a)
+            fake = L.critic_input(over_white(colour, gen_alpha), gen_alpha).float()
+        real = L.critic_input(rgb, alpha)
+        opt = self.optimizers["critic"]
+        opt.zero_grad(set_to_none=True)
+        with autocast(self.device, self.o.amp):
+            logits = self.d(torch.cat([real, fake]), torch.cat([a, a])).float()
+        real_l, fake_l = logits.chunk(2)
+        loss = L.bce_critic_loss(real_l, fake_l)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item(), "accuracy": L.critic_accuracy(real_l.detach(), fake_l.detach())}
+
+    def samples(self, tag):
+        pass
+
+    def export(self, timer):
+        if self.dist.is_main:
+            save_critic(os.path.join(self.o.out, "critic.safetensors"), self.modules["critic"],
+                        {"training": {"stage": self.name, "steps": self.step, "wall_time_s": round(timer.elapsed, 1)}})
+
+
+# -- 4. GAN ---------------------------------------------------------------------------------------
+class GAN(_GeneratorStageMixin, Stage):
+    name = "gan"
+
+    def build(self):
+        e = self.o.extra
+        if e.get("generator"):
+            g, _ = load_generator(e["generator"], self.device)
+        else:  # pure adversarial training from scratch (the comparison baseline)
+            g = Generator(make_generator_config(e.get("config", "nakano"), self.data.size,
+                                                self.data.actions.shape[1])).to(self.device)
+        unfreeze(g)
+        self.modules["generator"] = g
+        d = load_critic(e["critic"], self.device) if e.get("critic") else Critic(
+            make_critic_config(e.get("config", "nakano"), self.data.size, self.data.actions.shape[1],
+                               conditional=e.get("conditional", True))).to(self.device)
+        self.modules["critic"] = d
+        self.mode = e.get("gan", "bce")
+        if self.mode not in ("bce", "wgan-gp"):
+            raise SystemExit(f"--gan must be bce or wgan-gp, not {self.mode!r}")
+        self.n_critic = int(e.get("n_critic") or (5 if self.mode == "wgan-gp" else 1))
+        adv = e.get("adv_weight")
+        self.adv_weight = float(adv if adv is not None else (0.05 if self.mode == "bce" else 0.001))
+        self.gp_weight = float(e.get("gp_weight", 10.0))
+        betas = (0.5, 0.9) if self.mode == "bce" else (0.0, 0.9)
+        self.o.betas = betas
+        self.optimizer("generator", g.parameters(), self.o.lr)
+        self.optimizer("critic", d.parameters(), e.get("critic_lr", self.o.lr))
+        self.build_recon()
+
+    def wrap(self):
+        self.g = self.dist.wrap(self.modules["generator"])
+        self.d = self.dist.wrap(self.modules["critic"])
+        self.g.train()
+        self.d.train()
+
+    def critic_step(self, step, k):
+        a, rgb, alpha = self.next_batch()
+        with torch.no_grad(), autocast(self.device, self.o.amp):
+            colour, gen_alpha = self.g(a)
+            fake = L.critic_input(over_white(colour, gen_alpha), gen_alpha).float()
+        real = L.critic_input(rgb, alpha)
+        opt = self.optimizers["critic"]
+        opt.zero_grad(set_to_none=True)
+        with autocast(self.device, self.o.amp):
+            logits = self.d(torch.cat([real, fake]), torch.cat([a, a])).float()
+        real_l, fake_l = logits.chunk(2)
+        out = {}
+        if self.mode == "bce":
+            loss = L.bce_critic_loss(real_l, fake_l)
+            out["critic_accuracy"] = L.critic_accuracy(real_l.detach(), fake_l.detach())
+        else:
+            gen = step_generator(self.o.seed, self.dist.rank, step * 16 + k, self.device)
+            gp = L.gradient_penalty(unwrap(self.d), real, fake, a, gen)
+            wdist = real_l.mean() - fake_l.mean()
+            loss = -wdist + self.gp_weight * gp
+            out.update(wasserstein=wdist.item(), gp=gp.item())
+        loss.backward()
+        opt.step()
+        out["critic_loss"] = loss.item()
+        return out
+
+    def train_step(self, step):
+        out = {}
+        for k in range(self.n_critic):
+            out.update(self.critic_step(step, k))
+        a, rgb, alpha = self.next_batch()
+        critic = unwrap(self.d)
+        critic.requires_grad_(False)
+        opt = self.optimizers["generator"]
+        opt.zero_grad(set_to_none=True)
+        with autocast(self.device, self.o.amp):
+            colour, gen_alpha = self.g(a)
+            colour, gen_alpha = colour.float(), gen_alpha.float()
+            recon, parts = self.recon(colour, gen_alpha, rgb, alpha)
+            fake_l = critic(L.critic_input(over_white(colour, gen_alpha), gen_alpha), a).float()
+        adv = L.bce_generator_loss(fake_l) if self.mode == "bce" else -fake_l.mean()
+        loss = recon + self.adv_weight * adv
+        loss.backward()
+        opt.step()
+        critic.requires_grad_(True)
+        return {**out, "loss": loss.item(), "adversarial": adv.item(), "recon": recon.item(),
+                **{k: v.item() for k, v in parts.items()}}
+
+    def export(self, timer):
+        super().export(timer)
+        if self.dist.is_main:
+            save_critic(os.path.join(self.o.out, "critic.safetensors"), self.modules["critic"])
