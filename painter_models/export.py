@@ -1,0 +1,565 @@
+"""Outputs of a painting: the stroke list as JSON, SVG, time-lapse frames and animations, and a
+re-rendering with the real MyPaint brush at any scale.
+
+JSON (schema in docs/stroke_json.md): every stroke keeps its raw normalised action and its box, so
+a file reloads to exactly the same StrokeSet (float32 values round-trip bit for bit), plus derived,
+human- and plotter-friendly values in canvas pixels (Bezier points, pressures, MyPaint log radius
+and radius, colour). The derived values are informative: loading reads only the action and box.
+
+SVG: one quadratic Bezier path per stroke (M start Q control end) in painting order over a
+background rectangle; width and opacity come from the brush's radius and the stroke's pressure
+(see SVG_CALIBRATION).
+"""
+from __future__ import annotations
+
+import colorsys
+import json
+import math
+import os
+from typing import Callable, Iterator
+from xml.sax.saxutils import escape
+
+import numpy as np
+import torch
+
+from .actions import get_layout
+from .checkpoint import atomic_write
+from .strokes import StrokeSet
+
+FORMAT = "neural-painters-strokes"
+FORMAT_VERSION = 1
+N_POINTS = 100          # points per stroke in MyPaint's procedure (MyPaintProgram, MyPaintCanvas)
+
+# -- brush names ----------------------------------------------------------------------------------
+
+
+def mypaint_brush_name(brush: str) -> str | None:
+    """The MyPaint preset (or .myb path) a brush string names, or None for the torch rasteriser.
+    Accepts 'classic/dry_brush', 'mypaint:classic/dry_brush', '/path/brush.myb', 'raster[:...]'."""
+    if brush.startswith("raster"):
+        return None
+    return brush[len("mypaint:"):] if brush.startswith("mypaint:") else brush
+
+
+def _cpu(strokes: StrokeSet) -> StrokeSet:
+    """The same strokes as detached CPU tensors (exports never need gradients)."""
+    return StrokeSet(strokes.actions.detach().cpu(), strokes.boxes.detach().cpu(), strokes.canvas_size,
+                     strokes.layout, strokes.brush, strokes.background, strokes.blend, dict(strokes.extra))
+
+
+def _hex(rgb) -> str:
+    r, g, b = (int(round(min(1.0, max(0.0, float(c))) * 255)) for c in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+
+
+class StrokeFileError(ValueError):
+    """A stroke file that cannot be loaded; the message says what is wrong and where."""
+
+
+def _exact(values: np.ndarray) -> list:
+    """float32 values as Python floats whose JSON text reads back to the same float32 bits:
+    the shortest decimal of the float32 where it round-trips (0.3, not 0.30000001192092896),
+    else the exact float64 value of the float32 (always round-trips)."""
+    flat = np.asarray(values, np.float32).reshape(-1)
+    short = np.array([float(str(v)) for v in flat], np.float64)   # numpy's shortest float32 repr
+    same = (short.astype(np.float32).view(np.int32) == flat.view(np.int32))
+    return np.where(same, short, flat.astype(np.float64)).tolist()
+
+
+def _jsonable(value):
+    """Free-form provenance (StrokeSet.extra) as plain JSON: tensors and arrays become lists,
+    non-finite floats and unknown objects become strings."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = value.tolist() if isinstance(value, np.ndarray) else value.detach().cpu().tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else str(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    return str(value)
+
+
+def strokes_to_json(strokes: StrokeSet) -> dict:
+    """The stroke list as a JSON-ready dict (schema: docs/stroke_json.md, format_version 1)."""
+    h, w = strokes.canvas_size
+    s = _cpu(strokes)
+    items = []
+    if len(s):
+        geo = {k: v.numpy() for k, v in s.geometry(2).items()}   # the sampled path is not needed here
+        colour = np.clip(geo["colour"], 0.0, 1.0)
+        hexes = ["#%02x%02x%02x" % tuple(c) for c in np.round(colour * 255).astype(int).tolist()]
+        hsv = np.round([colorsys.rgb_to_hsv(*c) for c in colour.tolist()], 4).tolist()
+        points = {k: np.round(geo[k], 3).tolist() for k in ("start", "through", "control", "end")}
+        scalars = {k: np.round(geo[k], 4).tolist() for k in ("entry_pressure", "exit_pressure", "log_radius")}
+        radius = np.round(np.exp(geo["log_radius"]), 4).tolist()
+        actions, boxes = _exact(s.actions.numpy()), _exact(s.boxes.numpy())
+        dim = s.layout.dim
+        for i in range(len(s)):
+            items.append({
+                "action": actions[i * dim:(i + 1) * dim],
+                "box": boxes[i * 3:(i + 1) * 3],
+                **{k: v[i] for k, v in points.items()},
+                **{k: v[i] for k, v in scalars.items()},
+                "radius_px": radius[i],
+                "color": hexes[i],
+                "hsv": hsv[i],
+            })
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "canvas": {"width": w, "height": h},
+        "background": {"rgb": [float(c) for c in strokes.background], "hex": _hex(strokes.background)},
+        "blend": strokes.blend,
+        "brush": strokes.brush,
+        "layout": strokes.layout.to_dict(),
+        "procedure": {
+            "program": "libmypaint (MyPaint 2 brush engine)",
+            "n_points": N_POINTS, "dtime": 0.1,
+            "path": "quadratic Bezier start -> control -> end, sampled at t = k/n_points, k = 1..n_points",
+            "pressure": "entry -> (entry+exit)/2 over the first 25 % of points, flat, -> exit over the last 25 %",
+            "start": "two pressure-0 moves to the start point; a pressure-0 lift at the end point",
+            "brush": "a fresh brush per stroke; base values color_h/s/v from the colour, radius_logarithmic = log_radius",
+        },
+        "extra": _jsonable(dict(strokes.extra)),
+        "n_strokes": len(strokes),
+        "strokes": items,
+    }
+
+
+def _json_text(doc: dict) -> str:
+    """Readable JSON: short values on one line, one layout field and one stroke per line.
+    Numbers are written with json's float repr, so they read back to the same bits."""
+    def value(v, indent):
+        text = json.dumps(v, allow_nan=False)
+        return text if len(text) <= 100 else json.dumps(v, indent=2, allow_nan=False).replace("\n", "\n" + indent)
+
+    parts = []
+    for key, v in doc.items():
+        if key == "strokes":
+            body = ",\n".join("    " + json.dumps(item, allow_nan=False) for item in v)
+            parts.append('  "strokes": [' + ("\n" + body + "\n  " if body else "") + "]")
+        elif key == "layout" and isinstance(v, dict) and "fields" in v:
+            head = ", ".join(f"{json.dumps(k)}: {json.dumps(x)}" for k, x in v.items() if k != "fields")
+            fields = ",\n".join("    " + json.dumps(f, allow_nan=False) for f in v["fields"])
+            parts.append('  "layout": {' + head + (", " if head else "") + '"fields": [\n' + fields + "\n  ]}")
+        else:
+            parts.append(f"  {json.dumps(key)}: {value(v, '  ')}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def save_strokes(path: str, strokes: StrokeSet) -> str:
+    """Write the stroke list as JSON (atomically: a crash never leaves a half-written file)."""
+    text = _json_text(strokes_to_json(strokes))
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    atomic_write(path, write)
+    return path
+
+
+def _reject_constant(name):
+    raise StrokeFileError(f"the file contains {name}: every number must be finite")
+
+
+def _need(cond, where, message):
+    if not cond:
+        raise StrokeFileError(f"{where}: {message}")
+
+
+def _numbers(values, n, where, field):
+    _need(isinstance(values, list) and len(values) == n, where,
+          f"{field!r} must be a list of {n} numbers, got "
+          f"{len(values) if isinstance(values, list) else type(values).__name__}"
+          f"{' values' if isinstance(values, list) else ''}")
+    for k, v in enumerate(values):
+        _need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), where,
+              f"{field}[{k}] = {v!r} is not a finite number")
+    return values
+
+
+def strokes_from_json(doc: dict, source: str = "stroke data") -> StrokeSet:
+    """Rebuild the StrokeSet from a dict in the documented schema (only action and box are read
+    per stroke; the derived values are informative). StrokeFileError says what is wrong."""
+    _need(isinstance(doc, dict), source, f"expected a JSON object, got {type(doc).__name__}")
+    _need(doc.get("format") == FORMAT, source,
+          f"not a stroke file (format is {doc.get('format')!r}, expected {FORMAT!r}); "
+          f"stroke files are written by painter_models.export.save_strokes")
+    version = doc.get("format_version")
+    _need(isinstance(version, int) and not isinstance(version, bool) and version >= 1, source,
+          f"format_version must be a positive integer, got {version!r}")
+    _need(version <= FORMAT_VERSION, source,
+          f"format_version {version} is newer than this version of neural-painters reads "
+          f"({FORMAT_VERSION}); update the package")
+    canvas = doc.get("canvas")
+    _need(isinstance(canvas, dict), source, "'canvas' must be an object with 'width' and 'height'")
+    for key in ("width", "height"):
+        v = canvas.get(key)
+        _need(isinstance(v, int) and not isinstance(v, bool) and v > 0, source,
+              f"canvas {key} must be a positive integer, got {v!r}")
+    bg = doc.get("background", {"rgb": [1.0, 1.0, 1.0]})
+    bg = bg.get("rgb") if isinstance(bg, dict) else bg
+    bg = _numbers(bg, 3, source, "background.rgb")
+    _need(all(0 <= c <= 1 for c in bg), source, f"background.rgb {bg} must be in 0..1")
+    brush = doc.get("brush", "classic/dry_brush")
+    _need(isinstance(brush, str) and brush, source, f"'brush' must be a non-empty string, got {brush!r}")
+    try:
+        layout = get_layout(doc.get("layout", "nakano12"))
+    except (ValueError, KeyError, TypeError) as e:
+        raise StrokeFileError(f"{source}: bad 'layout' ({e})") from None
+    items = doc.get("strokes")
+    _need(isinstance(items, list), source, "'strokes' must be a list")
+    if "n_strokes" in doc:
+        _need(doc["n_strokes"] == len(items), source,
+              f"n_strokes says {doc['n_strokes']!r} but the file holds {len(items)} strokes (truncated?)")
+    extra = doc.get("extra", {})
+    _need(isinstance(extra, dict), source, "'extra' must be an object")
+    actions = np.zeros((len(items), layout.dim), np.float64)
+    boxes = np.zeros((len(items), 3), np.float64)
+    for i, item in enumerate(items):
+        where = f"{source}: stroke {i}"
+        _need(isinstance(item, dict), where, "must be an object with 'action' and 'box'")
+        actions[i] = _numbers(item.get("action"), layout.dim, where, "action")
+        boxes[i] = _numbers(item.get("box"), 3, where, "box")
+    try:
+        return StrokeSet(actions.astype(np.float32), boxes.astype(np.float32),
+                         (canvas["height"], canvas["width"]), layout, brush, tuple(float(c) for c in bg),
+                         doc.get("blend", "alpha"), dict(extra))
+    except ValueError as e:
+        raise StrokeFileError(f"{source}: {e}") from None
+
+
+def load_strokes(path: str) -> StrokeSet:
+    """Read a stroke file written by save_strokes; StrokeFileError for anything unusable."""
+    if not os.path.isfile(path):
+        raise StrokeFileError(f"stroke file {path!r} does not exist")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            doc = json.load(f, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise StrokeFileError(f"{path!r} is not a text file; stroke files are JSON") from None
+    except json.JSONDecodeError as e:
+        raise StrokeFileError(f"{path!r} is not valid JSON ({e}); it may be truncated or another format") from None
+    except StrokeFileError as e:
+        raise StrokeFileError(f"{path!r}: {e}") from None
+    return strokes_from_json(doc, repr(path))
+
+
+# -- SVG ------------------------------------------------------------------------------------------
+
+# Pressure -> (width factor, opacity) of one stroke drawn as a single SVG path of constant width:
+# width = 2 * radius_px * width_factor(p), opacity = opacity(p), p = the stroke's mean pressure
+# (entry + exit) / 2. Measured for MyPaint's classic/dry_brush on straight strokes (scale-invariant
+# across radii 2.7-20 px): "opacity" is the stroke's peak alpha across its width and the width is
+# the one that carries the same ink (integral of alpha across the stroke / peak alpha). Its
+# opacity grows with pressure (opaque_multiply = pressure) and so does its spread
+# (offset_by_random = 1.4 * pressure radii); the radius itself does not depend on pressure.
+SVG_CALIBRATION = {
+    "mypaint": {"pressure": [0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0],
+                "width": [0.30, 0.50, 0.67, 1.03, 1.45, 1.87, 2.30],
+                "opacity": [0.0, 0.48, 0.67, 0.80, 0.85, 0.88, 0.90]},
+}
+
+
+def svg_stroke_style(brush: str, radius_px, pressure, calibration: dict | None = None):
+    """(stroke width px, opacity) arrays for strokes of MyPaint radius `radius_px` at mean pressure
+    `pressure`. The torch rasteriser ('raster') is drawn exactly as it renders: a band of width
+    2 * radius * (0.35 + p) at opacity 0.25 + 0.75 p / 0.8; MyPaint brushes use SVG_CALIBRATION."""
+    r, p = np.asarray(radius_px, np.float64), np.asarray(pressure, np.float64)
+    if calibration is None and mypaint_brush_name(brush) is None:
+        return 2 * r * (0.35 + p), np.clip(0.25 + p / 0.8 * 0.75, 0, 1)
+    cal = calibration or SVG_CALIBRATION["mypaint"]
+    width = 2 * r * np.interp(p, cal["pressure"], cal["width"])
+    return width, np.clip(np.interp(p, cal["pressure"], cal["opacity"]), 0, 1)
+
+
+def _num(v: float) -> str:
+    s = f"{v:.2f}".rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+def strokes_to_svg(strokes: StrokeSet, calibration: dict | None = None, title: str | None = None) -> str:
+    """The painting as SVG 1.1: a background rect, then one path per stroke in painting order,
+    `M start Q control end` in canvas pixels, with stroke colour, width, opacity and round caps."""
+    h, w = strokes.canvas_size
+    s = _cpu(strokes)
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{w}" height="{h}" '
+           f'viewBox="0 0 {w} {h}">',
+           f"<title>{escape(title or f'{len(s)} brushstrokes')}</title>",
+           f"<desc>{escape(f'neural-painters strokes: brush {s.brush}, blend {s.blend}, {len(s)} strokes')}</desc>",
+           f'<rect x="0" y="0" width="{w}" height="{h}" fill="{_hex(s.background)}"/>',
+           '<g fill="none" stroke-linecap="round" stroke-linejoin="round">']
+    if len(s):
+        geo = s.geometry(2)   # endpoints and control only; the sampled path is not needed
+        mean_p = 0.5 * (geo["entry_pressure"] + geo["exit_pressure"])
+        widths, opacities = svg_stroke_style(s.brush, torch.exp(geo["log_radius"]).numpy(), mean_p.numpy(),
+                                             calibration)
+        start, control, end = geo["start"].numpy(), geo["control"].numpy(), geo["end"].numpy()
+        colours = geo["colour"].numpy()
+        for i in range(len(s)):
+            d = (f"M{_num(start[i, 0])} {_num(start[i, 1])} Q{_num(control[i, 0])} {_num(control[i, 1])} "
+                 f"{_num(end[i, 0])} {_num(end[i, 1])}")
+            out.append(f'<path d="{d}" stroke="{_hex(colours[i])}" stroke-width="{_num(max(widths[i], 0.01))}" '
+                       f'stroke-opacity="{opacities[i]:.3f}"/>')
+    out += ["</g>", "</svg>", ""]
+    return "\n".join(out)
+
+
+def save_svg(path: str, strokes: StrokeSet, **kwargs) -> str:
+    """Write strokes_to_svg(strokes) to `path` (atomically)."""
+    text = strokes_to_svg(strokes, **kwargs)
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    atomic_write(path, write)
+    return path
+
+
+# -- time-lapse -----------------------------------------------------------------------------------
+
+
+def frame_counts(n_strokes: int, n_frames: int) -> list[int]:
+    """Evenly spaced stroke counts from 0 (the bare background) to n_strokes (the full painting);
+    at most n_strokes + 1 frames, no count repeated."""
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be at least 1, got {n_frames}")
+    if n_frames == 1 or n_strokes == 0:
+        return [n_strokes]
+    t = min(n_frames, n_strokes + 1)
+    return sorted(set(int(round(c)) for c in np.linspace(0, n_strokes, t)))
+
+
+def _to_hwc(image) -> np.ndarray:
+    """[1, 3, H, W] / [3, H, W] tensor or array, or [H, W, 3] array (float 0..1 or uint8) -> float32 HWC."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().float().cpu().numpy()
+    a = np.asarray(image)
+    if a.ndim == 4:
+        if a.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {a.shape[0]}")
+        a = a[0]
+    if a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[-1] not in (3, 4):
+        a = a.transpose(1, 2, 0)
+    if a.ndim != 3 or a.shape[-1] < 3:
+        raise ValueError(f"expected an RGB image, got shape {list(np.shape(image))}")
+    a = a[..., :3]
+    return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+
+
+def _is_colour(bg) -> bool:
+    """An RGB colour (tuple, list, 1-d array or tensor of 3 numbers), not an image."""
+    return isinstance(bg, (tuple, list)) or (np.ndim(bg) == 1 and np.size(bg) == 3)
+
+
+def _background_image(background, strokes: StrokeSet) -> np.ndarray:
+    h, w = strokes.canvas_size
+    bg = strokes.background if background is None else background
+    if _is_colour(bg):
+        return np.broadcast_to(np.asarray(bg, np.float32), (h, w, 3)).copy()
+    img = _to_hwc(bg)
+    if img.shape[:2] != (h, w):
+        img = _resize(img, w, h)
+    return img
+
+
+def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """float HWC image resized with Pillow (Lanczos; box filter when shrinking a lot)."""
+    from PIL import Image
+    u8 = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
+    return np.asarray(u8.resize((width, height), Image.LANCZOS), np.float32) / 255.0
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _frame_resizer(strokes: StrokeSet, max_side: int | None):
+    h, w = strokes.canvas_size
+    if not max_side or max(h, w) <= max_side:
+        return lambda frame: frame
+    f = max_side / max(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    from PIL import Image
+    return lambda frame: np.asarray(Image.fromarray(frame).resize(size, Image.LANCZOS))
+
+
+def iter_timelapse(renderer, strokes: StrokeSet, n_frames: int = 48, background=None,
+                   incremental: bool = True, max_side: int | None = None,
+                   counts: list[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (stroke count, uint8 frame [H, W, 3]) for the time-lapse; see timelapse_frames."""
+    counts = frame_counts(len(strokes), n_frames) if counts is None else sorted(set(int(c) for c in counts))
+    if counts and not 0 <= counts[0] <= counts[-1] <= len(strokes):
+        raise ValueError(f"frame stroke counts must be within 0..{len(strokes)}")
+    shrink = _frame_resizer(strokes, max_side)
+    if isinstance(renderer, str):
+        name = renderer
+        if name != "mypaint" and not name.startswith("mypaint:"):
+            raise ValueError(f"unknown renderer {renderer!r}: pass a NeuralPainter, a render function "
+                             f"render_fn(strokes, background) or 'mypaint' / 'mypaint:<brush>'")
+        brush = name.split(":", 1)[1] if ":" in name else None
+        with mypaint_canvas(strokes, brush=brush, background=background) as canvas:
+            geo = _cpu(strokes).geometry(N_POINTS) if len(strokes) else None
+            done = 0
+            for c in counts:
+                if c > done:
+                    canvas.paint_paths(*(geo[k][done:c].numpy() for k in
+                                         ("start", "path", "pressure", "log_radius", "colour")))
+                    done = c
+                yield c, shrink(canvas.read_rgb(dtype=np.uint8))
+        return
+    render = _renderer_function(renderer)
+    base = background
+    canvas, done = None, 0
+    for c in counts:
+        if c == 0:
+            frame = _background_image(background, strokes)
+            yield c, shrink(_to_uint8(frame))
+            continue
+        if incremental:
+            # Strokes are painted in order over what is already there, so the strokes since the
+            # last frame painted over the last frame give the same canvas as all of them at once.
+            under = base if canvas is None else canvas
+            canvas = render(strokes[done:c], under)
+            done = c
+            out = canvas
+        else:
+            out = render(strokes[:c], base)
+        yield c, shrink(_to_uint8(_to_hwc(out)))
+
+
+def _renderer_function(renderer) -> Callable:
+    """render(strokes, background) for a painter (canvas.render_canvas) or a render function."""
+    from .checkpoint import NeuralPainter
+    from .model import Generator
+    if isinstance(renderer, (NeuralPainter, Generator)) or hasattr(renderer, "render_torch") or \
+            (callable(renderer) and hasattr(renderer, "stroke_size")):
+        from .canvas import as_painter, render_canvas
+        painter = as_painter(renderer)
+
+        @torch.no_grad()
+        def render(strokes, background):
+            if background is not None and not isinstance(background, torch.Tensor):
+                background = (tuple(float(c) for c in np.asarray(background).reshape(-1)) if _is_colour(background)
+                              else torch.from_numpy(_to_hwc(background)).permute(2, 0, 1)[None])
+            return render_canvas(painter, strokes, background=background)
+        return render
+    if callable(renderer):
+        return torch.no_grad()(renderer)
+    raise TypeError(f"renderer must be a painter (NeuralPainter, Generator, RasterProgram), a function "
+                    f"render_fn(strokes, background) or 'mypaint', got {type(renderer).__name__}")
+
+
+def timelapse_frames(renderer, strokes: StrokeSet, n_frames: int = 48, background=None,
+                     incremental: bool = True, max_side: int | None = None) -> np.ndarray:
+    """Frames of the painting stroke by stroke: uint8 [T, H, W, 3], T = min(n_frames, N + 1).
+
+    Frame k shows the first c_k strokes, c evenly spaced from 0 (the background) to N (the full
+    painting). `renderer` is a NeuralPainter (rendered with canvas.render_canvas), a function
+    render_fn(strokes, background) -> image ([1, 3, H, W] / [H, W, 3], 0..1) that paints `strokes`
+    over `background` (None: the StrokeSet's colour; else what the previous call returned), or
+    'mypaint' for the real brush on one MyPaint surface. With `incremental`, each frame paints only
+    the strokes since the previous frame over it (N strokes rendered in all, not N * T / 2).
+    `background`: a colour or image for the first frame; `max_side` shrinks frames (Lanczos)."""
+    frames = [frame for _, frame in iter_timelapse(renderer, strokes, n_frames, background, incremental, max_side)]
+    return np.stack(frames)
+
+
+def save_animation(frames, path: str, fps: float = 12.0, loop: int = 0, hold_last: float = 1.0,
+                   quality: int = 90, lossless: bool = False) -> str:
+    """Write frames (uint8 [T, H, W, 3] or a list of such frames) as an animated WebP or GIF, chosen
+    by the file extension; atomic. `loop` = 0 repeats forever; the last frame stays `hold_last`
+    seconds longer. GIF: one 256-colour palette for all frames (no dithering), and Pillow merges
+    consecutive identical frames."""
+    from PIL import Image
+    ext = os.path.splitext(path)[1].lower()
+    fmt = {".gif": "GIF", ".webp": "WEBP"}.get(ext)
+    if fmt is None:
+        raise ValueError(f"animation path must end in .gif or .webp, got {path!r}")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    images = [Image.fromarray(f if f.dtype == np.uint8 else _to_uint8(f)) for f in (np.asarray(x) for x in frames)]
+    if not images:
+        raise ValueError("no frames to save")
+    step = max(10, int(round(1000.0 / fps / 10)) * 10) if fmt == "GIF" else max(1, int(round(1000.0 / fps)))
+    durations = [step] * len(images)
+    durations[-1] += int(round(hold_last * 1000))
+    kwargs = dict(save_all=True, append_images=images[1:], duration=durations, loop=int(loop))
+    if fmt == "WEBP":
+        kwargs.update(quality=int(quality), lossless=bool(lossless), method=4)
+    else:
+        # One palette for the whole animation (median cut over the first, middle and last frames),
+        # applied without dithering: no palette flicker, no dither shimmer in unchanged areas, and
+        # much faster than Pillow quantising every RGB frame on its own.
+        sample = [images[k].copy() for k in sorted({0, len(images) // 2, len(images) - 1})]
+        for im in sample:
+            im.thumbnail((256, 256))
+        montage = Image.new("RGB", (sum(im.width for im in sample), max(im.height for im in sample)))
+        x = 0
+        for im in sample:
+            montage.paste(im, (x, 0))
+            x += im.width
+        palette = montage.quantize(256, method=Image.Quantize.MEDIANCUT)
+        images = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
+        kwargs.update(append_images=images[1:], optimize=False, disposal=1)
+
+    def write(tmp):
+        images[0].save(tmp, format=fmt, **kwargs)
+    atomic_write(path, write)
+    return path
+
+
+# -- MyPaint re-render ----------------------------------------------------------------------------
+
+
+def mypaint_canvas(strokes: StrokeSet, brush: str | None = None, background=None):
+    """A MyPaintCanvas the size of `strokes`' canvas, filled with the background (colour or image)."""
+    from .mypaint import MyPaintCanvas
+    name = brush or strokes.brush
+    preset = mypaint_brush_name(name)
+    if preset is None:
+        raise ValueError(f"these strokes were made for the torch rasteriser ({name!r}), which has no MyPaint "
+                         f"brush: pass brush='classic/dry_brush' (or another MyPaint preset) to re-render them")
+    h, w = strokes.canvas_size
+    bg = strokes.background if background is None else background
+    bg = tuple(float(c) for c in np.asarray(bg).reshape(-1)) if _is_colour(bg) else _background_image(bg, strokes)
+    return MyPaintCanvas(w, h, preset, strokes.layout, background=bg)
+
+
+def rerender_mypaint(strokes: StrokeSet, scale: float = 4.0, brush: str | None = None, background=None,
+                     dtype=np.uint8, callback: Callable[[int, int], None] | None = None,
+                     chunk: int = 64) -> np.ndarray:
+    """Paint the strokes with the real MyPaint brush, in order, on one surface `scale` times the
+    canvas size: [round(H * scale), round(W * scale), 3] as uint8 (or float32 in 0..1).
+
+    Geometry and radius scale with the canvas (StrokeSet.scaled(scale).geometry(): the log radius
+    includes ln(side / 64)), so the brush's texture is rendered natively at the new size, not
+    upsampled. `brush` overrides the StrokeSet's brush (needed for strokes made with the
+    'raster' program). `background`: colour or image (resized to fit); default the StrokeSet's.
+    `callback(done, total)` is called after every `chunk` strokes (raise in it to cancel).
+    Raises MyPaintUnavailable when libmypaint or the brush is missing."""
+    try:
+        ok = float(scale) > 0 and math.isfinite(float(scale))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    big = _cpu(strokes).scaled(float(scale))
+    with mypaint_canvas(big, brush=brush, background=background) as canvas:
+        if len(big):
+            geo = big.geometry(N_POINTS)
+            parts = [geo[k].numpy() for k in ("start", "path", "pressure", "log_radius", "colour")]
+            for i in range(0, len(big), chunk):
+                canvas.paint_paths(*(p[i:i + chunk] for p in parts))
+                if callback is not None:
+                    callback(min(i + chunk, len(big)), len(big))
+        return canvas.read_rgb(dtype=dtype)
