@@ -1,0 +1,371 @@
+"""Objectives: pixel, feature, style and CLIP text losses, masks, combination, CLIP weight loading."""
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from painter_models.backbones import build_backbone
+from painter_models.clip_loader import TINY_CLIP_CONFIG, ClipModel, ClipWeightsMissing, load_clip
+from painter_models.losses import (ClipTextLoss, FeatureLoss, PixelLoss, StyleLoss, WeightedLoss, combine,
+                                   fit_to, gaussian_blur, to_image_tensor, to_mask_tensor)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    skdata = pytest.importorskip("skimage.data")
+    return fit_to(to_image_tensor(skdata.chelsea()), 96, 128)  # [1, 3, 96, 128]
+
+
+@pytest.fixture(scope="module")
+def effnet():
+    return build_backbone("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    return load_clip(TINY_CLIP_CONFIG, None, seed=0)
+
+
+def _corrupt(x, level, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (x + level * torch.randn(x.shape, generator=g)).clamp(0, 1)
+
+
+def _half_mask(h, w):
+    m = torch.zeros(h, w)
+    m[:, : w // 2] = 1
+    return m
+
+
+def _loss_family(photo, effnet):
+    return {
+        "pixel_l1": PixelLoss(photo, "l1"),
+        "pixel_l2_blur": PixelLoss(photo, "l2", blur_sigma=1.5),
+        "feature_mse": FeatureLoss(photo, effnet),
+        "feature_l1": FeatureLoss(photo, effnet, kind="l1"),
+        "style": StyleLoss(photo, effnet),
+    }
+
+
+@pytest.mark.parametrize("which", ["pixel_l1", "pixel_l2_blur", "feature_mse", "feature_l1", "style"])
+def test_zero_at_target_increasing_with_corruption_and_gradients(photo, effnet, which):
+    loss = _loss_family(photo, effnet)[which]
+    assert float(loss(photo.clone())) == pytest.approx(0.0, abs=1e-6)
+    values = [float(loss(_corrupt(photo, lv))) for lv in (0.03, 0.1, 0.3)]
+    assert values[0] > 0 and values[0] < values[1] < values[2], values
+    canvas = _corrupt(photo, 0.1).requires_grad_(True)
+    loss(canvas).backward()
+    assert canvas.grad is not None and torch.isfinite(canvas.grad).all() and canvas.grad.abs().sum() > 0
+    assert all(p.grad is None for p in loss.parameters())
+
+
+def test_target_fitted_to_any_canvas_size(photo, effnet):
+    # same content rendered at another size (and aspect: cover + centre crop) is still ~zero loss
+    for loss in (PixelLoss(photo), FeatureLoss(photo, effnet)):
+        for h, w in [(64, 85), (150, 200), (80, 80)]:
+            canvas = fit_to(photo, h, w)
+            assert float(loss(canvas)) == pytest.approx(0.0, abs=1e-6)
+            assert float(loss(torch.full_like(canvas, 0.5))) > 1e-3
+    wide = fit_to(photo, 50, 150)
+    assert wide.shape[-2:] == (50, 150)
+
+
+def test_pixel_blur_forgives_fine_noise(photo):
+    noisy = _corrupt(photo, 0.2)
+    sharp, blurred = PixelLoss(photo, "l2"), PixelLoss(photo, "l2", blur_sigma=2.0)
+    assert float(blurred(noisy)) < 0.25 * float(sharp(noisy))
+    x = torch.rand(1, 3, 20, 30)
+    assert torch.allclose(gaussian_blur(x, 1.0).mean(), x.mean(), atol=0.02)
+    assert gaussian_blur(x, 1.0).shape == x.shape and torch.equal(gaussian_blur(x, 0), x)
+
+
+@pytest.mark.parametrize("which", ["pixel_l1", "feature_mse", "style"])
+def test_mask_restricts_gradient_to_region(photo, effnet, which):
+    h, w = photo.shape[-2:]
+    mask = _half_mask(h, w)
+    cls = {"pixel_l1": lambda: PixelLoss(photo, mask=mask),
+           "feature_mse": lambda: FeatureLoss(photo, effnet, mask=mask),
+           "style": lambda: StyleLoss(photo, effnet, mask=mask[None, None])}[which]
+    loss = cls()
+    canvas = _corrupt(photo, 0.2).requires_grad_(True)
+    loss(canvas).backward()
+    g = canvas.grad.abs().sum(dim=(0, 1))
+    assert float(g[:, w // 2:].sum()) == 0.0
+    assert float(g[:, : w // 2].sum()) > 0
+
+
+def test_pixel_mask_weights_pixels(photo):
+    h, w = photo.shape[-2:]
+    mask = _half_mask(h, w)
+    canvas = photo.clone()
+    canvas[..., w // 2:] = 0  # wrong only outside the mask
+    assert float(PixelLoss(photo, mask=mask)(canvas)) == pytest.approx(0.0, abs=1e-7)
+    canvas = photo.clone()
+    canvas[..., : w // 2] = 0  # wrong only inside: weighted mean over the region = full-image error x2
+    full = float(PixelLoss(photo)(canvas))
+    assert float(PixelLoss(photo, mask=mask)(canvas)) == pytest.approx(2 * full, rel=1e-4)
+    # masks at another resolution, numpy and PIL masks are fitted to the canvas
+    from PIL import Image
+    m_np = (np.asarray(_half_mask(2 * h, 2 * w)) * 255).astype(np.uint8)
+    for m in (m_np, Image.fromarray(m_np), _half_mask(2 * h, 2 * w)[None]):
+        assert float(PixelLoss(photo, mask=m)(canvas)) == pytest.approx(2 * full, rel=0.02)
+
+
+def test_feature_mask_weights_feature_maps(photo, effnet):
+    h, w = photo.shape[-2:]
+    canvas = photo.clone()
+    canvas[..., : w // 4] = 1.0  # damage the left quarter
+    left, right = _half_mask(h, w), 1 - _half_mask(h, w)
+    assert float(FeatureLoss(photo, effnet, mask=left)(canvas)) > 3 * float(FeatureLoss(photo, effnet, mask=right)(canvas))
+
+
+def test_feature_layer_weights_and_backbones(photo, effnet):
+    canvas = _corrupt(photo, 0.1)
+    full = FeatureLoss(photo, effnet)
+    total = float(full(canvas))
+    parts = {k: float(v) for k, v in full.last_layers.items()}
+    assert set(parts) == set(effnet.layer_names)
+    assert total == pytest.approx(sum(w * parts[n] for n, w in zip(effnet.layer_names, effnet.default_layer_weights)),
+                                  rel=1e-5)
+    only4 = FeatureLoss(photo, effnet, layer_weights={"stage4": 2.0})
+    assert float(only4(canvas)) == pytest.approx(2 * parts["stage4"], rel=1e-5)
+    assert list(only4.last_layers) == ["stage4"]
+    with pytest.raises(ValueError, match="unknown layers"):
+        FeatureLoss(photo, effnet, layer_weights={"relu3_3": 1})
+    with pytest.raises(ValueError, match="3 layer_weights for 5 layers"):
+        FeatureLoss(photo, effnet, layer_weights=[1, 2, 3])
+    with pytest.raises(ValueError, match="build it with those layers"):
+        FeatureLoss(photo, effnet, layers=["stage1"])
+    with pytest.raises(ValueError, match="kind"):
+        FeatureLoss(photo, effnet, kind="cosine")
+    # a backbone by name, with layers
+    vgg = FeatureLoss(photo, build_backbone("vgg16", weights="random", layers=["relu1_2", "relu2_2"]),
+                      layer_weights=[1.0, 0.5])
+    assert float(vgg(photo)) == pytest.approx(0.0, abs=1e-7) and float(vgg(canvas)) > 0
+    by_name = FeatureLoss(photo, "efficientnet_lite0", layers=["stage2", "stage3"])
+    assert by_name.backbone.layer_names == ["stage2", "stage3"] and float(by_name(canvas)) > 0
+
+
+def test_inputs_accept_numpy_pil_and_comfy_layouts(photo):
+    from PIL import Image
+    arr = (photo[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    for img in (arr, Image.fromarray(arr), photo[0], photo.permute(0, 2, 3, 1), torch.from_numpy(arr)):
+        t = to_image_tensor(img)
+        assert t.shape == (1, 3, 96, 128) and float((t - photo).abs().max()) < 1 / 255 + 1e-6
+    assert to_image_tensor(arr[..., 0]).shape == (1, 3, 96, 128)
+    assert to_mask_tensor(torch.ones(1, 1, 5, 6)).shape == (1, 1, 5, 6)
+    with pytest.raises(ValueError, match="canvas"):
+        PixelLoss(photo)(photo[0])
+    with pytest.raises(ValueError, match="kind"):
+        PixelLoss(photo, kind="huber")
+
+
+def test_losses_follow_the_canvas_batch(photo, effnet):
+    batch = torch.cat([photo, _corrupt(photo, 0.2)])
+    for loss in (PixelLoss(photo), FeatureLoss(photo, effnet), StyleLoss(photo, effnet)):
+        v = loss(batch)
+        assert v.dim() == 0 and float(v) > 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# CLIP
+
+
+def test_clip_text_loss_runs_with_gradients_and_is_deterministic(tiny_clip):
+    canvas = torch.rand(2, 3, 80, 120, requires_grad=True)
+    loss = ClipTextLoss(tiny_clip, "a black sheep", cutouts=3, seed=7)
+    v = loss(canvas)
+    assert v.dim() == 0 and 0.0 <= float(v) <= 2.0
+    v.backward()
+    assert canvas.grad.abs().sum() > 0 and all(p.grad is None for p in tiny_clip.parameters())
+    again = ClipTextLoss(tiny_clip, "a black sheep", cutouts=3, seed=7)
+    assert float(again(canvas)) == pytest.approx(float(v), abs=1e-6)
+    other = ClipTextLoss(tiny_clip, "a black sheep", cutouts=3, seed=8)
+    assert float(other(canvas)) != pytest.approx(float(v), abs=1e-6)
+    assert loss.augment(canvas).shape == (6, 3, 64, 64)
+
+
+def test_clip_cutouts_follow_clipdraw_augmentation(tiny_clip):
+    loss = ClipTextLoss(tiny_clip, "x", cutouts=8, seed=0)
+    white = torch.ones(1, 3, 64, 64)
+    # perspective fills with white, crops rescale: a white canvas stays white
+    assert torch.allclose(loss.augment(white), torch.ones(8, 3, 64, 64), atol=1e-5)
+    black = torch.zeros(1, 3, 200, 200)
+    cut = loss.augment(black)
+    assert float(cut.mean()) > 0.0  # some white fill from the perspective warp shows in some cutouts
+    assert float(cut.mean()) < 0.5
+
+
+def test_clip_negative_prompts_add_weighted_cosine(tiny_clip):
+    canvas = torch.rand(1, 3, 64, 64)
+    pos = ClipTextLoss(tiny_clip, ["a cat", "a kitten"], seed=3)
+    both = ClipTextLoss(tiny_clip, ["a cat", "a kitten"], negative_prompts=["a dog"], negative_weight=0.3, seed=3)
+    neg_only = ClipTextLoss(tiny_clip, "a dog", seed=3)
+    cos_neg = 1 - float(neg_only(canvas))
+    assert float(both(canvas)) == pytest.approx(float(pos(canvas)) + 0.3 * cos_neg, abs=1e-5)
+
+
+def test_clip_text_features_are_computed_once(tiny_clip, monkeypatch):
+    loss = ClipTextLoss(tiny_clip, "a sheep", negative_prompts="a goat", seed=0)
+    calls = []
+    monkeypatch.setattr(tiny_clip, "encode_text", lambda *a, **k: calls.append(1))
+    for _ in range(3):
+        loss(torch.rand(1, 3, 64, 64))
+    assert calls == []
+    assert loss.text_features.shape == (1, 64) and loss.negative_features.shape == (1, 64)
+
+
+@pytest.mark.parametrize("prompts,neg", [("", ()), ("   ", ()), ([], ()), (["ok", " "], ()), ("ok", ["\t"]),
+                                         (None, ())])
+def test_clip_prompt_validation(tiny_clip, prompts, neg):
+    with pytest.raises(ValueError, match="prompt"):
+        ClipTextLoss(tiny_clip, prompts, negative_prompts=neg)
+
+
+def test_clip_mask_modes(tiny_clip):
+    mask = _half_mask(64, 96)
+    base = torch.rand(1, 3, 64, 96)
+    comp = ClipTextLoss(tiny_clip, "a sheep", mask=mask, seed=1)
+    changed = base.clone()
+    changed[..., 48:] = torch.rand(1, 3, 64, 48)
+    # composite onto white: what lies outside the mask does not matter at all
+    assert float(comp(changed)) == pytest.approx(float(ClipTextLoss(tiny_clip, "a sheep", mask=mask, seed=1)(base)),
+                                                 abs=1e-6)
+    for mode in ("composite", "gradient"):
+        canvas = base.clone().requires_grad_(True)
+        ClipTextLoss(tiny_clip, "a sheep", mask=mask, seed=1, mask_mode=mode)(canvas).backward()
+        g = canvas.grad.abs().sum(dim=(0, 1))
+        assert float(g[:, 48:].sum()) == 0.0 and float(g[:, :48].sum()) > 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# combination
+
+
+def test_combine_weights_and_reports_terms(photo, effnet, tiny_clip):
+    canvas = _corrupt(photo, 0.1).requires_grad_(True)
+    feat, pix = FeatureLoss(photo, effnet), PixelLoss(photo)
+    clip = ClipTextLoss(tiny_clip, "a cat", seed=0)
+    total = combine([(1.0, feat), (0.5, pix), (0.25, clip), (0.0, PixelLoss(photo, "l2"))])
+    v = total(canvas)
+    f, p = float(feat(canvas)), float(pix(canvas))
+    c = float(ClipTextLoss(tiny_clip, "a cat", seed=0)(canvas))
+    assert float(v) == pytest.approx(f + 0.5 * p + 0.25 * c, rel=1e-5)
+    assert set(total.last_terms) == {"feature", "pixel", "clip"}  # the weight-0 term is skipped
+    assert total.last_terms["pixel"] == pytest.approx(p, rel=1e-6)
+    assert total.last_weighted["pixel"] == pytest.approx(0.5 * p, rel=1e-6)
+    assert total.last_total == pytest.approx(float(v))
+    v.backward()
+    assert canvas.grad.abs().sum() > 0
+    named = WeightedLoss({"content": (1.0, pix), "blurred": (2.0, PixelLoss(photo, blur_sigma=1))})
+    named(canvas)
+    assert set(named.last_terms) == {"content", "blurred"} and named["content"] is pix
+    dup = combine([(1.0, PixelLoss(photo)), (1.0, PixelLoss(photo))])
+    assert dup.names == ["pixel", "pixel_2"]
+    with pytest.raises(ValueError):
+        combine([])
+
+
+# ----------------------------------------------------------------------------------------------------
+# CLIP loading
+
+
+def test_clip_weights_missing_offline_is_fast_and_helpful(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    comfy = tmp_path / "ComfyUI" / "models" / "clip"
+    comfy.mkdir(parents=True)
+    t = time.time()
+    with pytest.raises(ClipWeightsMissing) as e:
+        load_clip("ViT-B-32", "openai", search_dirs=[str(comfy)], cache_dir=str(tmp_path / "cache"))
+    assert time.time() - t < 5
+    msg = str(e.value)
+    assert "--clip-weights PATH" in msg and "ViT-B-32-openai.safetensors" in msg and "models/clip" in msg
+    assert str(comfy) in msg and "huggingface.co" in msg
+
+
+def test_clip_weights_missing_when_hub_unreachable_is_fast(monkeypatch, tmp_path):
+    import painter_models.clip_loader as cl
+    monkeypatch.setattr(cl, "_offline", lambda: False)
+    monkeypatch.setattr(cl, "_reachable", lambda host, port=443, timeout=3.0: False)
+    t = time.time()
+    with pytest.raises(ClipWeightsMissing, match="unreachable"):
+        load_clip("ViT-B-32", "laion2b_s34b_b79k", cache_dir=str(tmp_path))
+    assert time.time() - t < 5
+
+
+def test_clip_download_failure_becomes_weights_missing(monkeypatch, tmp_path):
+    import open_clip
+
+    import painter_models.clip_loader as cl
+    monkeypatch.setattr(cl, "_offline", lambda: False)
+    monkeypatch.setattr(cl, "_reachable", lambda *a, **k: True)
+
+    def boom(cfg, cache_dir=None):
+        raise OSError("connection reset")
+    monkeypatch.setattr(open_clip, "download_pretrained", boom)
+    with pytest.raises(ClipWeightsMissing, match="download failed.*connection reset"):
+        load_clip("ViT-B-32", "openai", cache_dir=str(tmp_path))
+
+
+def test_clip_unknown_tag_and_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="laion2b_s34b_b79k"):
+        load_clip("ViT-B-32", "no-such-tag")
+    with pytest.raises(ClipWeightsMissing, match="no file at"):
+        load_clip("ViT-B-32", str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ValueError, match="unknown open_clip model"):
+        load_clip("ViT-Nope-99", None)
+
+
+@pytest.fixture
+def tiny_named(tmp_path):
+    """Register TINY_CLIP_CONFIG as an open_clip model name and save random weights for it."""
+    import open_clip
+    from safetensors.torch import save_file
+    cfg_dir = tmp_path / "cfg"
+    cfg_dir.mkdir()
+    (cfg_dir / "np-tiny-test.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(str(cfg_dir / "np-tiny-test.json"))
+    torch.manual_seed(5)
+    model = open_clip.CLIP(**TINY_CLIP_CONFIG)
+    path = tmp_path / "np-tiny-test-mytag.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return model, path
+
+
+def test_clip_loads_local_checkpoint_and_finds_it_in_search_dirs(tiny_named, monkeypatch, tmp_path):
+    import open_clip
+    model, path = tiny_named
+    clip = load_clip("np-tiny-test", str(path))
+    assert isinstance(clip, ClipModel) and clip.source == str(path) and clip.image_size == (64, 64)
+    assert torch.equal(clip.model.visual.conv1.weight, model.visual.conv1.weight)
+    assert clip.encode_text(["a sheep"]).shape == (1, 64)
+    # found by tag in a search folder (a fake pretrained tag for the tiny model)
+    real = open_clip.get_pretrained_cfg
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda m, t: {"hf_hub": "org/np-tiny-test.mytag/",
+                                                                       "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+                        if (m, t) == ("np-tiny-test", "mytag") else real(m, t))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    found = load_clip("np-tiny-test", "mytag", search_dirs=[str(tmp_path / "nothing"), str(path.parent)])
+    assert found.source == str(path)
+    assert torch.allclose(found.mean.flatten(), torch.tensor([0.5, 0.5, 0.5]))  # the tag's own normalisation
+    assert torch.equal(found.model.visual.conv1.weight, model.visual.conv1.weight)
+
+
+def test_clip_bad_checkpoint_gives_clear_error(tiny_named, tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ClipWeightsMissing, match="could not load CLIP weights"):
+        load_clip("np-tiny-test", str(bad))
+
+
+def test_openai_files_get_quickgelu():
+    from painter_models.clip_loader import _looks_openai, clip_file_candidates
+    assert _looks_openai("/models/clip/ViT-B-32.pt", "ViT-B-32")
+    assert _looks_openai("/hf/models--timm--vit_base_patch32_clip_224.openai/x.safetensors", "ViT-B-32")
+    assert not _looks_openai("/models/clip/ViT-B-32-laion2b_s34b_b79k.safetensors", "ViT-B-32")
+    names = clip_file_candidates("ViT-B/32", "openai")
+    assert names[0] == "ViT-B-32-openai.safetensors" and "ViT-B-32.pt" in names
+    assert os.path.join("vit_base_patch32_clip_224.openai", "open_clip_model.safetensors") in names
