@@ -209,7 +209,8 @@ def optimizer_from_flat(name: str, opt: torch.optim.Optimizer, tensors: dict, me
     for key, value in meta.get("scalars", {}).items():
         idx, field = key.split(".", 1)
         state.setdefault(int(idx), {})[field] = value
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def rng_tensors() -> dict[str, torch.Tensor]:
@@ -259,8 +260,7 @@ def load_state(path: str, modules: dict[str, nn.Module], optimizers: dict[str, t
         sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         unwrap(module).load_state_dict(sd)
     for name, opt in optimizers.items():
-        optimizer_from_flat("opt_" + name, opt, {k: v.to(device) if k.endswith(("exp_avg", "exp_avg_sq")) else v
-                                                for k, v in tensors.items()}, meta["optimizers"][name])
+        optimizer_from_flat("opt_" + name, opt, tensors, meta["optimizers"][name])  # moved to the params' device
     restore_rng(tensors, meta)
     return meta
 

@@ -1,0 +1,277 @@
+"""The training scripts at tiny scale (32 px, the torch rasteriser's strokes, tiny models)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from painter_models.checkpoint import load_painter, read_metadata
+from training.cli import main as train_main
+from training.common import (is_frozen, load_state, load_tensors, optimizer_from_flat, optimizer_to_flat,
+                             save_state)
+from training.data import BatchOrder, load_set, render_set, save_set
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ["--config", "tiny", "--batch-size", "16", "--no-progress", "--threads", "1"]
+RECON = ["--backbone", "efficientnet_lite0", "--backbone-layers", "stage1,stage2"]
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               HF_HUB_OFFLINE="1", NEURAL_PAINTERS_OFFLINE="1")
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    train = render_set("raster", 192, 32, seed=0)
+    held = render_set("raster", 32, 32, seed=99)
+    save_set(str(d / "train.safetensors"), train)
+    save_set(str(d / "heldout.safetensors"), held)
+    return str(d / "train.safetensors"), str(d / "heldout.safetensors")
+
+
+def _stage_args(data, out, steps, *extra):
+    train, held = data
+    return ["--data", train, "--heldout", held, "--out", str(out), "--steps", str(steps), "--log-every", "2",
+            "--eval-every", "4", "--sample-every", "4", *FAST, *extra]
+
+
+def _pretrain(data, out, steps=6, *extra):
+    train_main(["pretrain-generator", *_stage_args(data, out, steps, *RECON, *extra)])
+    return os.path.join(str(out), "generator.safetensors")
+
+
+def test_batch_order_is_deterministic_and_rank_split():
+    o = BatchOrder(50, 8, seed=3)
+    again = BatchOrder(50, 8, seed=3)
+    assert all(np.array_equal(o.indices(p), again.indices(p)) for p in range(20))
+    # one epoch of 50 with batch 8: positions 0..5 cover 48 distinct samples
+    seen = np.concatenate([o.indices(p) for p in range(6)])
+    assert len(set(seen.tolist())) == 48
+    # two ranks together see exactly the single-process batch
+    r0, r1 = BatchOrder(50, 8, 3, 0, 2), BatchOrder(50, 8, 3, 1, 2)
+    for p in range(12):
+        assert sorted(np.concatenate([r0.indices(p), r1.indices(p)]).tolist()) == sorted(o.indices(p).tolist())
+
+
+def test_optimizer_state_round_trip(tmp_path):
+    m = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(m.parameters(), lr=0.01)
+    for _ in range(3):
+        opt.zero_grad()
+        m(torch.randn(4, 3)).pow(2).sum().backward()
+        opt.step()
+    t, meta = optimizer_to_flat("o", opt)
+    m2 = torch.nn.Linear(3, 2)
+    opt2 = torch.optim.Adam(m2.parameters(), lr=0.5)
+    optimizer_from_flat("o", opt2, t, json.loads(json.dumps(meta)))
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    assert s1["param_groups"] == s2["param_groups"]
+    for k in s1["state"]:
+        for f in s1["state"][k]:
+            assert torch.equal(torch.as_tensor(s1["state"][k][f]), torch.as_tensor(s2["state"][k][f]))
+    # full state file: modules, optimisers, RNG
+    path = str(tmp_path / "state.safetensors")
+    torch.manual_seed(5)
+    save_state(path, {"m": m}, {"m": opt}, {"step": 3, "data_position": 3})
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    meta = load_state(path, {"m": m2}, {"m": opt2}, "cpu")
+    assert meta["step"] == 3 and torch.equal(torch.rand(3), expected)
+    assert torch.equal(m.weight, m2.weight)
+
+
+def test_pretrain_generator_writes_loadable_checkpoints(data, tmp_path):
+    out = tmp_path / "g"
+    path = _pretrain(data, out, 6, "--checkpoint-every", "3")
+    painter = load_painter(path)
+    assert is_frozen(painter.generator)
+    meta = read_metadata(path)
+    assert meta["training"]["steps"] == 6 and meta["training"]["data_size"] == 192
+    assert "psnr" in meta["metrics"] and "alpha_iou" in meta["metrics"]
+    tensors, state = load_tensors(str(out / "state.safetensors"))
+    assert state["step"] == 6 and state["data_position"] == 6 and state["done"]
+    assert any(k.startswith("opt_generator.state.") for k in tensors) and "rng.torch" in tensors
+    records = [json.loads(l) for l in open(out / "metrics.jsonl")]
+    assert [r["step"] for r in records if "loss" in r] == [2, 4, 6]
+    assert any("eval_psnr" in r for r in records)
+    for f in ("metrics.png", "samples/step_0000004.png", "samples/final.png"):
+        assert (out / f).exists(), f
+    # a finished stage run again does nothing
+    before = (out / "state.safetensors").stat().st_mtime_ns
+    _pretrain(data, out, 6)
+    assert (out / "state.safetensors").stat().st_mtime_ns == before
+
+
+def test_pixel_term_weights_stroke_pixels():
+    from training.losses import ReconstructionLoss
+    real_rgb = torch.ones(1, 3, 8, 8)
+    real_alpha = torch.zeros(1, 1, 8, 8)
+    real_alpha[..., 3, :] = 1
+    real_rgb[..., 3, :] = 0  # a thin black line
+    blank_colour, blank_alpha = torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8)
+    plain = ReconstructionLoss(stroke_weight=0.0)(blank_colour, blank_alpha, real_rgb, real_alpha)[0]
+    weighted = ReconstructionLoss(stroke_weight=10.0)(blank_colour, blank_alpha, real_rgb, real_alpha)[0]
+    assert weighted == pytest.approx(11 * plain)  # the blank answer costs 11x more
+
+
+def _train_cmd(data, out, steps, *extra):
+    return [sys.executable, "-m", "training.cli", "pretrain-generator",
+            *_stage_args(data, out, steps, "--checkpoint-every", "4", "--checkpoint-seconds", "0", *RECON, *extra)]
+
+
+def test_sigkill_resume_matches_uninterrupted_run(data, tmp_path):
+    steps = 24
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    subprocess.run(_train_cmd(data, ref, steps), check=True, env=_env(), cwd=ROOT, timeout=600)
+    proc = subprocess.Popen(_train_cmd(data, cut, steps), env=_env(), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = cut / "state.safetensors"
+    killed_at = None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists():
+            try:
+                step = load_tensors(str(state))[1]["step"]
+            except Exception:  # noqa: BLE001 - mid-rename on some filesystems; try again
+                step = 0
+            if step >= 8:
+                proc.send_signal(signal.SIGKILL)
+                killed_at = step
+                break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert killed_at is not None and killed_at < steps, "the run finished before it could be killed"
+    assert proc.returncode == -signal.SIGKILL
+    _, meta = load_tensors(str(state))
+    assert not meta["done"] and meta["step"] % 4 == 0
+    subprocess.run(_train_cmd(data, cut, steps), check=True, env=_env(), cwd=ROOT, timeout=600)
+    t_ref, m_ref = load_tensors(str(ref / "state.safetensors"))
+    t_cut, m_cut = load_tensors(str(cut / "state.safetensors"))
+    assert m_cut["step"] == m_ref["step"] == steps and m_cut["data_position"] == m_ref["data_position"]
+    # same data order, same RNG, same optimiser state: on the CPU with one thread the weights agree
+    for k, v in t_ref.items():
+        if k.startswith(("generator.", "opt_generator.")):
+            assert torch.allclose(v.float(), t_cut[k].float(), rtol=1e-5, atol=1e-6), k
+    steps_logged = [json.loads(l)["step"] for l in open(cut / "metrics.jsonl") if '"loss"' in l]
+    assert steps_logged == sorted(set(steps_logged)) and steps_logged[-1] == steps
+
+
+def test_freeze_really_freezes_and_critic_pretraining(data, tmp_path):
+    from training.stages import freeze_generator
+    g_path = _pretrain(data, tmp_path / "g", 2)
+    g = freeze_generator(g_path)
+    assert is_frozen(g) and not g.training and all(not p.requires_grad for p in g.parameters())
+    c_out = tmp_path / "c"
+    train_main(["pretrain-critic", *_stage_args(data, c_out, 4, "--generator", g_path)])
+    # the generator file is untouched and the critic checkpoint loads
+    g_after = load_painter(g_path).generator
+    for (k, v), (k2, v2) in zip(g.state_dict().items(), g_after.state_dict().items()):
+        assert torch.equal(v, v2), k
+    from training.stages import load_critic
+    critic = load_critic(str(c_out / "critic.safetensors"), "cpu")
+    assert critic.config.conditional and critic.config.in_channels == 4
+    recs = [json.loads(l) for l in open(c_out / "metrics.jsonl") if '"loss"' in l]
+    assert recs and "accuracy" in recs[-1]
+
+
+def test_frozen_generator_gets_no_gradient_inside_critic_stage(data, tmp_path):
+    """Inside the critic stage the generator's parameters and batch-norm statistics do not move."""
+    from training.cli import _options, build_parser
+    from training.common import Dist
+    from training.stages import PretrainCritic
+    g_path = _pretrain(data, tmp_path / "g", 2)
+    args = build_parser().parse_args(["pretrain-critic", *_stage_args(data, tmp_path / "c2", 3, "--generator", g_path)])
+    train, held = load_set(data[0])[0], load_set(data[1])[0]
+    stage = PretrainCritic(_options(args, "constant", {"config": "tiny", "generator": g_path}), train, held, Dist("cpu"))
+    stage.build()
+    stage.wrap()
+    before = {k: v.clone() for k, v in stage.generator.state_dict().items()}
+    for step in range(3):
+        stage.train_step(step)
+    assert is_frozen(stage.generator)
+    assert all(p.grad is None for p in stage.generator.parameters())
+    for k, v in stage.generator.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("mode", ["bce", "wgan-gp"])
+def test_gan_modes_run(data, tmp_path, mode):
+    g_path = _pretrain(data, tmp_path / "g", 2)
+    c_out = tmp_path / "c"
+    train_main(["pretrain-critic", *_stage_args(data, c_out, 2, "--generator", g_path)])
+    out = tmp_path / mode
+    train_main(["gan", *_stage_args(data, out, 3, "--generator", g_path, "--critic",
+                                    str(c_out / "critic.safetensors"), "--gan", mode, *RECON)])
+    g0 = load_painter(g_path).generator.state_dict()
+    g1 = load_painter(str(out / "generator.safetensors")).generator.state_dict()
+    assert any(not torch.equal(g0[k], g1[k]) for k in g0)
+    recs = [json.loads(l) for l in open(out / "metrics.jsonl") if '"loss"' in l]
+    assert "feature" in recs[-1] and "adversarial" in recs[-1]
+    assert ("wasserstein" in recs[-1]) == (mode == "wgan-gp")
+    _, meta = load_tensors(str(out / "state.safetensors"))
+    n_critic = 5 if mode == "wgan-gp" else 1
+    assert meta["data_position"] == 3 * (n_critic + 1)
+
+
+def test_recipe_tiny_end_to_end(tmp_path):
+    out = tmp_path / "recipe"
+    train_main(["recipe", "--brush", "raster", "--out", str(out), "--config", "tiny", "--size", "32",
+                "--data-size", "256", "--heldout-size", "32", "--pretrain-steps", "6", "--critic-steps", "2",
+                "--gan-steps", "2", "--batch-size", "16", "--backbone-layers", "stage1,stage2", "--no-progress",
+                "--eval-every", "3", "--sample-every", "3", "--threads", "1", "--workers", "1"])
+    painter = load_painter(str(out / "painter.safetensors"))
+    assert painter.stroke_size == 32 and painter.brush == "raster:soft_round"
+    for k in ("psnr", "ssim", "alpha_iou", "psnr_per_stroke"):
+        assert k in painter.metrics
+    t = painter.training
+    assert t["data_size"] == 256 - 0 and t["stage_steps"] == {"pretrain_generator": 6, "pretrain_critic": 2, "gan": 2}
+    assert t["wall_time_s"] > 0 and "hardware" in t and t["exported"] in ("gan", "pretrained")
+    assert (out / "eval" / "grid.png").exists() and (out / "MODEL_CARD.md").exists()
+    assert load_painter(str(out / "2_frozen_generator.safetensors")).training["frozen"] is True
+    summary = json.load(open(out / "recipe.json"))
+    assert summary["metrics"]["psnr"] == pytest.approx(painter.metrics["psnr"])
+
+
+@pytest.mark.mypaint
+def test_recipe_mypaint_tiny_with_ceiling(tmp_path):
+    pytest.importorskip("painter_models.mypaint")
+    from painter_models.mypaint import MyPaintUnavailable, load_library
+    try:
+        load_library()
+    except MyPaintUnavailable as e:
+        pytest.skip(str(e))
+    out = tmp_path / "mp"
+    train_main(["recipe", "--brush", "classic/dry_brush", "--out", str(out), "--config", "tiny", "--size", "32",
+                "--data-size", "256", "--heldout-size", "32", "--pretrain-steps", "4", "--critic-steps", "1",
+                "--gan-steps", "1", "--batch-size", "16", "--backbone-layers", "stage1", "--no-progress",
+                "--threads", "1", "--workers", "1"])
+    m = load_painter(str(out / "painter.safetensors")).metrics
+    assert 0 < m["ceiling_psnr"] < 100 and "ceiling_ssim" in m and "psnr_gap_to_ceiling" in m
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(data, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "training.cli", "pretrain-generator",
+           *_stage_args(data, out, 4, "--checkpoint-every", "2", "--device", "cpu", *RECON)]
+    r = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _, meta = load_tensors(str(out / "state.safetensors"))
+    assert meta["world_size"] == 2 and meta["step"] == 4 and meta["done"]
+    assert load_painter(str(out / "generator.safetensors")).training["world_size"] == 2
+    # resumes under torchrun too: 2 more steps
+    cmd[cmd.index("--steps") + 1] = "6"
+    r = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert load_tensors(str(out / "state.safetensors"))[1]["step"] == 6
