@@ -1,0 +1,57 @@
+"""Shared fixtures: MyPaint availability, a session-wide dry_brush program, a tiny saved painter."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _mypaint_status() -> str | None:
+    """None when libmypaint and the classic/dry_brush preset can be used, else the reason."""
+    from painter_models.mypaint import MyPaintUnavailable, load_library, resolve_brush
+    try:
+        load_library()
+        resolve_brush("classic/dry_brush")
+    except MyPaintUnavailable as e:
+        return " ".join(str(e).split())
+    return None
+
+
+MYPAINT_MISSING = _mypaint_status()
+
+# Skip, saying why, where libmypaint or the brushes are missing. A module uses
+# `pytestmark = requires_mypaint`; a single test `@pytest.mark.mypaint` plus `@skip_no_mypaint`.
+skip_no_mypaint = pytest.mark.skipif(MYPAINT_MISSING is not None, reason=f"libmypaint unavailable: {MYPAINT_MISSING}")
+requires_mypaint = [pytest.mark.mypaint, skip_no_mypaint]
+
+
+@pytest.fixture(scope="session")
+def dry_brush():
+    """One classic/dry_brush MyPaintProgram at 64 px for the whole session (skips without libmypaint)."""
+    if MYPAINT_MISSING:
+        pytest.skip(f"libmypaint unavailable: {MYPAINT_MISSING}")
+    from painter_models import MyPaintProgram
+    program = MyPaintProgram("classic/dry_brush", 64)
+    yield program
+    program.close()
+
+
+@pytest.fixture
+def tiny_generator():
+    """A randomly initialised 'tiny' generator (21 k parameters, 64 px strokes) in eval mode."""
+    from painter_models import Generator, generator_config
+    torch.manual_seed(0)
+    return Generator(generator_config("tiny")).eval()
+
+
+@pytest.fixture
+def tmp_painter(tmp_path, tiny_generator):
+    """Path of a saved tiny painter checkpoint with training summary and metrics in its metadata."""
+    from painter_models import NAKANO, save_painter
+    path = str(tmp_path / "tiny_painter.safetensors")
+    save_painter(path, tiny_generator, layout=NAKANO, brush="mypaint:classic/dry_brush",
+                 training={"steps": 3, "strokes": 1000}, metrics={"psnr": 21.5, "alpha_iou": 0.5})
+    return path

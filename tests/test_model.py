@@ -1,0 +1,160 @@
+"""Generator and critic: sizes of the named configs, shapes, ranges, the colour head, noise, validation."""
+import pytest
+import torch
+
+from painter_models import NAKANO
+from painter_models.model import (CRITIC_CONFIGS, GENERATOR_CONFIGS, Critic, CriticConfig, Generator,
+                                  GeneratorConfig, config_to_dict, count_parameters, critic_config,
+                                  forward_macs, generator_config)
+
+
+@pytest.mark.parametrize("name,low,high", [
+    ("nakano", 0.70e6, 0.85e6),      # Nakano's GAN painter: 0.81 M with its 16 noise inputs
+    ("large", 2.5e6, 3.5e6),
+    ("nakano128", 0.70e6, 0.85e6),
+    ("tiny", 1e4, 5e4),
+])
+def test_generator_parameter_counts(name, low, high):
+    n = count_parameters(Generator(generator_config(name)))
+    assert low <= n <= high, f"{name}: {n} parameters"
+
+
+def test_nakano_generator_with_noise_is_the_published_size():
+    n = count_parameters(Generator(generator_config("nakano", noise_dim=16)))
+    assert 0.79e6 <= n <= 0.83e6, n   # reiinakano/neural-painters-pytorch: 0.81 M
+
+
+@pytest.mark.parametrize("name,low,high", [("nakano", 0.15e6, 0.2e6), ("large", 0.6e6, 0.8e6), ("tiny", 1e4, 2e4)])
+def test_critic_parameter_counts(name, low, high):
+    n = count_parameters(Critic(critic_config(name)))
+    assert low <= n <= high, f"{name}: {n} parameters"
+
+
+def test_forward_macs():
+    c = generator_config("nakano")
+    expected = 12 * 16 * 256 + 256 * 128 * 16 * 16 + 128 * 64 * 16 * 64 + 64 * 32 * 16 * 256 + 32 * 4 * 16 * 1024
+    assert forward_macs(c) == expected
+    assert forward_macs(generator_config("large")) > 3.5 * forward_macs(c)   # twice the width: ~4x the cost
+    assert forward_macs(generator_config("nakano", noise_dim=16)) == expected + 16 * 16 * 256
+
+
+@pytest.mark.parametrize("name", sorted(GENERATOR_CONFIGS))
+def test_generator_shapes_and_ranges(name):
+    torch.manual_seed(0)
+    cfg = generator_config(name)
+    g = Generator(cfg).eval()
+    a = torch.from_numpy(NAKANO.sample(3, seed=0))
+    with torch.no_grad():
+        colour, alpha = g(a)
+        rendered = g.render(a)
+    s = cfg.stroke_size
+    assert colour.shape == (3, 3, s, s) and alpha.shape == (3, 1, s, s) and rendered.shape == (3, 3, s, s)
+    for t in (colour, alpha, rendered):
+        assert torch.isfinite(t).all() and t.min() >= 0 and t.max() <= 1
+    torch.testing.assert_close(rendered, colour * alpha + (1 - alpha))
+
+
+def test_generator_trains_in_batch_mode_and_gradients_reach_the_actions():
+    torch.manual_seed(0)
+    g = Generator(generator_config("tiny")).train()
+    a = torch.from_numpy(NAKANO.sample(4, seed=1)).requires_grad_(True)
+    colour, alpha = g(a)
+    (alpha.mean() + colour.mean()).backward()
+    assert torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in g.parameters())
+
+
+def test_colour_head_starts_at_the_action_colour():
+    torch.manual_seed(1)
+    g = Generator(generator_config("tiny")).eval()
+    a = torch.from_numpy(NAKANO.sample(5, seed=2))
+    a[0, 6:9] = torch.tensor([0.0, 1.0, 0.5])   # extreme colours are clamped to [1e-3, 1 - 1e-3]
+    with torch.no_grad():
+        colour, alpha = g(a)
+    want = a[:, 6:9].clamp(1e-3, 1 - 1e-3)[:, :, None, None].expand_as(colour)
+    torch.testing.assert_close(colour, want, rtol=0, atol=1e-6)
+    assert alpha.std() > 0      # the alpha head is not zero-initialised: strokes differ from the start
+
+
+def test_colour_indices_follow_the_config():
+    torch.manual_seed(1)
+    g = Generator(generator_config("tiny", colour_indices=(0, 1, 2))).eval()
+    a = torch.from_numpy(NAKANO.sample(2, seed=3))
+    with torch.no_grad():
+        colour, _ = g(a)
+    torch.testing.assert_close(colour[:, :, 7, 9], a[:, :3].clamp(1e-3, 1 - 1e-3), rtol=0, atol=1e-6)
+
+
+def test_noise_input():
+    torch.manual_seed(2)
+    g = Generator(generator_config("tiny", noise_dim=16)).eval()
+    a = torch.from_numpy(NAKANO.sample(4, seed=4))
+    with torch.no_grad():
+        default = g(a)[1]
+        half = g(a, torch.full((4, 16), 0.5))[1]
+        other = g(a, torch.rand(4, 16, generator=torch.Generator().manual_seed(0)))[1]
+    torch.testing.assert_close(default, half, rtol=0, atol=0)   # no noise -> fixed at 0.5 (Nakano)
+    assert (default - other).abs().max() > 1e-4
+    with pytest.raises(RuntimeError):
+        g(a, torch.zeros(4, 3))   # wrong noise width
+
+
+def test_generator_without_noise_ignores_a_noise_argument():
+    torch.manual_seed(3)
+    g = Generator(generator_config("tiny")).eval()
+    a = torch.from_numpy(NAKANO.sample(2, seed=5))
+    with torch.no_grad():
+        torch.testing.assert_close(g(a)[1], g(a, torch.rand(2, 16))[1], rtol=0, atol=0)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="3 upsampling stages give 32 px strokes, not stroke_size=64"):
+        GeneratorConfig(channels=(64, 32, 16))
+    with pytest.raises(ValueError, match="unknown generator config 'huge'.*nakano"):
+        generator_config("huge")
+    with pytest.raises(ValueError, match="unknown critic config 'huge'"):
+        critic_config("huge")
+    with pytest.raises(ValueError, match=r"no fields \['depth'\]"):
+        GeneratorConfig.from_dict({**config_to_dict(generator_config("nakano")), "depth": 3})
+    assert generator_config("nakano", stroke_size=128, channels=(8, 8, 8, 8, 8)).stroke_size == 128
+
+
+def test_config_dict_round_trip_is_json_friendly():
+    import json
+    for name in GENERATOR_CONFIGS:
+        cfg = generator_config(name)
+        d = json.loads(json.dumps(config_to_dict(cfg)))
+        assert GeneratorConfig.from_dict(d) == cfg
+    for name in CRITIC_CONFIGS:
+        cfg = critic_config(name)
+        assert CriticConfig.from_dict(json.loads(json.dumps(config_to_dict(cfg)))) == cfg
+
+
+def test_conditional_critic():
+    torch.manual_seed(4)
+    c = Critic(critic_config("tiny")).eval()
+    strokes = torch.rand(3, 4, 64, 64)
+    a = torch.from_numpy(NAKANO.sample(3, seed=6))
+    out = c(strokes, a)
+    assert out.shape == (3,) and torch.isfinite(out).all()
+    other = c(strokes, torch.from_numpy(NAKANO.sample(3, seed=7)))
+    assert (out - other).abs().max() > 1e-6          # the action changes the verdict
+    with pytest.raises(ValueError, match="conditioned on the action: pass actions"):
+        c(strokes)
+
+
+def test_unconditional_critic():
+    torch.manual_seed(5)
+    c = Critic(critic_config("tiny", conditional=False)).eval()
+    assert c.condition is None
+    strokes = torch.rand(2, 4, 64, 64, requires_grad=True)
+    out = c(strokes)
+    assert out.shape == (2,)
+    # per-sample gradients (no batch norm), as WGAN-GP needs
+    grad, = torch.autograd.grad(out[0], strokes)
+    assert grad[0].abs().sum() > 0 and grad[1].abs().sum() == 0
+
+
+def test_critic_other_sizes_and_channels():
+    c = Critic(CriticConfig(stroke_size=128, in_channels=3, channels=(8, 16, 16, 16, 16))).eval()
+    assert c(torch.rand(2, 3, 128, 128), torch.rand(2, 12)).shape == (2,)
