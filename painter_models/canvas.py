@@ -1,0 +1,334 @@
+"""Differentiable rendering of a StrokeSet onto a canvas of any size, in bounded memory.
+
+    render_canvas(painter, strokes, background=None) -> Tensor [1, 3, H, W] in 0..1
+
+How it works (and why memory stays bounded):
+  1. Strokes are processed in painting order in *groups* (a few hundred strokes, capped by the
+     number of canvas pixels their boxes cover). The painter renders a whole group in one batch
+     (its stroke_size tile per stroke: colour and alpha).
+  2. Each stroke's tile is resampled into its box with two small matrices (a separable
+     antialiased tent filter: bilinear when enlarging, area-like when shrinking), so only the
+     pixels of the box's crop are ever computed. The matrices depend smoothly on the box
+     (cx, cy, side), so gradients reach the position and the scale.
+  3. The canvas is cut into square tiles (side chosen per group from the stroke sizes). Every
+     (stroke, tile) overlap is composited per tile with the exact closed form of alpha-over in
+     painting order (transmittance = reverse cumulative product), vectorised over tiles.
+  4. With gradients on and a large job, each group runs under gradient checkpointing, so autograd
+     keeps only the canvas between groups; a group's working set is recomputed in the backward.
+
+Blending:
+  "alpha":  the painter's own alpha and colour (premultiplied), exact alpha-over.
+  "linear": Nakano's blend: mask = darkness of the painter's stroke-over-white normalised per
+            stroke (painter_models.blending.darkness_mask), colour = the action's RGB.
+
+A painter is a NeuralPainter (painter_models.load_painter), a bare Generator, a RasterProgram
+(exact differentiable rasteriser, handy in tests), or any callable actions -> (colour, alpha)
+with a `stroke_size` attribute.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from .actions import NAKANO, get_layout
+from .blending import EMPTY_STROKE
+from .strokes import StrokeSet
+
+TILE_MIN, TILE_MAX = 8, 128       # canvas tiles are powers of two in this range
+GROUP_MAX_STROKES = 512           # painter batch cap per group
+GROUP_PIXELS = 6_000_000          # cap on crop pixels per group (x 4 channels x 4 bytes = 96 MB a copy)
+AUTO_CHECKPOINT_PIXELS = 12_000_000  # above this many crop pixels in all, checkpoint groups (auto mode)
+
+
+# ----------------------------------------------------------------------------------------------
+# painters
+
+
+@dataclass
+class PainterFn:
+    """A painter reduced to what rendering needs: fn(actions) -> (colour, alpha), stroke size, device."""
+    fn: object
+    stroke_size: int
+    device: torch.device
+    layout: object = NAKANO
+
+
+def as_painter(painter) -> PainterFn:
+    """Adapt a NeuralPainter, Generator, RasterProgram or callable with `stroke_size`."""
+    if isinstance(painter, PainterFn):
+        return painter
+    from .checkpoint import NeuralPainter
+    from .model import Generator
+    if isinstance(painter, NeuralPainter):
+        return PainterFn(painter.generator, painter.stroke_size, painter.device, painter.layout)
+    if isinstance(painter, Generator):
+        dev = next(painter.parameters()).device
+        return PainterFn(painter, painter.config.stroke_size, dev, NAKANO)
+    if hasattr(painter, "render_torch"):  # RasterProgram
+        return PainterFn(painter.render_torch, int(painter.size), torch.device(getattr(painter, "device", "cpu")),
+                         getattr(painter, "layout", NAKANO))
+    if callable(painter) and hasattr(painter, "stroke_size"):
+        return PainterFn(painter, int(painter.stroke_size), torch.device(getattr(painter, "device", "cpu")),
+                         get_layout(getattr(painter, "layout", NAKANO)))
+    raise TypeError(f"not a painter: {type(painter).__name__}; pass a NeuralPainter (load_painter), a Generator, "
+                    f"a RasterProgram or a callable actions -> (colour, alpha) with a stroke_size attribute")
+
+
+def stroke_layers(painter: PainterFn, actions: torch.Tensor, blend: str, layout=None) -> torch.Tensor:
+    """[N, 4, S, S]: premultiplied colour (3) and alpha (1) of each stroke in its own square."""
+    colour, alpha = painter.fn(actions)
+    if blend == "alpha":
+        return torch.cat([colour * alpha, alpha], 1)
+    layout = get_layout(layout or painter.layout)
+    over_white = colour * alpha + (1 - alpha)
+    dark = (1 - over_white.mean(1, keepdim=True)).clamp(0, 1)
+    mask = dark / dark.amax(dim=(-2, -1), keepdim=True).clamp_min(EMPTY_STROKE)
+    rgb = actions[:, layout.indices("red", "green", "blue")]
+    return torch.cat([mask * rgb[:, :, None, None], mask], 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# geometry
+
+
+def _tile_for(side: torch.Tensor) -> torch.Tensor:
+    """Tile size per stroke: the power of two nearest side / 2, within [TILE_MIN, TILE_MAX]."""
+    t = torch.exp2(torch.round(torch.log2((side / 2).clamp_min(1.0))))
+    return t.clamp(TILE_MIN, TILE_MAX)
+
+
+def _resample_matrix(origin: torch.Tensor, length: int, lo: torch.Tensor, side: torch.Tensor, S: int) -> torch.Tensor:
+    """Rows: output pixels origin + 0..length-1 (canvas px); columns: the stroke's S source pixels.
+
+    Separable antialiased tent filter of radius r = max(1, S / side) source pixels, normalised to
+    sum 1 over the infinite source lattice (pixels outside the stroke square count as empty).
+    origin, lo (box's low edge), side: [G]. Returns [G, length, S]."""
+    dev, dt = side.device, side.dtype
+    r = (S / side).clamp_min(1.0)                                          # [G]
+    R = 2 * int(math.ceil(float(r.detach().max()))) + 1                           # covers the support of j = 0 and S - 1
+    x = origin[:, None] + torch.arange(length, device=dev, dtype=dt)[None] + 0.5   # pixel centres
+    q = (x - lo[:, None]) / side[:, None] * S - 0.5                        # source coordinate [G, L]
+    j = torch.arange(-R, S + R, device=dev, dtype=dt)                      # extended source lattice
+    w = (1 - (j[None, None] - q[:, :, None]).abs() / r[:, None, None]).clamp_min(0)
+    z = w.sum(-1, keepdim=True).clamp_min(1e-8)
+    return (w[:, :, R:R + S] / z)
+
+
+def _plan_groups(boxes: torch.Tensor, canvas_hw, max_strokes: int, max_pixels: int) -> list[tuple[int, int]]:
+    """Contiguous [start, end) ranges of strokes, each within the stroke and pixel caps."""
+    side = boxes[:, 2].detach().double().cpu()
+    tile = _tile_for(side)
+    h, w = canvas_hw
+    extent = side + 2 * (side / 32 + 1) + tile           # box + filter margin + tile rounding
+    area = (extent.clamp(max=h + 2 * TILE_MAX) * extent.clamp(max=w + 2 * TILE_MAX)).tolist()
+    groups, start, acc = [], 0, 0.0
+    for i, a in enumerate(area):
+        if i > start and (i - start >= max_strokes or acc + a > max_pixels):
+            groups.append((start, i))
+            start, acc = i, 0.0
+        acc += a
+    if start < len(area):
+        groups.append((start, len(area)))
+    return groups
+
+
+# ----------------------------------------------------------------------------------------------
+# compositing one group
+
+
+def _to_tiles(canvas: torch.Tensor, T: int) -> torch.Tensor:
+    c, hp, wp = canvas.shape[1:]
+    return canvas[0].view(c, hp // T, T, wp // T, T).permute(1, 3, 0, 2, 4).reshape(-1, c, T, T)
+
+
+def _from_tiles(tiles: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
+    T, c = tiles.shape[-1], tiles.shape[1]
+    return tiles.view(hp // T, wp // T, c, T, T).permute(2, 0, 3, 1, 4).reshape(1, c, hp, wp)
+
+
+def _composite_group(canvas: torch.Tensor, layers: torch.Tensor, boxes: torch.Tensor, hw, T: int,
+                     S: int) -> torch.Tensor:
+    """Paint strokes (layers [G, 4, S, S], boxes [G, 3]) in order onto canvas [1, 3, Hp, Wp]."""
+    h, w = hw
+    hp, wp = canvas.shape[-2:]
+    nty, ntx = hp // T, wp // T
+    cx, cy, side = boxes[:, 0], boxes[:, 1], boxes[:, 2]
+    with torch.no_grad():  # integer bookkeeping: which tiles each stroke's crop covers
+        margin = side / S + 1
+        bx = torch.stack([cx - side / 2 - margin, cx + side / 2 + margin]).clamp(0, w - 1e-3)
+        by = torch.stack([cy - side / 2 - margin, cy + side / 2 + margin]).clamp(0, h - 1e-3)
+        off = ((cx + side / 2 + margin) <= 0) | ((cx - side / 2 - margin) >= w) | \
+              ((cy + side / 2 + margin) <= 0) | ((cy - side / 2 - margin) >= h)
+        tx0, tx1 = (bx[0] // T).long(), (bx[1] // T).long()
+        ty0, ty1 = (by[0] // T).long(), (by[1] // T).long()
+        nx, ny = tx1 - tx0 + 1, ty1 - ty0 + 1
+        keep = ~off
+    if not bool(keep.any()):
+        return canvas
+    if not bool(keep.all()):
+        idx = keep.nonzero().squeeze(1)
+        layers, boxes = layers[idx], boxes[idx]
+        cx, cy, side = boxes[:, 0], boxes[:, 1], boxes[:, 2]
+        tx0, ty0, nx, ny = tx0[idx], ty0[idx], nx[idx], ny[idx]
+    G = layers.shape[0]
+    nxm, nym = int(nx.max()), int(ny.max())
+    dt = layers.dtype
+    wy = _resample_matrix((ty0 * T).to(dt), nym * T, cy - side / 2, side, S)     # [G, Hc, S]
+    wx = _resample_matrix((tx0 * T).to(dt), nxm * T, cx - side / 2, side, S)     # [G, Wc, S]
+    crops = torch.matmul(torch.matmul(wy[:, None], layers), wx[:, None].transpose(-1, -2))  # [G, 4, Hc, Wc]
+    crops = crops.view(G, 4, nym, T, nxm, T).permute(0, 2, 4, 1, 3, 5).reshape(G * nym * nxm, 4, T, T)
+
+    with torch.no_grad():
+        gy = torch.arange(nym, device=tx0.device)
+        gx = torch.arange(nxm, device=tx0.device)
+        valid = (gy[None, :, None] < ny[:, None, None]) & (gx[None, None, :] < nx[:, None, None])
+        tile_id = (ty0[:, None, None] + gy[None, :, None]) * ntx + (tx0[:, None, None] + gx[None, None, :])
+        pair = valid.flatten().nonzero().squeeze(1)             # index into crops; already in stroke order
+        pair_tile = tile_id.flatten()[pair]
+        # stable sort by tile keeps painting order within each tile
+        order = torch.sort(pair_tile, stable=True).indices
+        pair, pair_tile = pair[order], pair_tile[order]
+        tiles_used, counts = torch.unique_consecutive(pair_tile, return_counts=True)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(len(pair), device=pair.device) - torch.repeat_interleave(starts, counts)
+        tile_k = torch.repeat_interleave(counts, counts)
+        # buckets by power-of-two stroke count per tile: padding wastes at most half
+        bucket_of_tile = torch.ceil(torch.log2(counts.double())).long()
+        bucket_of_pair = torch.repeat_interleave(bucket_of_tile, counts)
+        tile_pos = torch.repeat_interleave(torch.arange(len(tiles_used), device=pair.device), counts)
+
+    tiles = _to_tiles(canvas, T)
+    out_tiles = []
+    out_ids = []
+    for b in torch.unique(bucket_of_tile).tolist():
+        tsel = (bucket_of_tile == b).nonzero().squeeze(1)
+        psel = (bucket_of_pair == b).nonzero().squeeze(1)
+        K = int(counts[tsel].max())
+        nt = len(tsel)
+        # position of each tile within the bucket
+        local = torch.full((len(tiles_used),), -1, dtype=torch.long, device=pair.device)
+        local[tsel] = torch.arange(nt, device=pair.device)
+        slot = local[tile_pos[psel]] * K + rank[psel]
+        dense = crops.new_zeros(nt * K, 4, T, T).index_copy(0, slot, crops.index_select(0, pair[psel]))
+        dense = dense.view(nt, K, 4, T, T)
+        base = tiles.index_select(0, tiles_used[tsel])                        # [nt, 3, T, T]
+        out_tiles.append(_over(base, dense[:, :, :3], dense[:, :, 3:]))
+        out_ids.append(tiles_used[tsel])
+    tiles = tiles.index_copy(0, torch.cat(out_ids), torch.cat(out_tiles))
+    return _from_tiles(tiles, hp, wp)
+
+
+def _over(base: torch.Tensor, premult: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Alpha-over of K premultiplied layers [n, K, 3|1, T, T] (k = 0 first) onto base [n, 3, T, T]."""
+    if premult.shape[1] == 1:
+        return premult[:, 0] + base * (1 - alpha[:, 0])
+    keep = 1 - alpha
+    rev = torch.flip(torch.cumprod(torch.flip(keep, [1]), 1), [1])      # prod_{j >= k}
+    after = torch.cat([rev[:, 1:], torch.ones_like(rev[:, :1])], 1)    # prod_{j > k}
+    return (premult * after).sum(1) + base * rev[:, 0]
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+
+
+def background_canvas(background, canvas_size, device=None, dtype=torch.float32) -> torch.Tensor:
+    """A [1, 3, H, W] canvas from a colour (RGB tuple in 0..1 or a single grey) or an image tensor.
+
+    An image [3, H, W], [1, 3, H, W] or ComfyUI-style [1, H, W, 3] of another size is resized."""
+    h, w = canvas_size
+    if isinstance(background, torch.Tensor) and background.dim() >= 3 and background.numel() > 3:
+        img = background.to(device=device, dtype=dtype)
+        if img.dim() == 3:
+            img = img[None]
+        if img.shape[1] != 3 and img.shape[-1] == 3:
+            img = img.permute(0, 3, 1, 2)
+        if img.shape[0] != 1 or img.shape[1] != 3:
+            raise ValueError(f"background image must be [1, 3, H, W] (or [3, H, W] / [1, H, W, 3]), got {list(background.shape)}")
+        if tuple(img.shape[-2:]) != (h, w):
+            img = F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        return img.clamp(0, 1)
+    colour = torch.as_tensor(background if background is not None else (1.0, 1.0, 1.0), dtype=dtype,
+                             device=device).flatten()
+    if colour.numel() == 1:
+        colour = colour.expand(3)
+    if colour.numel() != 3:
+        raise ValueError(f"background colour must be 3 numbers in 0..1, got {background!r}")
+    return colour.view(1, 3, 1, 1).expand(1, 3, h, w).contiguous()
+
+
+def render(painter, actions: torch.Tensor, boxes: torch.Tensor, canvas_size, background=None, *,
+           blend: str = "alpha", layout=None, checkpoint: bool | None = None,
+           group_strokes: int = GROUP_MAX_STROKES, group_pixels: int = GROUP_PIXELS) -> torch.Tensor:
+    """Tensor-level renderer (what render_canvas and the optimiser use).
+
+    actions [N, dim] in 0..1, boxes [N, 3] (cx, cy, side) in canvas px, canvas_size (H, W);
+    background: None (white), an RGB colour, or an image. Differentiable w.r.t. actions, boxes and
+    a background image. checkpoint: None = automatic (on for large jobs that need gradients)."""
+    p = as_painter(painter)
+    if blend not in ("alpha", "linear"):
+        raise ValueError(f"blend must be 'alpha' or 'linear', got {blend!r}")
+    h, w = int(canvas_size[0]), int(canvas_size[1])
+    device = actions.device
+    canvas = background_canvas(background, (h, w), device, actions.dtype)
+    n = actions.shape[0]
+    if n == 0:
+        return canvas
+    if boxes.shape != (n, 3):
+        raise ValueError(f"boxes must be [N, 3] for {n} actions, got {list(boxes.shape)}")
+    hp, wp = -(-h // TILE_MAX) * TILE_MAX, -(-w // TILE_MAX) * TILE_MAX
+    if (hp, wp) != (h, w):
+        canvas = F.pad(canvas, (0, wp - w, 0, hp - h))
+    groups = _plan_groups(boxes, (h, w), group_strokes, group_pixels)
+    need_grad = torch.is_grad_enabled() and (actions.requires_grad or boxes.requires_grad or canvas.requires_grad)
+    if checkpoint is None:
+        side = boxes[:, 2].detach()
+        total = float(((side + _tile_for(side)) ** 2).sum())
+        checkpoint = need_grad and len(groups) > 1 and total > AUTO_CHECKPOINT_PIXELS
+    S = p.stroke_size
+
+    def run_group(canvas, a, b):
+        layers = stroke_layers(p, a, blend, layout)
+        T = int(_tile_for(b[:, 2].detach()).median())
+        return _composite_group(canvas, layers, b, (h, w), T, S)
+
+    for s, e in groups:
+        a, b = actions[s:e], boxes[s:e]
+        if checkpoint and need_grad:
+            canvas = _checkpoint(run_group, canvas, a, b, use_reentrant=False)
+        else:
+            canvas = run_group(canvas, a, b)
+    return canvas[..., :h, :w]
+
+
+def render_canvas(painter, strokes: StrokeSet, background=None, **kwargs) -> torch.Tensor:
+    """The painting of a StrokeSet: [1, 3, H, W] in 0..1, on the painter's device.
+
+    background: None uses strokes.background (a colour); or pass a colour or an image tensor.
+    Differentiable w.r.t. strokes.actions and strokes.boxes (build the StrokeSet from tensors that
+    require grad). kwargs: checkpoint, group_strokes, group_pixels (see `render`)."""
+    p = as_painter(painter)
+    dev = p.device
+    return render(p, strokes.actions.to(dev), strokes.boxes.to(dev), strokes.canvas_size,
+                  strokes.background if background is None else background, blend=strokes.blend,
+                  layout=strokes.layout, **kwargs)
+
+
+@torch.no_grad()
+def render_progress(painter, strokes: StrokeSet, every: int = 1, background=None, **kwargs):
+    """Yield (k, canvas) after every `every` strokes (and after the last): time-lapse frames.
+
+    Incremental: each chunk is painted over the previous canvas, so the cost is one render."""
+    every = max(1, int(every))
+    p = as_painter(painter)
+    canvas = background_canvas(strokes.background if background is None else background, strokes.canvas_size, p.device)
+    yield 0, canvas
+    for k in range(0, len(strokes), every):
+        chunk = strokes[k:k + every]
+        canvas = render(p, chunk.actions.to(p.device), chunk.boxes.to(p.device), strokes.canvas_size, canvas,
+                        blend=strokes.blend, layout=strokes.layout, **kwargs)
+        yield min(k + every, len(strokes)), canvas
