@@ -46,9 +46,37 @@ def extra_model_paths_yaml(extra_models_dir) -> Path:
     return path
 
 
+E2E_PAINTER = "e2e_tiny.safetensors"          # in the extra_model_paths.yaml folder
+E2E_DEFAULT_PAINTER = "e2e_default_tiny.safetensors"  # in ComfyUI's own models/neural_painters
+
+
+def save_tiny_painter(path: Path, seed: int = 0):
+    from painter_models import NAKANO, Generator, generator_config, save_painter
+    import torch
+    torch.manual_seed(seed)
+    save_painter(str(path), Generator(generator_config("tiny")).eval(), layout=NAKANO,
+                 brush="mypaint:classic/dry_brush", training={"note": "random tiny painter for e2e tests"})
+
+
 @pytest.fixture(scope="session")
-def comfy_server(comfy_setup, tmp_path_factory, extra_model_paths_yaml):
-    comfy_dir = Path(os.environ.get("NP_E2E_CACHE") or REPO / ".cache") / "comfyui"
+def comfy_dir(comfy_setup) -> Path:
+    return Path(os.environ.get("NP_E2E_CACHE") or REPO / ".cache") / "comfyui"
+
+
+@pytest.fixture(scope="session")
+def e2e_painters(comfy_dir, extra_models_dir):
+    """Tiny random painters (until trained ones ship): one in a folder registered by
+    extra_model_paths.yaml, one in ComfyUI's own models/neural_painters. Both must be listed."""
+    save_tiny_painter(extra_models_dir / "neural_painters" / E2E_PAINTER)
+    default = comfy_dir / "models" / "neural_painters" / E2E_DEFAULT_PAINTER
+    default.parent.mkdir(parents=True, exist_ok=True)
+    save_tiny_painter(default, seed=1)
+    yield {"extra": E2E_PAINTER, "default": E2E_DEFAULT_PAINTER}
+    default.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfy_setup, comfy_dir, tmp_path_factory, extra_model_paths_yaml, e2e_painters):
     link_pack(comfy_dir)
     server = ComfyServer(comfy_dir, comfy_setup["python"], tmp_path_factory.mktemp("comfyui"),
                          extra_model_paths=[extra_model_paths_yaml])

@@ -1,0 +1,324 @@
+"""The one module of the pack that touches ComfyUI.
+
+Inside a running ComfyUI it uses `folder_paths`, `comfy.utils.ProgressBar` and
+`comfy.model_management`; anywhere else (pytest, scripts) it degrades to plain equivalents:
+model folders from $NEURAL_PAINTERS_WEIGHTS, a tqdm progress bar, no-op interrupts (plus a flag
+tests can raise), and CUDA / MPS / CPU device detection. Every other node module imports ComfyUI
+only through here, so the pack imports cleanly with no ComfyUI present.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import torch
+
+# -------------------------------------------------------------------------------------------------
+# Is ComfyUI here? It is when its modules are already imported by a running server (the pack is
+# loaded by main.py after folder_paths and comfy.model_management). Importing them ourselves outside
+# a server could pick an unrelated module or fail on a CPU-only machine, so we only look them up.
+# -------------------------------------------------------------------------------------------------
+
+
+def _comfy_modules():
+    fp = sys.modules.get("folder_paths")
+    mm = sys.modules.get("comfy.model_management")
+    if fp is None or mm is None or not hasattr(fp, "folder_names_and_paths"):
+        return None, None, None
+    try:
+        import comfy.utils as cu
+    except Exception:  # pragma: no cover - a broken ComfyUI: behave as if absent
+        return None, None, None
+    return fp, mm, cu
+
+
+folder_paths, model_management, comfy_utils = _comfy_modules()
+IN_COMFYUI = folder_paths is not None
+
+PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED_PAINTERS_DIR = os.path.join(PACK_DIR, "painter_models", "weights")
+SHIPPED_PREFIX = "shipped/"
+
+# model folders of the pack: ComfyUI folder name -> (sub folder of models/, accepted extensions)
+MODEL_FOLDERS = {
+    "neural_painters": ("neural_painters", {".safetensors"}),
+    # open_clip checkpoints; ComfyUI maps the legacy name "clip" to "text_encoders" (models/clip is in it)
+    "clip": ("clip", {".safetensors", ".pt", ".pth", ".bin"}),
+    "vgg": ("vgg", {".safetensors", ".pt", ".pth"}),
+}
+ENV_WEIGHTS = "NEURAL_PAINTERS_WEIGHTS"
+
+
+def register_model_folders():
+    """Add the pack's model folders to ComfyUI: extend, never overwrite (extra_model_paths.yaml has
+    already been applied and may have registered paths for these names). Idempotent."""
+    if not IN_COMFYUI:
+        return
+    for name, (sub, exts) in MODEL_FOLDERS.items():
+        folder_paths.add_model_folder_path(name, os.path.join(folder_paths.models_dir, sub))
+        key = folder_paths.map_legacy(name) if hasattr(folder_paths, "map_legacy") else name
+        paths, old_exts = folder_paths.folder_names_and_paths[key]
+        merged = set(old_exts) | exts if old_exts else set(exts)
+        folder_paths.folder_names_and_paths[key] = (paths, merged)
+
+
+def model_dirs(kind: str) -> list[str]:
+    """Folders searched for a model kind ("neural_painters", "clip", "vgg"), in order."""
+    if kind not in MODEL_FOLDERS:
+        raise KeyError(f"unknown model folder {kind!r}; known: {sorted(MODEL_FOLDERS)}")
+    dirs = []
+    if IN_COMFYUI:
+        dirs += list(folder_paths.get_folder_paths(kind))
+    for d in os.environ.get(ENV_WEIGHTS, "").split(os.pathsep):
+        if d:  # a folder laid out like ComfyUI's models/ (with a neural_painters/ sub folder), or a flat one
+            sub = os.path.join(d, MODEL_FOLDERS[kind][0])
+            dirs.append(sub if os.path.isdir(sub) else d)
+    return dirs
+
+
+def list_models(kind: str) -> list[str]:
+    """File names (relative to their folder) of one model kind, like folder_paths.get_filename_list."""
+    if IN_COMFYUI:
+        return list(folder_paths.get_filename_list(kind))
+    exts = MODEL_FOLDERS[kind][1]
+    names = set()
+    for d in model_dirs(kind):
+        if not os.path.isdir(d):
+            continue
+        for root, _, files in os.walk(d, followlinks=True):
+            for f in files:
+                if os.path.splitext(f)[1].lower() in exts:
+                    names.add(os.path.relpath(os.path.join(root, f), d).replace(os.sep, "/"))
+    return sorted(names)
+
+
+def model_path(kind: str, name: str) -> str | None:
+    """Full path of a listed model file, or None."""
+    if IN_COMFYUI:
+        return folder_paths.get_full_path(kind, name)
+    for d in model_dirs(kind):
+        p = os.path.join(d, name)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def models_root() -> str:
+    """Where a user puts model files (ComfyUI's models/ folder, or a hint outside ComfyUI)."""
+    if IN_COMFYUI:
+        return folder_paths.models_dir
+    return os.environ.get(ENV_WEIGHTS, "").split(os.pathsep)[0] or "ComfyUI/models"
+
+
+def output_dir() -> str:
+    return folder_paths.get_output_directory() if IN_COMFYUI else os.path.abspath("output")
+
+
+def input_dir() -> str:
+    return folder_paths.get_input_directory() if IN_COMFYUI else os.path.abspath("input")
+
+
+def temp_dir() -> str:
+    return folder_paths.get_temp_directory() if IN_COMFYUI else os.path.abspath("temp")
+
+
+FOLDER_TAGS = ("input", "output", "temp")
+
+
+def _folder(kind: str) -> str:
+    return {"input": input_dir, "output": output_dir, "temp": temp_dir}[kind]()
+
+
+def list_files(exts: tuple[str, ...], kinds=("input", "output")) -> list[str]:
+    """Files with these extensions in ComfyUI's input folder (plain names) and the other folders
+    (annotated like ComfyUI does: "name.json [output]"), sub folders included."""
+    out = []
+    for kind in kinds:
+        base = _folder(kind)
+        if not os.path.isdir(base):
+            continue
+        found = []
+        for root, _, files in os.walk(base, followlinks=True):
+            for f in files:
+                if f.lower().endswith(exts) and not f.startswith("."):
+                    found.append(os.path.relpath(os.path.join(root, f), base).replace(os.sep, "/"))
+        out += [n if kind == "input" else f"{n} [{kind}]" for n in sorted(found)]
+    return out
+
+
+def resolve_file(name: str) -> str:
+    """The path of a list_files() value ("a.json", "sub/a.json [output]"); refuses paths that leave
+    the folder."""
+    kind = "input"
+    for tag in FOLDER_TAGS:
+        if name.endswith(f" [{tag}]"):
+            kind, name = tag, name[: -len(tag) - 3]
+            break
+    base = os.path.abspath(_folder(kind))
+    path = os.path.abspath(os.path.join(base, name))
+    if os.path.commonpath([path, base]) != base:
+        raise ValueError(f"{name!r} points outside ComfyUI's {kind} folder")
+    return path
+
+
+def save_path(filename_prefix: str, kind: str = "output") -> tuple[str, str, str]:
+    """(folder, file stem with a counter, subfolder) for a new output file, like ComfyUI's Save Image:
+    prefix "paintings/np" -> <output>/paintings/np_00001_. Refuses prefixes that leave the folder."""
+    base = output_dir() if kind == "output" else temp_dir()
+    prefix = (filename_prefix or "neural_painters").replace("\\", "/")
+    sub, stem = os.path.split(prefix)
+    folder = os.path.abspath(os.path.join(base, sub))
+    if os.path.commonpath([folder, os.path.abspath(base)]) != os.path.abspath(base):
+        raise ValueError(f"filename_prefix {filename_prefix!r} points outside the {kind} folder")
+    os.makedirs(folder, exist_ok=True)
+    taken = [f for f in os.listdir(folder) if f.startswith(stem + "_")]
+    counter = 1
+    for f in taken:
+        digits = f[len(stem) + 1:].split("_")[0].split(".")[0]
+        if digits.isdigit():
+            counter = max(counter, int(digits) + 1)
+    return folder, f"{stem}_{counter:05d}_", sub
+
+
+# -------------------------------------------------------------------------------------------------
+# devices and memory
+# -------------------------------------------------------------------------------------------------
+def compute_device() -> torch.device:
+    """ComfyUI's torch device; outside ComfyUI $NEURAL_PAINTERS_DEVICE, else CUDA, MPS or CPU."""
+    if IN_COMFYUI:
+        return model_management.get_torch_device()
+    env = os.environ.get("NEURAL_PAINTERS_DEVICE")
+    if env:
+        return torch.device(env)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def intermediate_device() -> torch.device:
+    """Where results handed to other nodes live (ComfyUI: CPU unless --gpu-only)."""
+    if IN_COMFYUI:
+        return model_management.intermediate_device()
+    return torch.device("cpu")
+
+
+def soft_empty_cache():
+    if IN_COMFYUI:
+        model_management.soft_empty_cache()
+    elif torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# -------------------------------------------------------------------------------------------------
+# interruption
+# -------------------------------------------------------------------------------------------------
+class Interrupted(Exception):
+    """Raised outside ComfyUI when request_interrupt() was called (ComfyUI raises its own)."""
+
+
+_interrupt = threading.Event()
+
+
+def request_interrupt():
+    """Ask the running node to stop (outside ComfyUI; inside it, the user's Cancel does this)."""
+    _interrupt.set()
+
+
+def interrupted() -> bool:
+    if IN_COMFYUI:
+        return model_management.processing_interrupted()
+    return _interrupt.is_set()
+
+
+def check_interrupt():
+    """Raise ComfyUI's InterruptProcessingException after Cancel (or Interrupted outside ComfyUI)."""
+    if IN_COMFYUI:
+        model_management.throw_exception_if_processing_interrupted()
+    elif _interrupt.is_set():
+        _interrupt.clear()
+        raise Interrupted("interrupted")
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether an exception is an interruption (never wrap those in user-facing errors)."""
+    if isinstance(exc, Interrupted):
+        return True
+    if IN_COMFYUI:
+        return isinstance(exc, model_management.InterruptProcessingException)
+    return False
+
+
+# -------------------------------------------------------------------------------------------------
+# progress with live preview
+# -------------------------------------------------------------------------------------------------
+def to_pil(image):
+    """A PIL image from a tensor [H, W, 3] / [1, H, W, 3] / [3, H, W] / [1, 3, H, W] in 0..1."""
+    from PIL import Image
+    t = image.detach()
+    if t.dim() == 4:
+        t = t[0]
+    if t.shape[0] == 3 and t.shape[-1] != 3:
+        t = t.permute(1, 2, 0)
+    arr = (t.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+    return Image.fromarray(arr)
+
+
+class Progress:
+    """ComfyUI's progress bar (with a live JPEG preview in the node) or a tqdm bar outside ComfyUI.
+
+    update(value, preview=None): absolute progress; `preview` is an image tensor (or a callable
+    returning one, called only when a preview is due). Previews are throttled to one per
+    `preview_interval` seconds, since each is a JPEG encode and a websocket message. Every update is
+    also an interrupt point."""
+
+    def __init__(self, total: int, desc: str = "neural painters", preview_interval: float = 0.5,
+                 preview_size: int = 512):
+        self.total = max(1, int(total))
+        self.preview_interval, self.preview_size = preview_interval, preview_size
+        self._last_preview = -1e9
+        self.previews = 0
+        if IN_COMFYUI:
+            self._bar = comfy_utils.ProgressBar(self.total)
+            self._tqdm = None
+        else:
+            self._bar = None
+            try:
+                from tqdm.auto import tqdm
+                self._tqdm = tqdm(total=self.total, desc=desc, leave=False,
+                                  disable=os.environ.get("TQDM_DISABLE") == "1")
+            except ImportError:  # pragma: no cover
+                self._tqdm = None
+        self.value = 0
+
+    def preview_due(self) -> bool:
+        return time.monotonic() - self._last_preview >= self.preview_interval
+
+    def update(self, value: int, preview=None):
+        value = min(int(value), self.total)
+        image = None
+        if preview is not None and self.preview_due():
+            image = preview() if callable(preview) else preview
+            self._last_preview = time.monotonic()
+            self.previews += 1
+        if self._bar is not None:
+            payload = ("JPEG", to_pil(image), self.preview_size) if image is not None else None
+            self._bar.update_absolute(value, self.total, payload)  # also raises on Cancel
+        else:
+            if self._tqdm is not None:
+                self._tqdm.update(value - self.value)
+            check_interrupt()
+        self.value = value
+
+    def close(self):
+        if self._tqdm is not None:
+            self._tqdm.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,109 @@
+"""Shared pieces of the nodes: category, custom types, IMAGE/MASK conversions, user-facing errors.
+
+No ComfyUI import here (see comfy_adapter.py for that).
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+CATEGORY = "neural painters"
+
+# custom types (links are checked by string equality, so a wrong link is refused at queue time)
+NEURAL_PAINTER = "NEURAL_PAINTER"   # painter_models.NeuralPainter
+STROKES = "STROKES"                 # painter_models.strokes.StrokeSet
+PAINT_LOSS = "PAINT_LOSS"           # a painter_models loss (callable canvas -> scalar)
+CLIP_MODEL = "CLIP_MODEL"           # an open_clip model with its tokenizer
+
+MAX_SIDE = 8192        # canvas pixels (painter_models.strokes.MAX_CANVAS)
+MAX_STROKES = 20000
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+
+
+class NodeError(ValueError):
+    """An error a user can act on; its message is what ComfyUI shows in the error dialog."""
+
+
+def user_errors(node_name: str):
+    """Decorator for a node's FUNCTION: errors from deep inside (bad checkpoints, missing weights,
+    mismatched painters, missing libmypaint) reach the user as one clear NodeError message naming
+    the node, not as a traceback from painter_models. Interrupts pass through untouched."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            from . import comfy_adapter
+            try:
+                return fn(*args, **kwargs)
+            except NodeError:
+                raise
+            except torch.cuda.OutOfMemoryError:
+                raise NodeError(f"{node_name}: out of GPU memory: use fewer strokes, a smaller canvas or "
+                                f"a smaller CLIP model, or free memory (other models loaded)") from None
+            except Exception as e:  # noqa: BLE001 - re-raised with a clear message (or as is)
+                if comfy_adapter.is_interrupt(e) or not _is_user_error(e):
+                    raise
+                message = str(e)
+                raise NodeError(message if message.startswith(node_name) else f"{node_name}: {message}") from None
+        return run
+    return wrap
+
+
+def _is_user_error(e: Exception) -> bool:
+    """Errors whose message already tells the user what is wrong (ours and painter_models'): shown
+    as a message. Anything else (a bug) keeps its traceback for the report."""
+    if isinstance(e, (ValueError, FileNotFoundError)):
+        return True
+    return type(e).__name__ in ("MyPaintUnavailable", "BackboneWeightsMissing", "ClipWeightsMissing")
+
+
+def image_to_bchw(image: torch.Tensor) -> torch.Tensor:
+    """ComfyUI IMAGE [B, H, W, C] (0..1) -> [B, 3, H, W] float32 (alpha dropped, grey expanded)."""
+    if not isinstance(image, torch.Tensor) or image.dim() != 4:
+        raise NodeError(f"expected an IMAGE [batch, height, width, channels], got "
+                        f"{getattr(image, 'shape', type(image).__name__)}")
+    x = image[..., :3] if image.shape[-1] >= 3 else image[..., :1].expand(*image.shape[:-1], 3)
+    return x.permute(0, 3, 1, 2).float().contiguous()
+
+
+def bchw_to_image(x: torch.Tensor, device=None) -> torch.Tensor:
+    """[B, 3, H, W] -> ComfyUI IMAGE [B, H, W, 3] float32 in 0..1 on the intermediate device."""
+    from . import comfy_adapter
+    out = x.detach().clamp(0, 1).permute(0, 2, 3, 1).float().contiguous()
+    return out.to(device or comfy_adapter.intermediate_device())
+
+
+def mask_to_b1hw(mask: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor | None:
+    """ComfyUI MASK [B, H, W] or [H, W] (1 = selected) -> [B, 1, H, W] resized to `size` (H, W)."""
+    if mask is None:
+        return None
+    m = mask.float()
+    if m.dim() == 2:
+        m = m[None]
+    if m.dim() != 3:
+        raise NodeError(f"expected a MASK [batch, height, width], got {list(mask.shape)}")
+    m = m[:, None]
+    if tuple(m.shape[-2:]) != tuple(size):
+        m = torch.nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False)
+    return m.clamp(0, 1)
+
+
+def colour_from_int(value: int) -> tuple[float, float, float]:
+    """0xRRGGBB (ComfyUI's colour widget) -> RGB in 0..1."""
+    value = int(value)
+    return ((value >> 16) & 255) / 255.0, ((value >> 8) & 255) / 255.0, (value & 255) / 255.0
+
+
+def check_painter_matches(painter, strokes, node_name: str):
+    """A painter must speak the strokes' action layout; say so clearly when it does not."""
+    p_layout, s_layout = painter.layout, strokes.layout
+    if p_layout.to_dict() != s_layout.to_dict():
+        raise NodeError(f"{node_name}: the painter {_painter_label(painter)} was trained on action layout "
+                        f"{p_layout.name!r} ({p_layout.dim} numbers) but these strokes use {s_layout.name!r} "
+                        f"({s_layout.dim} numbers): use a painter trained on {s_layout.name!r}")
+
+
+def _painter_label(painter) -> str:
+    import os
+    path = getattr(painter, "path", None)
+    return repr(os.path.basename(path)) if path else f"for {getattr(painter, 'brush', '?')!r}"

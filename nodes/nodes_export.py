@@ -1,0 +1,104 @@
+"""Stroke Timelapse (the painting stroke by stroke, as an IMAGE batch) and Re-render with MyPaint."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import comfy_adapter as comfy
+from .common import (CATEGORY, NEURAL_PAINTER, STROKES, NodeError, check_painter_matches, image_to_bchw,
+                     user_errors)
+from .core import submodule
+
+MAX_FRAMES = 1000
+MAX_RERENDER_SIDE = 8192
+
+
+def frames_to_image(frames: list[np.ndarray]) -> torch.Tensor:
+    """uint8 [H, W, 3] frames -> ComfyUI IMAGE [T, H, W, 3] float32 in 0..1 (intermediate device)."""
+    batch = torch.from_numpy(np.stack(frames)).float().div_(255.0)
+    return batch.to(comfy.intermediate_device())
+
+
+class StrokeTimelapse:
+    DESCRIPTION = ("The painting stroke by stroke: frames from the bare canvas to the finished painting, as an "
+                   "IMAGE batch for ComfyUI's animated save nodes (Save Animated WEBP / PNG).")
+    CATEGORY = CATEGORY
+    FUNCTION = "frames"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("frames",)
+    OUTPUT_TOOLTIPS = ("The frames, [frames, height, width, 3].",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "painter": (NEURAL_PAINTER, {"tooltip": "The painter that renders the strokes."}),
+                "strokes": (STROKES, {"tooltip": "The strokes, in painting order."}),
+                "frames": ("INT", {"default": 48, "min": 2, "max": MAX_FRAMES, "step": 1, "tooltip":
+                                   "Number of frames (at most one per stroke, plus the bare canvas)."}),
+                "max_side": ("INT", {"default": 512, "min": 0, "max": 8192, "step": 8, "tooltip":
+                                     "Shrink frames so their longer side is at most this (0: full size)."}),
+                "hold_last": ("INT", {"default": 12, "min": 0, "max": 600, "step": 1, "tooltip":
+                                      "Repeat the finished painting this many extra frames, so the animation "
+                                      "rests on it before looping."}),
+            },
+            "optional": {
+                "background": ("IMAGE", {"tooltip": "Optional: start from this image instead of the strokes' "
+                                                    "background colour."}),
+            },
+        }
+
+    @user_errors("Stroke Timelapse")
+    def frames(self, painter, strokes, frames=48, max_side=512, hold_last=12, background=None):
+        check_painter_matches(painter, strokes, "Stroke Timelapse")
+        export = submodule("export")
+        bg = image_to_bchw(background)[:1] if background is not None else None
+        counts = export.frame_counts(len(strokes), int(frames))
+        out = []
+        with comfy.Progress(len(counts), "time-lapse") as progress:
+            for i, (_, frame) in enumerate(export.iter_timelapse(painter, strokes, int(frames), bg,
+                                                                 max_side=int(max_side) or None, counts=counts)):
+                out.append(frame)
+                progress.update(i + 1, preview=lambda f=frame: torch.tensor(f, dtype=torch.float32) / 255)
+        out += [out[-1]] * int(hold_last)
+        return (frames_to_image(out),)
+
+
+class RerenderMyPaint:
+    DESCRIPTION = ("Paints the strokes again with the real MyPaint brush (libmypaint), at any scale: e.g. a 512 px "
+                   "painting re-rendered at 2048 px with true brush texture. Needs libmypaint and the MyPaint "
+                   "brushes (Debian/Ubuntu: apt-get install libmypaint-1.5-1 mypaint-brushes).")
+    CATEGORY = CATEGORY
+    FUNCTION = "rerender"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("The MyPaint painting, scale times the strokes' canvas size.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "strokes": (STROKES, {"tooltip": "The strokes, in painting order."}),
+                "scale": ("FLOAT", {"default": 2.0, "min": 0.25, "max": 16.0, "step": 0.25,
+                                    "tooltip": "Output size as a multiple of the strokes' canvas."}),
+                "brush": ("STRING", {"default": "", "tooltip": "MyPaint preset (e.g. classic/dry_brush, "
+                                     "classic/charcoal) or a .myb path; empty: the brush the painter imitates."}),
+            },
+            "optional": {
+                "background": ("IMAGE", {"tooltip": "Optional: paint over this image instead of the strokes' "
+                                                    "background colour."}),
+            },
+        }
+
+    @user_errors("Re-render with MyPaint")
+    def rerender(self, strokes, scale=2.0, brush="", background=None):
+        h, w = strokes.canvas_size
+        if max(h, w) * float(scale) > MAX_RERENDER_SIDE:
+            raise NodeError(f"Re-render with MyPaint: {w}x{h} at scale {scale:g} is "
+                            f"{round(w * scale)}x{round(h * scale)} px; at most {MAX_RERENDER_SIDE} px a side")
+        export = submodule("export")
+        bg = image_to_bchw(background)[:1] if background is not None else None
+        with comfy.Progress(max(1, len(strokes)), "MyPaint") as progress:
+            image = export.rerender_mypaint(strokes, float(scale), brush.strip() or None, bg,
+                                            callback=lambda done, total: progress.update(done))
+        return (frames_to_image([image]),)

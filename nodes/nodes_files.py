@@ -1,0 +1,107 @@
+"""Save Strokes / Load Strokes (the stroke list as JSON) and Strokes to SVG."""
+from __future__ import annotations
+
+import os
+
+from . import comfy_adapter as comfy
+from .common import CATEGORY, STROKES, NodeError, user_errors
+from .core import submodule
+
+NO_FILES = "(no stroke files in ComfyUI/input)"
+
+
+def _write(strokes, filename_prefix: str, ext: str, save):
+    folder, stem, sub = comfy.save_path(filename_prefix)
+    name = stem + ext
+    path = os.path.join(folder, name)
+    save(path, strokes)
+    return path, {"filename": name, "subfolder": sub, "type": "output"}
+
+
+class SaveStrokes:
+    DESCRIPTION = ("Saves the strokes as JSON in ComfyUI's output folder: every stroke's action and box (reloads "
+                   "to exactly the same painting) plus canvas-pixel geometry and MyPaint parameters.")
+    CATEGORY = CATEGORY
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("Full path of the written .json file.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "strokes": (STROKES, {"tooltip": "The strokes to save."}),
+            "filename_prefix": ("STRING", {"default": "neural_painters/strokes", "tooltip":
+                                           "File name prefix inside ComfyUI/output (sub folders allowed); a counter "
+                                           "and .json are added."}),
+        }}
+
+    @user_errors("Save Strokes")
+    def save(self, strokes, filename_prefix="neural_painters/strokes"):
+        path, entry = _write(strokes, filename_prefix, ".json", submodule("export").save_strokes)
+        return {"ui": {"strokes_files": [entry]}, "result": (path,)}
+
+
+class LoadStrokes:
+    DESCRIPTION = ("Loads strokes saved by Save Strokes (or the neural-painters CLI). Lists .json files in ComfyUI's "
+                   "input folder and, marked [output], in its output folder.")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (STROKES,)
+    RETURN_NAMES = ("strokes",)
+    OUTPUT_TOOLTIPS = ("The strokes, exactly as saved.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = comfy.list_files((".json",)) or [NO_FILES]
+        return {"required": {
+            "file": (files, {"default": files[0], "tooltip": "A stroke .json file (copy files into ComfyUI/input, "
+                                                             "or pick one saved in output)."}),
+        }}
+
+    @classmethod
+    def IS_CHANGED(cls, file):
+        try:
+            return os.path.getmtime(comfy.resolve_file(file))
+        except (OSError, ValueError):
+            return file
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, file):
+        if file == NO_FILES:
+            return "no stroke files found: save strokes with Save Strokes, or copy a .json file into ComfyUI/input"
+        return True
+
+    @user_errors("Load Strokes")
+    def load(self, file):
+        if file == NO_FILES:
+            raise NodeError("Load Strokes: no stroke files found; copy a .json file into ComfyUI/input")
+        return (submodule("export").load_strokes(comfy.resolve_file(file)),)
+
+
+class StrokesToSVG:
+    DESCRIPTION = ("Writes the strokes as an SVG drawing (one quadratic Bezier path per stroke, with the brush's "
+                   "width, colour and opacity) into ComfyUI's output folder, for plotters and vector editors.")
+    CATEGORY = CATEGORY
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING", "STRING")
+    RETURN_NAMES = ("svg", "path")
+    OUTPUT_TOOLTIPS = ("The SVG document as text.", "Full path of the written .svg file.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "strokes": (STROKES, {"tooltip": "The strokes to draw."}),
+            "filename_prefix": ("STRING", {"default": "neural_painters/painting", "tooltip":
+                                           "File name prefix inside ComfyUI/output; a counter and .svg are added."}),
+            "title": ("STRING", {"default": "", "tooltip": "Optional title stored in the SVG."}),
+        }}
+
+    @user_errors("Strokes to SVG")
+    def save(self, strokes, filename_prefix="neural_painters/painting", title=""):
+        export = submodule("export")
+        svg = export.strokes_to_svg(strokes, title=title or None)
+        path, entry = _write(strokes, filename_prefix, ".svg", lambda p, s: export.save_svg(p, s, title=title or None))
+        return {"ui": {"svg_files": [entry]}, "result": (svg, path)}

@@ -1,0 +1,178 @@
+"""Painting objectives: VGG Feature Loss, Pixel Loss and Combine Losses (CLIP Text Loss: nodes_clip.py).
+
+A PAINT_LOSS is a painter_models.losses.WeightedLoss: named terms with weights, callable on a canvas
+[B, 3, H, W] -> scalar. Each loss node makes one term with its own weight; Combine Losses merges
+terms (scaling each input's weights), so any mix of objectives reaches Optimize Actions.
+"""
+from __future__ import annotations
+
+from . import comfy_adapter as comfy
+from .common import CATEGORY, PAINT_LOSS, NodeError, image_to_bchw, user_errors
+from .core import submodule
+
+BACKBONES = ["efficientnet_lite0", "vgg16", "vgg16_bn"]
+AUTO_WEIGHTS = "auto"
+
+
+def one_term(name: str, weight: float, loss):
+    return submodule("losses").combine([(name, float(weight), loss)])
+
+
+def merge(losses_and_scales) -> object:
+    """One WeightedLoss from several, each input's term weights multiplied by its scale."""
+    terms, used = [], set()
+    for loss, scale in losses_and_scales:
+        if loss is None:
+            continue
+        for name, weight, term in zip(loss.names, loss.weights, loss.terms):
+            unique, k = name, 2
+            while unique in used:
+                unique, k = f"{name}_{k}", k + 1
+            used.add(unique)
+            terms.append((unique, weight * float(scale), term))
+    if not terms:
+        raise NodeError("Combine Losses: connect at least one loss")
+    return submodule("losses").combine(terms)
+
+
+def first_image(image, what: str):
+    if image is None:
+        raise NodeError(f"{what}: connect an image")
+    x = image_to_bchw(image)
+    return x[:1]
+
+
+def first_mask(mask):
+    if mask is None:
+        return None
+    return mask[:1] if mask.dim() == 3 else mask
+
+
+def weights_dirs() -> list[str]:
+    """Where VGG weights are looked for: ComfyUI's models/vgg (and extra paths), then models/neural_painters."""
+    return comfy.model_dirs("vgg") + comfy.model_dirs("neural_painters")
+
+
+class VGGFeatureLoss:
+    DESCRIPTION = ("Perceptual (feature) loss against a content image: the painting should look like the "
+                   "image to a frozen image network. efficientnet_lite0 works offline (its ImageNet weights "
+                   "ship with a pip package); vgg16 / vgg16_bn need torchvision's ImageNet file in "
+                   "ComfyUI/models/vgg (or the torch cache, or a download when online).")
+    CATEGORY = CATEGORY
+    FUNCTION = "make"
+    RETURN_TYPES = (PAINT_LOSS,)
+    RETURN_NAMES = ("loss",)
+    OUTPUT_TOOLTIPS = ("The feature loss (one weighted term), for Optimize Actions or Combine Losses.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "Content image: what the painting should depict (the first image "
+                                               "of a batch; resized or centre-cropped to the canvas)."}),
+                "backbone": (BACKBONES, {"default": "efficientnet_lite0", "tooltip":
+                                         "Feature network. efficientnet_lite0: offline, fast; vgg16 / vgg16_bn: the "
+                                         "classic perceptual loss (weights needed)."}),
+                "weights": ([AUTO_WEIGHTS] + comfy.list_models("vgg"), {"default": AUTO_WEIGHTS, "tooltip":
+                            "Network weights: 'auto' finds them (ComfyUI/models/vgg, the torch cache, a "
+                            "download); or pick a file from ComfyUI/models/vgg."}),
+                "layers": ("STRING", {"default": "", "tooltip": "Comma-separated layers, shallow to deep (e.g. "
+                                      "relu3_3, relu4_3 for VGG; stage2, stage3 for EfficientNet). Empty: the "
+                                      "network's defaults."}),
+                "kind": (["mse", "l1"], {"default": "mse", "tooltip": "Distance between feature maps."}),
+                "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1000.0, "step": 0.01,
+                                     "tooltip": "Weight of this term in the total loss."}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "Optional: the loss applies only where the mask is 1."}),
+            },
+        }
+
+    @user_errors("VGG Feature Loss")
+    def make(self, image, backbone="efficientnet_lite0", weights=AUTO_WEIGHTS, layers="", kind="mse", weight=1.0,
+             mask=None):
+        backbones = submodule("backbones")
+        if backbone not in BACKBONES:
+            raise NodeError(f"VGG Feature Loss: unknown backbone {backbone!r}; choose one of {BACKBONES}")
+        path = AUTO_WEIGHTS
+        if weights != AUTO_WEIGHTS:
+            path = comfy.model_path("vgg", weights)
+            if path is None:
+                raise NodeError(f"VGG Feature Loss: weights file {weights!r} not found in "
+                                f"{', '.join(comfy.model_dirs('vgg')) or 'ComfyUI/models/vgg'}")
+        names = [s.strip() for s in layers.replace(";", ",").split(",") if s.strip()] or None
+        fx = backbones.build_backbone(backbone, weights=path, layers=names, device=comfy.compute_device(),
+                                      search_dirs=weights_dirs())
+        loss = submodule("losses").FeatureLoss(first_image(image, "VGG Feature Loss"), fx, kind=kind,
+                                               mask=first_mask(mask))
+        return (one_term("feature", weight, loss),)
+
+
+class PixelLoss:
+    DESCRIPTION = ("Pixel loss against a target image (L1 or L2, optionally both blurred so strokes only "
+                   "need to match colours at a coarse scale).")
+    CATEGORY = CATEGORY
+    FUNCTION = "make"
+    RETURN_TYPES = (PAINT_LOSS,)
+    RETURN_NAMES = ("loss",)
+    OUTPUT_TOOLTIPS = ("The pixel loss (one weighted term), for Optimize Actions or Combine Losses.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "Target image (the first of a batch; fitted to the canvas)."}),
+                "kind": (["l1", "l2"], {"default": "l1", "tooltip": "Absolute (l1) or squared (l2) difference."}),
+                "blur_sigma": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 64.0, "step": 0.1,
+                                         "tooltip": "Blur both images by this many canvas pixels first (0: none)."}),
+                "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1000.0, "step": 0.01,
+                                     "tooltip": "Weight of this term in the total loss."}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "Optional: per-pixel weights (1 = counts fully, 0 = ignored)."}),
+            },
+        }
+
+    @user_errors("Pixel Loss")
+    def make(self, image, kind="l1", blur_sigma=0.0, weight=1.0, mask=None):
+        loss = submodule("losses").PixelLoss(first_image(image, "Pixel Loss"), kind=kind,
+                                             blur_sigma=float(blur_sigma), mask=first_mask(mask))
+        return (one_term("pixel", weight, loss),)
+
+
+class CombineLosses:
+    DESCRIPTION = "Adds up to four losses, each scaled by its own factor (on top of the weights set in the loss nodes)."
+    CATEGORY = CATEGORY
+    FUNCTION = "combine"
+    RETURN_TYPES = (PAINT_LOSS,)
+    RETURN_NAMES = ("loss",)
+    OUTPUT_TOOLTIPS = ("The weighted sum of the connected losses.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        scale = {"default": 1.0, "min": 0.0, "max": 1000.0, "step": 0.01}
+        return {
+            "required": {
+                "loss_1": (PAINT_LOSS, {"tooltip": "A loss (e.g. VGG Feature Loss)."}),
+                "scale_1": ("FLOAT", {**scale, "tooltip": "Multiplies loss_1's weights."}),
+            },
+            "optional": {
+                "loss_2": (PAINT_LOSS, {"tooltip": "Another loss (e.g. CLIP Text Loss)."}),
+                "scale_2": ("FLOAT", {**scale, "tooltip": "Multiplies loss_2's weights."}),
+                "loss_3": (PAINT_LOSS, {"tooltip": "Optional third loss."}),
+                "scale_3": ("FLOAT", {**scale, "tooltip": "Multiplies loss_3's weights."}),
+                "loss_4": (PAINT_LOSS, {"tooltip": "Optional fourth loss."}),
+                "scale_4": ("FLOAT", {**scale, "tooltip": "Multiplies loss_4's weights."}),
+            },
+        }
+
+    @user_errors("Combine Losses")
+    def combine(self, loss_1, scale_1=1.0, loss_2=None, scale_2=1.0, loss_3=None, scale_3=1.0, loss_4=None,
+                scale_4=1.0):
+        return (merge([(loss_1, scale_1), (loss_2, scale_2), (loss_3, scale_3), (loss_4, scale_4)]),)
+
+
+def describe(loss) -> str:
+    """'feature x1, clip x0.5' for logs and node errors."""
+    return ", ".join(f"{n} x{w:g}" for n, w in zip(loss.names, loss.weights))
+

@@ -1,0 +1,101 @@
+"""Load Neural Painter: a trained painter (generator) from the pack or ComfyUI's models/neural_painters."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+from . import comfy_adapter as comfy
+from .common import CATEGORY, NEURAL_PAINTER, NodeError, user_errors
+
+NO_PAINTER = "(no painters found)"
+
+
+def shipped_painters() -> list[str]:
+    """Painters that ship inside the pack (painter_models/weights/*.safetensors), as combo values."""
+    files = sorted(glob.glob(os.path.join(comfy.SHIPPED_PAINTERS_DIR, "*.safetensors")))
+    return [comfy.SHIPPED_PREFIX + os.path.basename(f) for f in files]
+
+
+def painter_choices() -> list[str]:
+    """Shipped painters first, then every file in models/neural_painters (and extra model paths)."""
+    choices = shipped_painters() + comfy.list_models("neural_painters")
+    return choices or [NO_PAINTER]
+
+
+def painter_file(name: str) -> str:
+    """The full path of a painter combo value; a clear error when it is missing."""
+    if name == NO_PAINTER or not name:
+        raise NodeError("Load Neural Painter: no painter checkpoints found. Put painter .safetensors files "
+                        f"(trained with neural-painters-train) in {os.path.join(comfy.models_root(), 'neural_painters')} "
+                        "and refresh the page")
+    if name.startswith(comfy.SHIPPED_PREFIX):
+        path = os.path.join(comfy.SHIPPED_PAINTERS_DIR, name[len(comfy.SHIPPED_PREFIX):])
+        if os.path.isfile(path):
+            return path
+    path = comfy.model_path("neural_painters", name)
+    if path is None or not os.path.isfile(path):
+        where = ", ".join(comfy.model_dirs("neural_painters")) or os.path.join(comfy.models_root(), "neural_painters")
+        raise NodeError(f"Load Neural Painter: painter {name!r} not found (looked in the pack's shipped painters "
+                        f"and {where}); pick one from the list or put the file there")
+    return path
+
+
+_CACHE: dict = {}
+
+
+def load_painter_cached(path: str, device):
+    """load_painter with a small cache keyed by file, modification time and device."""
+    from .core import painter_models
+    key = (os.path.abspath(path), os.path.getmtime(path), str(device))
+    if key not in _CACHE:
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = painter_models.load_painter(path, device=device)
+    return _CACHE[key]
+
+
+def painter_info(painter) -> str:
+    """A short human-readable summary of a painter (brush, stroke size, metrics, training)."""
+    lines = [f"brush: {painter.brush}", f"stroke size: {painter.stroke_size} px",
+             f"action layout: {painter.layout.name} ({painter.layout.dim} numbers)"]
+    if painter.metrics:
+        lines.append("held-out metrics: " + json.dumps(painter.metrics, sort_keys=True))
+    if painter.training:
+        lines.append("training: " + json.dumps(painter.training, sort_keys=True)[:500])
+    if painter.path:
+        lines.append(f"file: {painter.path}")
+    return "\n".join(lines)
+
+
+class LoadNeuralPainter:
+    DESCRIPTION = ("Loads a neural painter: a small network that imitates a MyPaint brush (action -> stroke). "
+                   "Lists the painters shipped with the pack and every .safetensors file in "
+                   "ComfyUI/models/neural_painters (and folders added in extra_model_paths.yaml).")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (NEURAL_PAINTER, "STRING")
+    RETURN_NAMES = ("painter", "info")
+    OUTPUT_TOOLTIPS = ("The painter, on ComfyUI's compute device.",
+                       "Brush, stroke size, action layout and held-out metrics from the checkpoint.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        choices = painter_choices()
+        return {"required": {
+            "painter_name": (choices, {"default": choices[0], "tooltip":
+                                       "Painter checkpoint. 'shipped/...' painters come with the pack; others are "
+                                       "files in ComfyUI/models/neural_painters."}),
+        }}
+
+    @classmethod
+    def IS_CHANGED(cls, painter_name):
+        try:
+            return os.path.getmtime(painter_file(painter_name))
+        except (NodeError, OSError):
+            return painter_name
+
+    @user_errors("Load Neural Painter")
+    def load(self, painter_name):
+        painter = load_painter_cached(painter_file(painter_name), comfy.compute_device())
+        return painter, painter_info(painter)

@@ -1,0 +1,122 @@
+"""Render Strokes (the painting of a stroke set) and Blend Canvas (strokes painted over an image)."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from . import comfy_adapter as comfy
+from .common import (CATEGORY, NEURAL_PAINTER, STROKES, NodeError, bchw_to_image, check_painter_matches,
+                     image_to_bchw, mask_to_b1hw, user_errors)
+from .core import submodule
+
+MAX_RENDER_SIDE = 16384
+
+
+def render(painter, strokes, background=None, scale: float = 1.0) -> torch.Tensor:
+    """[1, 3, H, W] painting of `strokes` by `painter` (no gradients), on the painter's device."""
+    canvas = submodule("canvas")
+    if scale != 1.0:
+        strokes = strokes.scaled(scale)
+    h, w = strokes.canvas_size
+    if max(h, w) > MAX_RENDER_SIDE:
+        raise NodeError(f"a {w}x{h} px render is too large (at most {MAX_RENDER_SIDE} px a side): lower the scale")
+    with torch.no_grad():
+        return canvas.render_canvas(painter, strokes, background)
+
+
+def with_blend(strokes, blend: str):
+    """The same strokes with another blend mode ("alpha" / "linear"); "as strokes" keeps theirs."""
+    if blend in ("as strokes", strokes.blend):
+        return strokes
+    if blend not in ("alpha", "linear"):
+        raise NodeError(f"blend must be 'as strokes', 'alpha' or 'linear', got {blend!r}")
+    return dataclasses.replace(strokes, blend=blend)
+
+
+class RenderStrokes:
+    DESCRIPTION = ("Paints a stroke set with a neural painter: a preview of random or optimised strokes, "
+                   "at the strokes' canvas size (or a multiple of it).")
+    CATEGORY = CATEGORY
+    FUNCTION = "render"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("The painting, one image.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "painter": (NEURAL_PAINTER, {"tooltip": "The painter that turns each action into a stroke."}),
+                "strokes": (STROKES, {"tooltip": "The strokes to paint, in painting order."}),
+                "scale": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 8.0, "step": 0.05,
+                                    "tooltip": "Render at this multiple of the strokes' canvas size."}),
+            },
+            "optional": {
+                "background": ("IMAGE", {"tooltip": "Optional: paint over this image (resized to the canvas) "
+                                                    "instead of the strokes' background colour."}),
+            },
+        }
+
+    @user_errors("Render Strokes")
+    def render(self, painter, strokes, scale=1.0, background=None):
+        check_painter_matches(painter, strokes, "Render Strokes")
+        bg = image_to_bchw(background)[:1].to(painter.device) if background is not None else None
+        out = render(painter, strokes, bg, float(scale))
+        return (bchw_to_image(out),)
+
+
+class BlendCanvas:
+    DESCRIPTION = ("Paints strokes over an existing image (every image of a batch) and blends the result "
+                   "back with an opacity and an optional mask. The strokes are scaled to the image size.")
+    CATEGORY = CATEGORY
+    FUNCTION = "blend"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("The canvas with the strokes painted on it, same size and batch as the input.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "canvas": ("IMAGE", {"tooltip": "The image to paint on."}),
+                "painter": (NEURAL_PAINTER, {"tooltip": "The painter that turns each action into a stroke."}),
+                "strokes": (STROKES, {"tooltip": "The strokes to paint, in painting order; scaled to the canvas "
+                                                 "(it must have the strokes' aspect ratio)."}),
+                "blend": (["as strokes", "alpha", "linear"], {
+                    "default": "as strokes", "tooltip": "How each stroke is laid down: the painter's alpha "
+                                                        "(alpha), Nakano's darkness mask with the action colour "
+                                                        "(linear), or what the strokes say."}),
+                "opacity": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                      "tooltip": "Mix of the painted result over the original canvas."}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "Optional: strokes only show where the mask is 1."}),
+            },
+        }
+
+    @user_errors("Blend Canvas")
+    def blend(self, canvas, painter, strokes, blend="as strokes", opacity=1.0, mask=None):
+        check_painter_matches(painter, strokes, "Blend Canvas")
+        images = image_to_bchw(canvas)
+        b, _, h, w = images.shape
+        ch, cw = strokes.canvas_size
+        factor = w / cw
+        if abs(ch * factor - h) > max(1.0, 0.01 * h):
+            raise NodeError(f"Blend Canvas: the canvas is {w}x{h} but the strokes were made for {cw}x{ch}; "
+                            f"use an image with the same aspect ratio (e.g. {w}x{round(ch * factor)})")
+        strokes = with_blend(strokes, blend)
+        if strokes.canvas_size != (h, w):
+            strokes = dataclasses.replace(strokes.scaled(factor), canvas_size=(h, w))
+        m = mask_to_b1hw(mask, (h, w))
+        out = []
+        for i in range(b):
+            comfy.check_interrupt()
+            base = images[i:i + 1].to(painter.device)
+            painted = render(painter, strokes, base)
+            mixed = base + (painted - base) * float(opacity)
+            if m is not None:
+                mi = m[min(i, len(m) - 1):min(i, len(m) - 1) + 1].to(painter.device)
+                mixed = base + (mixed - base) * mi
+            out.append(bchw_to_image(mixed))
+        return (torch.cat(out),)

@@ -1,0 +1,108 @@
+"""Our nodes inside a real ComfyUI: registration, model folders, workflows, refused links, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .comfy import PromptFailed, PromptRefused
+from .conftest import E2E_DEFAULT_PAINTER, E2E_PAINTER
+from .workflow_builder import Graph
+
+pytestmark = pytest.mark.slow
+
+DISPLAY_NAMES = {
+    "NeuralPaintersLoadPainter": "Load Neural Painter",
+    "NeuralPaintersRandomActions": "Random Actions",
+    "NeuralPaintersRenderStrokes": "Render Strokes",
+    "NeuralPaintersBlendCanvas": "Blend Canvas",
+}
+
+
+def test_nodes_registered_with_names_category_and_tooltips(comfy):
+    info = comfy.object_info()
+    for cls, display in DISPLAY_NAMES.items():
+        assert cls in info, f"{cls} missing from /object_info"
+        assert info[cls]["display_name"] == display
+        assert info[cls]["category"] == "neural painters"
+        assert info[cls]["python_module"].endswith("comfyui-neural-painters")
+        for section in ("required", "optional"):
+            for name, spec in info[cls]["input"].get(section, {}).items():
+                assert spec[1].get("tooltip"), f"{display}.{name} has no tooltip"
+
+
+def test_painters_listed_from_extra_and_default_model_folders(comfy):
+    choices = comfy.object_info()["NeuralPaintersLoadPainter"]["input"]["required"]["painter_name"][0]
+    assert E2E_PAINTER in choices, "extra_model_paths.yaml folder was overwritten instead of extended"
+    assert E2E_DEFAULT_PAINTER in choices, "ComfyUI/models/neural_painters is not listed"
+
+
+def random_strokes_graph(comfy, painter=E2E_PAINTER, **actions):
+    g = Graph(comfy.object_info())
+    load = g.add("NeuralPaintersLoadPainter", {"painter_name": painter}, pos=(0, 0))
+    rand = g.add("NeuralPaintersRandomActions", {"count": 60, "seed": 3, "width": 96, "height": 64,
+                                                 "min_stroke_size": 12, "max_stroke_size": 40, **actions},
+                 pos=(380, 0))
+    render = g.add("NeuralPaintersRenderStrokes", {"scale": 2.0}, pos=(760, 0))
+    preview = g.add("PreviewImage", pos=(1140, 0))
+    g.link(load, "painter", rand, "painter")
+    g.link(load, "painter", render, "painter")
+    g.link(rand, "strokes", render, "strokes")
+    g.link(render, "image", preview, "images")
+    return g, load, rand, render, preview
+
+
+def test_random_strokes_render_and_blend_workflow(comfy):
+    g, load, rand, render, preview = random_strokes_graph(comfy)
+    empty = g.add("EmptyImage", {"width": 192, "height": 128, "batch_size": 2, "color": 0x3050A0}, pos=(380, 420))
+    blend = g.add("NeuralPaintersBlendCanvas", {"opacity": 0.8}, pos=(760, 420))
+    save = g.add("SaveImage", {"filename_prefix": "np_e2e/blend"}, pos=(1140, 420))
+    g.link(empty, "IMAGE", blend, "canvas")
+    g.link(load, "painter", blend, "painter")
+    g.link(rand, "strokes", blend, "strokes")
+    g.link(blend, "image", save, "images")
+    prompt = comfy.convert(g.to_ui())
+    assert prompt[str(rand.id)]["inputs"]["seed"] == 3
+    entry = comfy.run(prompt, timeout=180)
+    images = comfy.images(entry)
+    rendered = images[str(preview.id)]
+    assert len(rendered) == 1 and rendered[0].size == (192, 128)
+    lo, hi = rendered[0].convert("L").getextrema()
+    assert hi - lo > 30, "the render is flat: no strokes painted"
+    blended = images[str(save.id)]
+    assert len(blended) == 2 and all(im.size == (192, 128) for im in blended)
+    for im in blended:
+        pixels = np.asarray(im.convert("RGB")).reshape(-1, 3)
+        untouched = (np.abs(pixels.astype(int) - [0x30, 0x50, 0xA0]).max(1) <= 1).mean()
+        assert 0.0 < untouched < 0.95, f"{untouched:.0%} of the canvas untouched: strokes not blended"
+
+
+def test_wrong_custom_type_link_refused_at_queue_time(comfy):
+    g = Graph(comfy.object_info())
+    rand = g.add("NeuralPaintersRandomActions", pos=(0, 0))
+    render = g.add("NeuralPaintersRenderStrokes", pos=(400, 0))
+    preview = g.add("PreviewImage", pos=(800, 0))
+    g.link(rand, "strokes", render, "painter")   # STROKES into a NEURAL_PAINTER input
+    g.link(rand, "strokes", render, "strokes")
+    g.link(render, "image", preview, "images")
+    with pytest.raises(PromptRefused) as refused:
+        comfy.queue(comfy.convert(g.to_ui()))
+    assert refused.value.status == 400
+    errors = refused.value.node_errors[str(render.id)]["errors"]
+    assert any(e["type"] == "return_type_mismatch" and "STROKES" in e["details"] and "NEURAL_PAINTER" in e["details"]
+               for e in errors), errors
+
+
+def test_absurd_values_refused_at_queue_time(comfy):
+    g, *_ = random_strokes_graph(comfy, width=100000)
+    with pytest.raises(PromptRefused) as refused:
+        comfy.queue(comfy.convert(g.to_ui()))
+    assert "value_bigger_than_max" in str(refused.value.body)
+
+
+def test_errors_reach_the_user_as_clear_messages(comfy):
+    g, *_ = random_strokes_graph(comfy, min_stroke_size=80, max_stroke_size=20)
+    with pytest.raises(PromptFailed) as failed:
+        comfy.run(comfy.convert(g.to_ui()), timeout=120)
+    error = [m for m in failed.value.status["messages"] if m[0] == "execution_error"][0][1]
+    assert error["exception_type"].endswith("NodeError")
+    assert error["exception_message"].startswith("Random Actions: stroke size range 80.0..20.0 px is empty")

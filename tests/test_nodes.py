@@ -1,0 +1,436 @@
+"""Every node called directly, with no ComfyUI present (the pack is loaded the way ComfyUI loads it)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_pack(name: str = "np_pack_under_test"):
+    """Import the repository as ComfyUI does: a package named after its folder, from __init__.py."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+PACK = load_pack()
+NODES = PACK.NODE_CLASS_MAPPINGS
+NAMES = {v: k for k, v in PACK.NODE_DISPLAY_NAME_MAPPINGS.items()}
+adapter = sys.modules[f"{PACK.__name__}.nodes.comfy_adapter"]
+common = sys.modules[f"{PACK.__name__}.nodes.common"]
+NodeError = common.NodeError
+
+
+def node(display_name: str):
+    return NODES[NAMES[display_name]]()
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    """A models folder laid out like ComfyUI's, found through $NEURAL_PAINTERS_WEIGHTS."""
+    for sub in ("neural_painters", "clip", "vgg"):
+        (tmp_path / sub).mkdir()
+    monkeypatch.setenv("NEURAL_PAINTERS_WEIGHTS", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def painter_file(models_dir):
+    from painter_models import NAKANO, Generator, generator_config, save_painter
+    torch.manual_seed(0)
+    path = models_dir / "neural_painters" / "tiny.safetensors"
+    save_painter(str(path), Generator(generator_config("tiny")).eval(), layout=NAKANO,
+                 brush="mypaint:classic/dry_brush", metrics={"psnr": 20.0})
+    return path
+
+
+@pytest.fixture
+def painter(painter_file):
+    return node("Load Neural Painter").load("tiny.safetensors")[0]
+
+
+@pytest.fixture
+def strokes():
+    return node("Random Actions").make(40, 7, 96, 64, 12, 48)[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# the pack as a whole
+
+
+def test_pack_imports_without_comfyui():
+    assert adapter.IN_COMFYUI is False
+    assert "folder_paths" not in sys.modules and "comfy" not in sys.modules
+
+
+def test_display_names_and_node_contract():
+    expected = {"Load Neural Painter", "Random Actions", "Render Strokes", "Blend Canvas"}
+    assert expected <= set(NAMES)
+    for cls_name, cls in NODES.items():
+        assert cls_name.startswith("NeuralPainters"), cls_name
+        assert cls.CATEGORY == "neural painters"
+        assert cls.DESCRIPTION
+        assert callable(getattr(cls(), cls.FUNCTION))
+        assert isinstance(cls.RETURN_TYPES, tuple)
+        assert len(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)) == len(cls.RETURN_TYPES)
+        spec = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for name, value in spec.get(section, {}).items():
+                assert len(value) == 2 and value[1].get("tooltip"), f"{cls_name}.{name} has no tooltip"
+                kind = value[0]
+                if isinstance(kind, str) and kind.upper() == kind:
+                    continue
+                assert isinstance(kind, list) and kind, f"{cls_name}.{name}: combo must be a non-empty list"
+
+
+def test_pack_loads_its_own_copy_of_painter_models_when_not_installed(tmp_path):
+    """Inside ComfyUI nothing is pip-installed: the nodes must import the pack's painter_models."""
+    code = f"""
+import sys, importlib.util
+sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]
+sys.path = [p for p in sys.path if p not in ('', {str(REPO)!r})]
+spec = importlib.util.spec_from_file_location('pack_copy', {str(REPO / '__init__.py')!r},
+                                              submodule_search_locations=[{str(REPO)!r}])
+m = importlib.util.module_from_spec(spec); sys.modules['pack_copy'] = m; spec.loader.exec_module(m)
+assert 'painter_models' not in sys.modules, 'the installed package was used'
+assert 'pack_copy.painter_models' in sys.modules
+print(len(m.NODE_CLASS_MAPPINGS))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert int(r.stdout.strip()) == len(NODES)
+
+
+# ------------------------------------------------------------------------------------------------
+# adapter without ComfyUI
+
+
+def test_adapter_degrades_gracefully(models_dir, painter_file):
+    assert adapter.compute_device().type in ("cpu", "cuda", "mps")
+    assert adapter.intermediate_device() == torch.device("cpu")
+    adapter.soft_empty_cache()
+    adapter.register_model_folders()  # no-op outside ComfyUI
+    assert adapter.list_models("neural_painters") == ["tiny.safetensors"]
+    assert adapter.model_path("neural_painters", "tiny.safetensors") == str(painter_file)
+    assert adapter.model_path("neural_painters", "missing.safetensors") is None
+    progress = adapter.Progress(10)
+    calls = []
+    for i in range(1, 11):
+        progress.update(i, preview=lambda: calls.append(1) or torch.rand(1, 3, 8, 8))
+    progress.close()
+    assert 1 <= len(calls) <= 2, "previews are throttled"
+    adapter.request_interrupt()
+    with pytest.raises(adapter.Interrupted):
+        adapter.Progress(3).update(1)
+    adapter.check_interrupt()  # the flag was consumed
+
+
+def test_save_path_counts_and_stays_inside(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder, stem, sub = adapter.save_path("paintings/np")
+    assert Path(folder) == tmp_path / "output" / "paintings" and stem == "np_00001_" and sub == "paintings"
+    (Path(folder) / "np_00001_.json").write_text("{}")
+    assert adapter.save_path("paintings/np")[1] == "np_00002_"
+    with pytest.raises(ValueError, match="outside"):
+        adapter.save_path("../../etc/np")
+
+
+# ------------------------------------------------------------------------------------------------
+# Load Neural Painter
+
+
+def test_load_neural_painter(painter_file):
+    choices = NODES[NAMES["Load Neural Painter"]].INPUT_TYPES()["required"]["painter_name"][0]
+    assert "tiny.safetensors" in choices
+    painter, info = node("Load Neural Painter").load("tiny.safetensors")
+    assert painter.stroke_size == 64 and painter.layout.name == "nakano12"
+    assert "classic/dry_brush" in info and "psnr" in info
+    assert painter.device == adapter.compute_device() or painter.device.type == adapter.compute_device().type
+    assert not any(p.requires_grad for p in painter.generator.parameters())
+    # cached: the same object comes back while the file is unchanged
+    assert node("Load Neural Painter").load("tiny.safetensors")[0] is painter
+
+
+def test_load_neural_painter_clear_errors(models_dir):
+    with pytest.raises(NodeError, match="not found"):
+        node("Load Neural Painter").load("nope.safetensors")
+    with pytest.raises(NodeError, match="no painter checkpoints found"):
+        node("Load Neural Painter").load("(no painters found)")
+    bad = models_dir / "neural_painters" / "broken.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(NodeError, match="Load Neural Painter: .*not a readable safetensors"):
+        node("Load Neural Painter").load("broken.safetensors")
+
+
+# ------------------------------------------------------------------------------------------------
+# Random Actions
+
+
+def test_random_actions(painter):
+    make = node("Random Actions").make
+    s = make(300, 5, 200, 100, 10, 80)[0]
+    assert len(s) == 300 and s.canvas_size == (100, 200)
+    side = s.boxes[:, 2]
+    assert side.min() >= 10 - 1e-4 and side.max() <= 80 + 1e-4
+    assert torch.all(side[:-1] >= side[1:]), "coarse to fine: large strokes first"
+    assert (s.boxes[:, 0].min() >= 0) and (s.boxes[:, 0].max() <= 200) and (s.boxes[:, 1].max() <= 100)
+    again = make(300, 5, 200, 100, 10, 80)[0]
+    assert torch.equal(s.actions, again.actions) and torch.equal(s.boxes, again.boxes)
+    other = make(300, 6, 200, 100, 10, 80)[0]
+    assert not torch.equal(s.actions, other.actions)
+    shuffled = make(300, 5, 200, 100, 10, 80, order="random")[0]
+    assert not torch.all(shuffled.boxes[:-1, 2] >= shuffled.boxes[1:, 2])
+    s = make(10, 1, 64, 64, 8, 8, painter=painter, background=0x00FF00, blend="linear")[0]
+    assert s.brush == painter.brush and s.background == (0.0, 1.0, 0.0) and s.blend == "linear"
+
+
+def test_random_actions_colours_from_image():
+    image = torch.zeros(1, 32, 64, 3)
+    image[..., 0] = 1.0  # red
+    s = node("Random Actions").make(20, 0, 128, 64, 8, 16, image=image)[0]
+    rgb = s.actions[:, s.layout.indices("red", "green", "blue")]
+    assert torch.allclose(rgb, torch.tensor([1.0, 0.0, 0.0]).expand(20, 3), atol=1e-5)
+
+
+def test_random_actions_refuses_absurd_sizes():
+    make = node("Random Actions").make
+    with pytest.raises(NodeError, match="stroke size range"):
+        make(10, 0, 64, 64, 50, 10)
+    with pytest.raises(NodeError, match="more than 4x the canvas"):
+        make(10, 0, 64, 64, 8, 1000)
+    with pytest.raises(NodeError, match="out of range"):
+        make(10, 0, 100000, 64, 8, 16)
+    with pytest.raises(NodeError, match="count"):
+        make(0, 0, 64, 64, 8, 16)
+
+
+# ------------------------------------------------------------------------------------------------
+# Render Strokes and Blend Canvas
+
+
+def test_render_strokes(painter, strokes):
+    image = node("Render Strokes").render(painter, strokes, 1.0)[0]
+    assert image.shape == (1, 64, 96, 3) and image.dtype == torch.float32 and image.device.type == "cpu"
+    assert 0 <= image.min() and image.max() <= 1
+    assert image.min() < 0.9, "strokes were painted"
+    big = node("Render Strokes").render(painter, strokes, 2.0)[0]
+    assert big.shape == (1, 128, 192, 3)
+    black = torch.zeros(1, 10, 10, 3)
+    over = node("Render Strokes").render(painter, strokes, 1.0, background=black)[0]
+    assert over.shape == image.shape and over.mean() < image.mean()
+
+
+def test_render_refuses_a_mismatched_painter(painter, strokes):
+    from painter_models.actions import ActionLayout, Field, NAKANO
+    other = ActionLayout("other12", tuple(Field("x" + f.name, f.role, f.low, f.high) for f in NAKANO.fields))
+    import dataclasses
+    foreign = dataclasses.replace(strokes, layout=other)
+    with pytest.raises(NodeError, match="trained on action layout 'nakano12'.*'other12'"):
+        node("Render Strokes").render(painter, foreign, 1.0)
+
+
+def test_blend_canvas(painter, strokes):
+    canvas = torch.rand(2, 128, 192, 3)
+    out = node("Blend Canvas").blend(canvas, painter, strokes, "as strokes", 1.0)[0]
+    assert out.shape == canvas.shape and out.dtype == torch.float32
+    assert not torch.allclose(out, canvas)
+    same = node("Blend Canvas").blend(canvas, painter, strokes, "alpha", 0.0)[0]
+    assert torch.allclose(same, canvas, atol=1e-6)
+    masked = node("Blend Canvas").blend(canvas, painter, strokes, "linear", 1.0, mask=torch.zeros(1, 128, 192))[0]
+    assert torch.allclose(masked, canvas, atol=1e-6)
+    half = torch.zeros(1, 128, 192)
+    half[:, :, :96] = 1
+    part = node("Blend Canvas").blend(canvas, painter, strokes, "alpha", 1.0, mask=half)[0]
+    assert torch.allclose(part[:, :, 96:], canvas[:, :, 96:], atol=1e-6)
+    with pytest.raises(NodeError, match="aspect ratio"):
+        node("Blend Canvas").blend(torch.rand(1, 100, 100, 3), painter, strokes)
+
+
+# ------------------------------------------------------------------------------------------------
+# losses
+
+
+def canvas_like(h=64, w=96):
+    return torch.rand(1, 3, h, w, requires_grad=True)
+
+
+def test_pixel_loss_and_combine():
+    target = torch.rand(1, 48, 64, 3)
+    pixel = node("Pixel Loss").make(target, "l2", 1.0, 2.0)[0]
+    assert pixel.names == ["pixel"] and pixel.weights == [2.0]
+    x = canvas_like(48, 64)
+    value = pixel(x)
+    value.backward()
+    assert value.item() > 0 and x.grad.abs().sum() > 0
+    exact = target.permute(0, 3, 1, 2)
+    assert node("Pixel Loss").make(target, "l1", 0.0, 1.0)[0](exact).item() < 1e-5
+    mask = torch.zeros(1, 48, 64)
+    mask[:, :, :32] = 1
+    masked = node("Pixel Loss").make(target, "l1", 0.0, 1.0, mask=mask)[0]
+    other = exact.clone()
+    other[..., 32:] = 1 - other[..., 32:]
+    assert masked(other).item() < 1e-5, "outside the mask nothing counts"
+    both = node("Combine Losses").combine(pixel, 0.5, masked, 3.0)[0]
+    assert both.names == ["pixel", "pixel_2"] and both.weights == [1.0, 3.0]
+    three = node("Combine Losses").combine(both, 2.0, loss_3=pixel, scale_3=1.0)[0]
+    assert three.names == ["pixel", "pixel_2", "pixel_3"] and three.weights == [2.0, 6.0, 2.0]
+
+
+def test_vgg_feature_loss_offline_backbone():
+    image = torch.rand(1, 64, 64, 3)
+    loss = node("VGG Feature Loss").make(image, "efficientnet_lite0", "auto", "stage2, stage3", "l1", 1.5)[0]
+    assert loss.names == ["feature"] and loss.weights == [1.5]
+    assert loss.terms[0].layer_names == ["stage2", "stage3"]
+    x = canvas_like(64, 64)
+    loss(x).backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_vgg_feature_loss_missing_weights_is_a_clear_message(monkeypatch, models_dir):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(models_dir / "no_hub"))
+    with pytest.raises(NodeError, match=r"(?s)VGG Feature Loss: ImageNet weights for the vgg16 backbone.*vgg16-397923af\.pth.*/vgg"):
+        node("VGG Feature Loss").make(torch.rand(1, 32, 32, 3), "vgg16", "auto", "", "mse", 1.0)
+    with pytest.raises(NodeError, match="not found"):
+        node("VGG Feature Loss").make(torch.rand(1, 32, 32, 3), "vgg16", "missing.pth", "", "mse", 1.0)
+
+
+def test_vgg_feature_loss_weights_from_the_vgg_folder(models_dir):
+    import torchvision
+    from safetensors.torch import save_file
+    state = torchvision.models.vgg16().features.state_dict()
+    save_file({f"features.{k}": v.contiguous() for k, v in state.items()}, str(models_dir / "vgg" / "my_vgg16.safetensors"))
+    choices = NODES[NAMES["VGG Feature Loss"]].INPUT_TYPES()["required"]["weights"][0]
+    assert "my_vgg16.safetensors" in choices
+    loss = node("VGG Feature Loss").make(torch.rand(1, 32, 32, 3), "vgg16", "my_vgg16.safetensors", "relu2_2", "mse", 1.0)[0]
+    assert loss.terms[0].backbone.weights_source.endswith("my_vgg16.safetensors")
+
+
+@pytest.fixture
+def tiny_clip():
+    from painter_models.clip_loader import TINY_CLIP_CONFIG, load_clip
+    return load_clip(TINY_CLIP_CONFIG, None, seed=0)
+
+
+def test_clip_text_loss(tiny_clip):
+    loss = node("CLIP Text Loss").make(tiny_clip, "a red apple\n\na green pear", "blurry", 0.3, 2, 0.7, 5)[0]
+    assert loss.names == ["clip"] and loss.weights == [0.7]
+    term = loss.terms[0]
+    assert term.prompts == ["a red apple", "a green pear"] and term.negative_prompts == ["blurry"]
+    x = canvas_like(80, 80)
+    value = loss(x)
+    value.backward()
+    assert 0 < value.item() < 3 and x.grad.abs().sum() > 0
+    with pytest.raises(NodeError, match="prompt is empty"):
+        node("CLIP Text Loss").make(tiny_clip, "  \n ", "", 0.3, 2, 1.0, 0)
+
+
+def test_load_clip_errors_are_clear(models_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    load = node("Load CLIP").load
+    with pytest.raises(NodeError, match=r"Load CLIP: CLIP weights for ViT-B-32 \(openai\) are not available"):
+        load("ViT-B-32", "(use the pretrained tag)", "openai")
+    with pytest.raises(NodeError, match="unknown open_clip model"):
+        load("ViT-Q-99", "(use the pretrained tag)", "openai")
+    with pytest.raises(NodeError, match="model name"):
+        load("  ", "(use the pretrained tag)", "openai")
+
+
+def test_load_clip_from_the_clip_folder(models_dir, tmp_path):
+    """A checkpoint file picked from models/clip (a registered tiny open_clip config, for speed)."""
+    import json
+    import open_clip
+    from painter_models.clip_loader import TINY_CLIP_CONFIG
+    from safetensors.torch import save_file
+    cfg_dir = tmp_path / "clip_cfg"
+    cfg_dir.mkdir()
+    (cfg_dir / "np-tiny-clip.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(str(cfg_dir))
+    model = open_clip.create_model("np-tiny-clip")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(models_dir / "clip" / "np-tiny-clip-mine.safetensors"))
+    choices = NODES[NAMES["Load CLIP"]].INPUT_TYPES()["required"]["weights_file"][0]
+    assert choices[0] == "(use the pretrained tag)" and "np-tiny-clip-mine.safetensors" in choices
+    clip = node("Load CLIP").load("np-tiny-clip", "np-tiny-clip-mine.safetensors", "ignored")[0]
+    assert clip.name == "np-tiny-clip" and clip.source.endswith("np-tiny-clip-mine.safetensors")
+    assert not any(p.requires_grad for p in clip.parameters())
+    assert node("Load CLIP").load("np-tiny-clip", "np-tiny-clip-mine.safetensors", "x")[0] is clip, "cached"
+    with pytest.raises(NodeError, match="is not in"):
+        node("Load CLIP").load("np-tiny-clip", "gone.safetensors", "x")
+
+
+# ------------------------------------------------------------------------------------------------
+# files: Save / Load Strokes, Strokes to SVG
+
+
+def test_save_and_load_strokes_round_trip(strokes, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside ComfyUI the input/output folders are ./input, ./output
+    result = node("Save Strokes").save(strokes, "np/strokes")
+    path = Path(result["result"][0])
+    assert path == tmp_path / "output" / "np" / "strokes_00001_.json" and path.is_file()
+    assert result["ui"]["strokes_files"] == [{"filename": "strokes_00001_.json", "subfolder": "np", "type": "output"}]
+    choices = NODES[NAMES["Load Strokes"]].INPUT_TYPES()["required"]["file"][0]
+    assert "np/strokes_00001_.json [output]" in choices
+    loaded = node("Load Strokes").load("np/strokes_00001_.json [output]")[0]
+    assert torch.equal(loaded.actions, strokes.actions) and torch.equal(loaded.boxes, strokes.boxes)
+    assert loaded.canvas_size == strokes.canvas_size
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "bad.json").write_text('{"format": "something else"}')
+    with pytest.raises(NodeError, match="Load Strokes: .*not a stroke file"):
+        node("Load Strokes").load("bad.json")
+    with pytest.raises(NodeError, match="outside"):
+        node("Load Strokes").load("../../etc/passwd")
+    assert NODES[NAMES["Load Strokes"]].VALIDATE_INPUTS("(no stroke files in ComfyUI/input)") != True  # noqa: E712
+
+
+def test_strokes_to_svg(strokes, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = node("Strokes to SVG").save(strokes, "svg/painting", "my painting")
+    svg, path = result["result"]
+    assert Path(path).read_text() == svg
+    assert svg.count("<path ") == len(strokes) and "<title>my painting</title>" in svg
+    import xml.dom.minidom
+    xml.dom.minidom.parseString(svg)  # well-formed
+
+
+# ------------------------------------------------------------------------------------------------
+# Stroke Timelapse and Re-render with MyPaint
+
+
+def test_stroke_timelapse(painter, strokes):
+    frames = node("Stroke Timelapse").frames(painter, strokes, 6, 48, 2)[0]
+    assert frames.shape == (6 + 2, 32, 48, 3) and frames.dtype == torch.float32
+    assert torch.allclose(frames[0], torch.ones_like(frames[0]), atol=1 / 255), "starts on the bare canvas"
+    final = node("Render Strokes").render(painter, strokes, 0.5)[0][0]
+    assert (frames[5] - final).abs().mean() < 0.02, "ends on the painting"
+    assert torch.equal(frames[5], frames[7]), "the finished painting is held"
+    full = node("Stroke Timelapse").frames(painter, strokes, 1000, 0, 0)[0]
+    assert full.shape == (len(strokes) + 1, 64, 96, 3), "at most one frame per stroke"
+
+
+def test_rerender_with_mypaint(strokes):
+    from painter_models.mypaint import MyPaintUnavailable, load_library
+    try:
+        load_library()
+    except MyPaintUnavailable as e:
+        with pytest.raises(NodeError, match="Re-render with MyPaint: .*libmypaint"):
+            node("Re-render with MyPaint").rerender(strokes, 2.0, "")
+        pytest.skip(f"libmypaint missing: checked the error message only ({e})")
+    image = node("Re-render with MyPaint").rerender(strokes, 2.0, "")[0]
+    assert image.shape == (1, 128, 192, 3) and image.dtype == torch.float32
+    assert image.min() < 0.8, "strokes painted"
+    with pytest.raises(NodeError, match="at most 8192 px"):
+        node("Re-render with MyPaint").rerender(strokes, 100.0, "")
+    with pytest.raises(NodeError, match="Re-render with MyPaint: "):
+        node("Re-render with MyPaint").rerender(strokes, 1.0, "no_such/brush_name")
