@@ -419,10 +419,12 @@ def perspective_warp(x: torch.Tensor, start, end, fill: float = 1.0) -> torch.Te
     A = torch.tensor(rows, dtype=torch.float64)
     coef = torch.linalg.solve(A, torch.tensor(rhs, dtype=torch.float64)).tolist()
     a, b, cc, d, e, f, g, hh = coef
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    dt = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=dt), torch.arange(w, device=x.device, dtype=dt),
+                            indexing="ij")
     den = g * xs + hh * ys + 1
     xin, yin = (a * xs + b * ys + cc) / den, (d * xs + e * ys + f) / den
-    grid = torch.stack([(2 * xin + 1) / w - 1, (2 * yin + 1) / h - 1], -1).to(x.device, x.dtype)
+    grid = torch.stack([(2 * xin + 1) / w - 1, (2 * yin + 1) / h - 1], -1).to(x.dtype)
     grid = grid[None].expand(n, h, w, 2)
     ones = torch.ones(n, 1, h, w, device=x.device, dtype=x.dtype)
     out = F.grid_sample(torch.cat([x, ones], 1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -488,8 +490,8 @@ class ClipTextLoss(_Fitted):
         """[B, 3, H, W] -> [cutouts * B, 3, S, S] augmented cutouts (cutout-major)."""
         S = self.clip.image_size
         h, w = canvas.shape[-2:]
-        limit = 2 * max(S)
-        if min(h, w) > limit:  # no need to warp more pixels than the crops can use
+        limit = round(1.25 * max(S))
+        if min(h, w) > limit:  # crops cover >= 70 % of the area: more pixels than this are lost in the resize
             s = limit / min(h, w)
             canvas = F.interpolate(canvas, size=(round(h * s), round(w * s)), mode="bilinear",
                                    align_corners=False, antialias=True)
