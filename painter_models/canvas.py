@@ -179,7 +179,10 @@ def _composite_group(canvas: torch.Tensor, layers: torch.Tensor, boxes: torch.Te
     dt = layers.dtype
     wy = _resample_matrix((ty0 * T).to(dt), nym * T, cy - side / 2, side, S)     # [G, Hc, S]
     wx = _resample_matrix((tx0 * T).to(dt), nxm * T, cx - side / 2, side, S)     # [G, Wc, S]
-    crops = torch.matmul(torch.matmul(wy[:, None], layers), wx[:, None].transpose(-1, -2))  # [G, 4, Hc, Wc]
+    # separable resampling as two batched matmuls (G * 4 small GEMMs each)
+    Hc, Wc = nym * T, nxm * T
+    crops = torch.bmm(torch.bmm(wy.repeat_interleave(4, 0), layers.reshape(G * 4, S, S)),
+                      wx.repeat_interleave(4, 0).transpose(1, 2))                       # [G * 4, Hc, Wc]
     crops = crops.view(G, 4, nym, T, nxm, T).permute(0, 2, 4, 1, 3, 5).reshape(G * nym * nxm, 4, T, T)
 
     with torch.no_grad():
