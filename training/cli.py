@@ -72,13 +72,15 @@ def add_recon(p):
     g.add_argument("--pixel-weight", type=float, default=1.0)
     g.add_argument("--alpha-weight", type=float, default=1.0)
     g.add_argument("--stroke-weight", type=float, default=10.0, help="extra weight of stroke pixels (alpha > 0)")
+    g.add_argument("--mse-weight", type=float, default=0.0, help="weight of a stroke-weighted squared-error term "
+                   "(what PSNR measures)")
 
 
 def _recon_extra(a) -> dict:
     return dict(backbone=a.backbone, backbone_weights=a.backbone_weights,
                 backbone_layers=a.backbone_layers.split(",") if a.backbone_layers else None,
                 feature_weight=a.feature_weight, pixel_weight=a.pixel_weight, alpha_weight=a.alpha_weight,
-                stroke_weight=a.stroke_weight)
+                stroke_weight=a.stroke_weight, mse_weight=a.mse_weight)
 
 
 def _options(a, default_schedule: str, extra: dict):

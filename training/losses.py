@@ -29,15 +29,18 @@ def build_feature_extractor(name: str, weights: str = "auto", layers=None, devic
 class ReconstructionLoss(nn.Module):
     """feature_weight * mean_l w_l |phi_l(gen) - phi_l(real)|
        + pixel_weight * mean(w * |gen_over_white - real_over_white|)
-       + alpha_weight * mean(w * |gen_alpha - real_alpha|),   w = 1 + stroke_weight * [real alpha > 1/255]."""
+       + alpha_weight * mean(w * |gen_alpha - real_alpha|)
+       + mse_weight * mean(w * (gen_over_white - real_over_white)^2),   w = 1 + stroke_weight * [real alpha > 1/255]."""
 
     def __init__(self, backbone=None, feature_weight: float = 1.0, pixel_weight: float = 1.0,
-                 alpha_weight: float = 1.0, stroke_weight: float = 10.0, layer_weights=None):
+                 alpha_weight: float = 1.0, stroke_weight: float = 10.0, layer_weights=None,
+                 mse_weight: float = 0.0):
         super().__init__()
         self.backbone = backbone
         self.feature_weight, self.pixel_weight = feature_weight, pixel_weight
         self.alpha_weight, self.stroke_weight = alpha_weight, stroke_weight
         self.layer_weights = list(layer_weights) if layer_weights else None
+        self.mse_weight = mse_weight
 
     def forward(self, colour, alpha, real_rgb, real_alpha):
         gen_rgb = over_white(colour, alpha)
@@ -47,6 +50,10 @@ class ReconstructionLoss(nn.Module):
         alpha_l1 = (w * (alpha - real_alpha).abs()).mean()
         parts["pixel"], parts["alpha"] = pixel, alpha_l1
         total = self.pixel_weight * pixel + self.alpha_weight * alpha_l1
+        if self.mse_weight:  # squared error: what PSNR measures (predicts the mean of a jittery brush)
+            sq = (w * (gen_rgb - real_rgb).pow(2)).mean()
+            parts["pixel_mse"] = sq
+            total = total + self.mse_weight * sq
         if self.backbone is not None and self.feature_weight > 0:
             feats_g = self.backbone(gen_rgb)
             with torch.no_grad():

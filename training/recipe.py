@@ -110,7 +110,7 @@ def run_recipe(a: argparse.Namespace) -> dict:
     recon = dict(backbone=a.backbone, backbone_weights=a.backbone_weights,
                  backbone_layers=a.backbone_layers.split(",") if a.backbone_layers else None,
                  feature_weight=a.feature_weight, pixel_weight=a.pixel_weight, alpha_weight=a.alpha_weight,
-                 stroke_weight=a.stroke_weight)
+                 stroke_weight=a.stroke_weight, mse_weight=a.mse_weight)
     brush_id = f"mypaint:{a.brush}" if not a.brush.startswith("raster") else "raster:soft_round"
     common_meta = {"brush": a.brush, "config": a.config, "data_size": len(data), "stroke_size": a.size,
                    "recipe": "pretrain-generator -> freeze -> pretrain-critic -> gan"}

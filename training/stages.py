@@ -281,7 +281,8 @@ class _GeneratorStageMixin:
                                           pixel_weight=o.get("pixel_weight", 1.0),
                                           alpha_weight=o.get("alpha_weight", 1.0),
                                           stroke_weight=o.get("stroke_weight", 10.0),
-                                          layer_weights=o.get("layer_weights"))
+                                          layer_weights=o.get("layer_weights"),
+                                          mse_weight=o.get("mse_weight", 0.0))
 
     def evaluate(self) -> dict:
         g = unwrap(self.modules["generator"])
