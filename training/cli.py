@@ -120,7 +120,7 @@ def _run_stage(cls, a, default_schedule, extra):
 # -- subcommands ------------------------------------------------------------------------------
 def cmd_pretrain_generator(a):
     from .stages import PretrainGenerator
-    extra = {"config": a.config, "init": a.init, **_recon_extra(a)}
+    extra = {"config": a.config, "init": a.init, "prior": a.prior, **_recon_extra(a)}
     return _run_stage(PretrainGenerator, a, "cosine", extra)
 
 
@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(s, lr=1e-3)
     add_recon(s)
     s.add_argument("--init", help="start from this painter file instead of random weights")
+    s.add_argument("--prior", default="none", help="generator prior (GeneratorConfig.prior), e.g. raster")
     s.set_defaults(func=cmd_pretrain_generator)
 
     s = sub.add_parser("freeze", help="step 2: freeze a generator (parameters + eval mode)")
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gan-lr", type=float, default=1e-4)
     s.add_argument("--gan", choices=("bce", "wgan-gp"), default="bce")
     s.add_argument("--adv-weight", type=float, default=None)
+    s.add_argument("--prior", default="none", help="generator prior (GeneratorConfig.prior), e.g. raster")
     s.add_argument("--export", choices=("best", "gan", "pretrained"), default="best",
                    help="which generator becomes the painter: the higher held-out PSNR (best), or a fixed one")
     add_recon(s)

@@ -112,13 +112,14 @@ def run_recipe(a: argparse.Namespace) -> dict:
                  feature_weight=a.feature_weight, pixel_weight=a.pixel_weight, alpha_weight=a.alpha_weight,
                  stroke_weight=a.stroke_weight, mse_weight=a.mse_weight)
     brush_id = f"mypaint:{a.brush}" if not a.brush.startswith("raster") else "raster:soft_round"
-    common_meta = {"brush": a.brush, "config": a.config, "data_size": len(data), "stroke_size": a.size,
+    common_meta = {"brush": a.brush, "config": a.config, "prior": a.prior, "data_size": len(data), "stroke_size": a.size,
                    "recipe": "pretrain-generator -> freeze -> pretrain-critic -> gan"}
 
     # 1. generator pre-training
     s1_dir = os.path.join(a.out, "1_pretrain_generator")
     s1 = PretrainGenerator(_opts(a, s1_dir, steps1, a.lr, "cosine", b1,
-                                 {"config": a.config, "brush_id": brush_id, "training_meta": common_meta, **recon},
+                                 {"config": a.config, "brush_id": brush_id, "training_meta": common_meta,
+                                  "prior": a.prior, **recon},
                                  batch), data, heldout, d).run()
     g1_path = os.path.join(s1_dir, "generator.safetensors")
 

@@ -48,12 +48,19 @@ def _channels_for(channels, size: int):
     return tuple(ch)
 
 
-def make_generator_config(name: str, size: int, action_dim: int = 12):
-    from painter_models.model import GENERATOR_CONFIGS
+def make_generator_config(name: str, size: int, action_dim: int = 12, prior: str | None = None):
+    from dataclasses import fields as dc_fields
+
+    from painter_models.model import GENERATOR_CONFIGS, GeneratorConfig
     base = GENERATOR_CONFIGS[name]["channels"] if name in GENERATOR_CONFIGS else None
     if base is None:
         raise SystemExit(f"unknown --config {name!r}; choose from {sorted(GENERATOR_CONFIGS)}")
-    return generator_config(name, channels=_channels_for(base, size), stroke_size=size, action_dim=action_dim)
+    extra = {}
+    if prior not in (None, "", "none"):
+        if "prior" not in {f.name for f in dc_fields(GeneratorConfig)}:
+            raise SystemExit(f"--prior {prior}: this version of painter_models.model has no generator prior")
+        extra["prior"] = prior
+    return generator_config(name, channels=_channels_for(base, size), stroke_size=size, action_dim=action_dim, **extra)
 
 
 def make_critic_config(name: str, size: int, action_dim: int = 12, conditional: bool = True):
@@ -317,7 +324,8 @@ class PretrainGenerator(_GeneratorStageMixin, Stage):
 
     def build(self):
         e = self.o.extra
-        cfg = make_generator_config(e.get("config", "nakano"), self.data.size, self.data.actions.shape[1])
+        cfg = make_generator_config(e.get("config", "nakano"), self.data.size, self.data.actions.shape[1],
+                                    e.get("prior"))
         g = Generator(cfg).to(self.device)
         with torch.no_grad():  # start nearly transparent: strokes grow from a blank canvas, not a grey one
             g.head.bias[0] = -3.0
