@@ -8,10 +8,12 @@ from .nodes_clip import CLIPTextLoss, LoadCLIP
 from .nodes_export import RerenderMyPaint, StrokeTimelapse
 from .nodes_files import LoadStrokes, SaveStrokes, StrokesToSVG
 from .nodes_losses import CombineLosses, PixelLoss, VGGFeatureLoss
+from .nodes_optimize import OptimizeActions
 from .nodes_painter import LoadNeuralPainter
 from .nodes_render import BlendCanvas, RenderStrokes
 
 comfy_adapter.register_model_folders()
+comfy_adapter.install_example_inputs()
 
 # class name -> class; class names are prefixed so they never collide with other packs' nodes
 NODE_CLASS_MAPPINGS = {
@@ -24,6 +26,7 @@ NODE_CLASS_MAPPINGS = {
     "NeuralPaintersVGGFeatureLoss": VGGFeatureLoss,
     "NeuralPaintersPixelLoss": PixelLoss,
     "NeuralPaintersCombineLosses": CombineLosses,
+    "NeuralPaintersOptimizeActions": OptimizeActions,
     "NeuralPaintersSaveStrokes": SaveStrokes,
     "NeuralPaintersLoadStrokes": LoadStrokes,
     "NeuralPaintersStrokesToSVG": StrokesToSVG,
@@ -41,6 +44,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "NeuralPaintersVGGFeatureLoss": "VGG Feature Loss",
     "NeuralPaintersPixelLoss": "Pixel Loss",
     "NeuralPaintersCombineLosses": "Combine Losses",
+    "NeuralPaintersOptimizeActions": "Optimize Actions",
     "NeuralPaintersSaveStrokes": "Save Strokes",
     "NeuralPaintersLoadStrokes": "Load Strokes",
     "NeuralPaintersStrokesToSVG": "Strokes to SVG",

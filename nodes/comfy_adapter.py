@@ -64,6 +64,31 @@ def register_model_folders():
         folder_paths.folder_names_and_paths[key] = (paths, merged)
 
 
+EXAMPLE_INPUTS_DIR = os.path.join(PACK_DIR, "example_workflows", "input")
+
+
+def install_example_inputs() -> list[str]:
+    """Copy the example workflows' images into ComfyUI's input folder so the examples run as shipped
+    (Load Image lists only that folder). Never overwrites a file; returns the names copied."""
+    if not IN_COMFYUI or not os.path.isdir(EXAMPLE_INPUTS_DIR):
+        return []
+    import shutil
+    copied = []
+    target_dir = folder_paths.get_input_directory()
+    for name in sorted(os.listdir(EXAMPLE_INPUTS_DIR)):
+        source = os.path.join(EXAMPLE_INPUTS_DIR, name)
+        target = os.path.join(target_dir, name)
+        if not name.lower().endswith((".png", ".jpg", ".jpeg", ".webp")) or os.path.exists(target):
+            continue
+        try:
+            os.makedirs(target_dir, exist_ok=True)
+            shutil.copyfile(source, target)
+            copied.append(name)
+        except OSError:  # a read-only input folder: the examples then need the user to pick an image
+            pass
+    return copied
+
+
 def model_dirs(kind: str) -> list[str]:
     """Folders searched for a model kind ("neural_painters", "clip", "vgg"), in order."""
     if kind not in MODEL_FOLDERS:

@@ -26,15 +26,22 @@ class NodeError(ValueError):
 
 
 def user_errors(node_name: str):
-    """Decorator for a node's FUNCTION: errors from deep inside (bad checkpoints, missing weights,
-    mismatched painters, missing libmypaint) reach the user as one clear NodeError message naming
-    the node, not as a traceback from painter_models. Interrupts pass through untouched."""
+    """Decorator for a node's FUNCTION.
+
+    Errors from deep inside (bad checkpoints, missing weights, mismatched painters, missing libmypaint)
+    reach the user as one clear NodeError message naming the node, not as a traceback from
+    painter_models; interrupts pass through untouched.
+
+    The node runs outside inference mode: ComfyUI executes every node under torch.inference_mode(), and
+    tensors made there (a painter's weights, a loss's target) can never take part in autograd, which
+    Optimize Actions needs. Made here, they are ordinary tensors."""
     def wrap(fn):
         @functools.wraps(fn)
         def run(*args, **kwargs):
             from . import comfy_adapter
             try:
-                return fn(*args, **kwargs)
+                with torch.inference_mode(False):
+                    return fn(*args, **kwargs)
             except NodeError:
                 raise
             except torch.cuda.OutOfMemoryError:

@@ -38,14 +38,13 @@ def merge(losses_and_scales) -> object:
 def first_image(image, what: str):
     if image is None:
         raise NodeError(f"{what}: connect an image")
-    x = image_to_bchw(image)
-    return x[:1]
+    return image_to_bchw(image)[:1].clone()  # an ordinary tensor, never ComfyUI's inference tensor
 
 
 def first_mask(mask):
     if mask is None:
         return None
-    return mask[:1] if mask.dim() == 3 else mask
+    return (mask[:1] if mask.dim() == 3 else mask).clone()
 
 
 def weights_dirs() -> list[str]:

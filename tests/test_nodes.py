@@ -75,8 +75,10 @@ def test_pack_imports_without_comfyui():
 
 
 def test_display_names_and_node_contract():
-    expected = {"Load Neural Painter", "Random Actions", "Render Strokes", "Blend Canvas"}
-    assert expected <= set(NAMES)
+    expected = {"Load Neural Painter", "Random Actions", "Render Strokes", "Load CLIP", "CLIP Text Loss",
+                "VGG Feature Loss", "Optimize Actions", "Blend Canvas", "Pixel Loss", "Combine Losses",
+                "Save Strokes", "Load Strokes", "Strokes to SVG", "Stroke Timelapse", "Re-render with MyPaint"}
+    assert set(NAMES) == expected
     for cls_name, cls in NODES.items():
         assert cls_name.startswith("NeuralPainters"), cls_name
         assert cls.CATEGORY == "neural painters"
@@ -434,3 +436,97 @@ def test_rerender_with_mypaint(strokes):
         node("Re-render with MyPaint").rerender(strokes, 100.0, "")
     with pytest.raises(NodeError, match="Re-render with MyPaint: "):
         node("Re-render with MyPaint").rerender(strokes, 1.0, "no_such/brush_name")
+
+
+# ------------------------------------------------------------------------------------------------
+# Optimize Actions
+
+
+def target_image(h=48, w=64):
+    """A simple picture: dark left half, a red square on the right."""
+    img = torch.ones(1, h, w, 3)
+    img[:, :, : w // 2] = 0.15
+    img[:, h // 4: 3 * h // 4, w // 2 + 4: w - 4] = torch.tensor([0.9, 0.1, 0.1])
+    return img
+
+
+def optimize(painter, loss, **kw):
+    args = dict(width=64, height=48, strokes=10, rounds=2, steps=12, learning_rate=0.05, min_stroke_size=0,
+                max_stroke_size=0, seed=1, blend="alpha")
+    args.update(kw)
+    return node("Optimize Actions").optimize(painter, loss, **args)
+
+
+def test_optimize_actions_paints_towards_the_target(painter):
+    import json
+    loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0]
+    strokes, image, snapshots, text = optimize(painter, loss, snapshot_every=4)
+    info = json.loads(text)
+    assert len(strokes) == 10 and strokes.canvas_size == (48, 64)
+    assert image.shape == (1, 48, 64, 3) and image.device.type == "cpu"
+    assert snapshots.shape[1:] == image.shape[1:] and snapshots.shape[0] >= 3
+    assert info["steps"] == 12 and not info["cancelled"] and info["objective"] == "pixel x1"
+    assert info["loss_last"] < info["loss_first"]
+    # the painting is the painter's render of the returned strokes
+    again = node("Render Strokes").render(painter, strokes, 1.0)[0]
+    assert (again - image).abs().max() < 1e-4
+    # same seed, same painting
+    assert torch.equal(optimize(painter, loss, steps=2)[0].actions, optimize(painter, loss, steps=2)[0].actions)
+
+
+def test_optimize_actions_continues_from_init_strokes(painter):
+    init = node("Random Actions").make(5, 0, 32, 24, 8, 16)[0]
+    loss = node("Pixel Loss").make(target_image(), "l1", 1.0, 1.0)[0]
+    strokes, image, _, _ = optimize(painter, loss, init_strokes=init, strokes=4, steps=4, width=512, height=512)
+    assert strokes.canvas_size == (24, 32) and len(strokes) == 9 and image.shape == (1, 24, 32, 3)
+    assert torch.allclose(strokes.actions[:5], init.actions, atol=1e-2), "init strokes stay first (frozen)"
+
+
+def test_optimize_actions_clear_errors(painter, strokes):
+    loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0]
+    with pytest.raises(NodeError, match="nothing to paint"):
+        optimize(painter, loss, strokes=0)
+    with pytest.raises(NodeError, match="min_stroke_size 40 is larger"):
+        optimize(painter, loss, min_stroke_size=40, max_stroke_size=20)
+    with pytest.raises(NodeError, match="not #rrggbb"):
+        optimize(painter, loss, palette="#12345, red")
+    import dataclasses
+    from painter_models.actions import ActionLayout, Field, NAKANO
+    other = ActionLayout("other12", tuple(Field("x" + f.name, f.role, f.low, f.high) for f in NAKANO.fields))
+    with pytest.raises(NodeError, match="Optimize Actions: the painter"):
+        optimize(painter, loss, init_strokes=dataclasses.replace(strokes, layout=other))
+
+
+def test_optimize_actions_stops_promptly_on_interrupt(painter):
+    """Cancel (here: the adapter's interrupt flag) stops the optimisation at the next step."""
+    pixel = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0]
+    calls = []
+
+    def objective(canvas):
+        calls.append(1)
+        if len(calls) == 3:
+            adapter.request_interrupt()
+        return pixel(canvas)
+    objective.names, objective.weights = ["pixel"], [1.0]
+    with pytest.raises(adapter.Interrupted):
+        optimize(painter, objective, steps=500)
+    assert len(calls) <= 6, f"kept going for {len(calls)} loss evaluations after the interrupt"
+    adapter.check_interrupt()  # the flag was consumed by the node
+
+
+def test_nodes_work_under_comfyui_inference_mode(painter_file):
+    """ComfyUI runs every node inside torch.inference_mode(): the chain must still optimise."""
+    sys.modules[f"{PACK.__name__}.nodes.nodes_painter"]._CACHE.clear()
+    with torch.inference_mode():
+        painter = node("Load Neural Painter").load("tiny.safetensors")[0]
+        image = target_image()
+        assert image.is_inference()
+        loss = node("Combine Losses").combine(node("Pixel Loss").make(image, "l2", 1.0, 1.0)[0], 1.0,
+                                              node("VGG Feature Loss").make(image, "efficientnet_lite0", "auto",
+                                                                            "stage2", "mse", 0.1)[0], 1.0)[0]
+        init = node("Random Actions").make(4, 0, 64, 48, 8, 24)[0]
+        strokes, painting, _, text = optimize(painter, loss, init_strokes=init, strokes=4, steps=3,
+                                              background_image=image)
+        assert len(strokes) == 8 and '"steps": 3' in text
+        frames = node("Stroke Timelapse").frames(painter, strokes, 3, 0, 0)[0]
+        assert frames.shape[0] == 3

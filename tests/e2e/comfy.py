@@ -331,6 +331,9 @@ class ComfyServer:
         for d in self.dirs.values():
             d.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
+        # one torch thread: the tests check behaviour, not speed, and on a busy CI machine (or a shared
+        # one) OpenMP threads spinning against other processes make every step many times slower
+        env.setdefault("OMP_NUM_THREADS", "1")
         env.pop("PYTHONPATH", None)
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), cwd=self.comfy_dir, env=env, stdout=log,

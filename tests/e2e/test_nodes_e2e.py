@@ -10,16 +10,30 @@ from .workflow_builder import Graph
 
 pytestmark = pytest.mark.slow
 
+# the display names the issue asks for, exactly
 DISPLAY_NAMES = {
     "NeuralPaintersLoadPainter": "Load Neural Painter",
     "NeuralPaintersRandomActions": "Random Actions",
     "NeuralPaintersRenderStrokes": "Render Strokes",
+    "NeuralPaintersLoadCLIP": "Load CLIP",
+    "NeuralPaintersCLIPTextLoss": "CLIP Text Loss",
+    "NeuralPaintersVGGFeatureLoss": "VGG Feature Loss",
+    "NeuralPaintersOptimizeActions": "Optimize Actions",
     "NeuralPaintersBlendCanvas": "Blend Canvas",
+    "NeuralPaintersPixelLoss": "Pixel Loss",
+    "NeuralPaintersCombineLosses": "Combine Losses",
+    "NeuralPaintersSaveStrokes": "Save Strokes",
+    "NeuralPaintersLoadStrokes": "Load Strokes",
+    "NeuralPaintersStrokesToSVG": "Strokes to SVG",
+    "NeuralPaintersStrokeTimelapse": "Stroke Timelapse",
+    "NeuralPaintersRerenderMyPaint": "Re-render with MyPaint",
 }
 
 
 def test_nodes_registered_with_names_category_and_tooltips(comfy):
     info = comfy.object_info()
+    ours = {k for k, v in info.items() if v["python_module"].endswith("comfyui-neural-painters")}
+    assert ours == set(DISPLAY_NAMES)
     for cls, display in DISPLAY_NAMES.items():
         assert cls in info, f"{cls} missing from /object_info"
         assert info[cls]["display_name"] == display

@@ -1,0 +1,151 @@
+"""Optimize Actions: paint by optimising strokes through a frozen neural painter against a loss."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from . import comfy_adapter as comfy
+from .common import (CATEGORY, MAX_SIDE, MAX_STROKES, NEURAL_PAINTER, PAINT_LOSS, SEED_MAX, STROKES, NodeError,
+                     bchw_to_image, check_painter_matches, colour_from_int, image_to_bchw, user_errors)
+from .core import submodule
+from .nodes_losses import describe
+
+MAX_STEPS = 100_000
+
+
+def parse_palette(text: str):
+    """'' -> None; '8' -> 8 (a k-means palette of the target); '#ff0000, #00ff00' -> ['#ff0000', '#00ff00']."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if text.isdigit():
+        k = int(text)
+        if not 1 <= k <= 256:
+            raise NodeError(f"Optimize Actions: a k-means palette needs 1..256 colours, got {k}")
+        return k
+    colours = [c.strip() for c in text.replace(";", ",").replace("\n", ",").split(",") if c.strip()]
+    for c in colours:
+        body = c[1:] if c.startswith("#") else c
+        if len(body) != 6 or any(ch not in "0123456789abcdefABCDEF" for ch in body):
+            raise NodeError(f"Optimize Actions: palette colour {c!r} is not #rrggbb; write e.g. "
+                            f"'#1b1b1b, #e0c080, #3060a0' or a number of colours to take from the image")
+    return [c if c.startswith("#") else "#" + c for c in colours]
+
+
+def report(result, loss) -> str:
+    """A short JSON summary of the run for the node's text output."""
+    history = result.history
+    first, last = (history[0]["loss"], history[-1]["loss"]) if history else (None, None)
+    return json.dumps({"strokes": len(result.strokes), "steps": len(history), "seconds": round(result.seconds, 2),
+                       "loss_first": first, "loss_last": last, "terms_last": history[-1]["terms"] if history else {},
+                       "objective": describe(loss), "cancelled": result.cancelled}, indent=1)
+
+
+class OptimizeActions:
+    DESCRIPTION = ("Paints by optimising brushstrokes: strokes are added in coarse-to-fine rounds where the error "
+                   "is largest, and their actions (curve, pressure, size, colour) and boxes are optimised with "
+                   "Adam through the frozen painter to minimise the loss. Shows a live preview; Cancel stops it.")
+    CATEGORY = CATEGORY
+    FUNCTION = "optimize"
+    RETURN_TYPES = (STROKES, "IMAGE", "IMAGE", "STRING")
+    RETURN_NAMES = ("strokes", "image", "snapshots", "report")
+    OUTPUT_TOOLTIPS = ("The optimised strokes (the init strokes, then the new ones, in painting order).",
+                       "The painting.",
+                       "Snapshots of the canvas during the optimisation (every snapshot_every steps and at the end "
+                       "of each round), as an image batch; just the painting when snapshot_every is 0.",
+                       "JSON summary: steps, time, first and last loss, per-term losses.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "painter": (NEURAL_PAINTER, {"tooltip": "The frozen painter strokes are rendered with."}),
+                "loss": (PAINT_LOSS, {"tooltip": "What to minimise (VGG Feature Loss, Pixel Loss, CLIP Text Loss, "
+                                                 "Combine Losses)."}),
+                "width": ("INT", {"default": 512, "min": 16, "max": MAX_SIDE, "step": 8,
+                                  "tooltip": "Canvas width in pixels (ignored when init_strokes are given)."}),
+                "height": ("INT", {"default": 512, "min": 16, "max": MAX_SIDE, "step": 8,
+                                   "tooltip": "Canvas height in pixels (ignored when init_strokes are given)."}),
+                "strokes": ("INT", {"default": 300, "min": 0, "max": MAX_STROKES, "step": 1,
+                                    "tooltip": "New strokes to add (on top of init_strokes)."}),
+                "rounds": ("INT", {"default": 4, "min": 1, "max": 64, "step": 1,
+                                   "tooltip": "Coarse-to-fine rounds: stroke size falls from max to min over them."}),
+                "steps": ("INT", {"default": 300, "min": 0, "max": MAX_STEPS, "step": 1,
+                                  "tooltip": "Optimisation steps in all, split over the rounds."}),
+                "learning_rate": ("FLOAT", {"default": 0.05, "min": 0.0001, "max": 1.0, "step": 0.001,
+                                            "tooltip": "Adam learning rate of the actions (cosine schedule per round)."}),
+                "min_stroke_size": ("INT", {"default": 0, "min": 0, "max": 4 * MAX_SIDE, "step": 1, "tooltip":
+                                            "Smallest stroke box side in pixels (0: from the canvas and stroke count)."}),
+                "max_stroke_size": ("INT", {"default": 0, "min": 0, "max": 4 * MAX_SIDE, "step": 1, "tooltip":
+                                            "Largest stroke box side in pixels (0: automatic)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True,
+                                 "tooltip": "Same seed, same painting."}),
+                "blend": (["alpha", "linear"], {"default": "alpha", "tooltip":
+                                                "alpha: the painter's own alpha; linear: Nakano's darkness mask."}),
+            },
+            "optional": {
+                "init_strokes": (STROKES, {"tooltip": "Optional: strokes to start from (e.g. Load Strokes, Random "
+                                                      "Actions); kept under the new strokes."}),
+                "keep_training": ("BOOLEAN", {"default": False, "tooltip":
+                                              "Keep optimising earlier strokes in later rounds (slower, a little "
+                                              "better); off: each round's strokes are frozen when the next starts."}),
+                "palette": ("STRING", {"default": "", "tooltip": "Optional: a fixed palette '#rrggbb, #rrggbb, ...', "
+                                       "or a number k for a k-means palette of the target image; empty: any colour."}),
+                "greyscale": ("BOOLEAN", {"default": False, "tooltip": "Grey strokes only."}),
+                "opaque": ("BOOLEAN", {"default": False, "tooltip": "Full pressure: the brush's most opaque strokes."}),
+                "background": ("INT", {"default": 0xFFFFFF, "min": 0, "max": 0xFFFFFF, "step": 1, "display": "color",
+                                       "tooltip": "Canvas colour under the strokes."}),
+                "background_image": ("IMAGE", {"tooltip": "Optional: paint over this image instead of a colour."}),
+                "snapshot_every": ("INT", {"default": 0, "min": 0, "max": MAX_STEPS, "step": 1, "tooltip":
+                                           "Keep a snapshot of the canvas every this many steps (0: only the painting)."}),
+            },
+        }
+
+    @user_errors("Optimize Actions")
+    def optimize(self, painter, loss, width=512, height=512, strokes=300, rounds=4, steps=300, learning_rate=0.05,
+                 min_stroke_size=0, max_stroke_size=0, seed=0, blend="alpha", init_strokes=None, keep_training=False,
+                 palette="", greyscale=False, opaque=False, background=0xFFFFFF, background_image=None,
+                 snapshot_every=0):
+        optimize = submodule("optimize")
+        if init_strokes is not None:
+            check_painter_matches(painter, init_strokes, "Optimize Actions")
+            height, width = init_strokes.canvas_size
+        if min_stroke_size and max_stroke_size and min_stroke_size > max_stroke_size:
+            raise NodeError(f"Optimize Actions: min_stroke_size {min_stroke_size} is larger than max_stroke_size "
+                            f"{max_stroke_size}")
+        if strokes == 0 and (init_strokes is None or len(init_strokes) == 0):
+            raise NodeError("Optimize Actions: nothing to paint: set strokes above 0 or connect init_strokes")
+        device = painter.device
+        bg = colour_from_int(background)
+        if background_image is not None:
+            bg = image_to_bchw(background_image)[:1].to(device)
+
+        progress = comfy.Progress(max(1, int(steps)), "painting")
+
+        def on_step(p):
+            # an update is also the interrupt point: Cancel raises out of paint() here
+            progress.update(p.step, preview=p.preview)
+
+        try:
+            with torch.enable_grad():  # ComfyUI runs nodes with gradients off
+                result = optimize.paint(
+                    painter, loss, (int(height), int(width)), strokes=int(strokes), rounds=int(rounds),
+                    steps=int(steps), lr=float(learning_rate), min_size=float(min_stroke_size) or None,
+                    max_size=float(max_stroke_size) or None, palette=parse_palette(palette),
+                    greyscale=bool(greyscale), opaque=bool(opaque), blend=blend, background=bg,
+                    seed=int(seed) % 2**63, init=init_strokes, keep_training=bool(keep_training),
+                    callback=on_step, preview_every=1, snapshot_every=int(snapshot_every), device=device)
+        except FloatingPointError as e:
+            raise NodeError(f"Optimize Actions: {e}; lower the learning rate or the loss weights") from None
+        finally:
+            progress.close()
+            comfy.soft_empty_cache()
+        image = bchw_to_image(result.canvas)
+        if result.snapshots:
+            snaps = torch.cat([bchw_to_image(c) for _, c in result.snapshots])
+            if snaps.shape[1:] != image.shape[1:]:
+                snaps = image
+        else:
+            snaps = image
+        return (result.strokes, image, snaps, report(result, loss))
