@@ -99,10 +99,13 @@ def read_metadata(path: str) -> dict:
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path!r} is not a readable safetensors file ({e}); it may be truncated or "
                               f"another format: painters are .safetensors files written by neural-painters-train") from None
-    try:
-        return {k: json.loads(v) for k, v in raw.items()}
-    except json.JSONDecodeError:
-        return dict(raw)
+    decoded = {}
+    for key, value in raw.items():  # each key on its own: one plain-string value spoils nothing else
+        try:
+            decoded[key] = json.loads(value)
+        except json.JSONDecodeError:
+            decoded[key] = value
+    return decoded
 
 
 def save_painter(path: str, painter: NeuralPainter | Generator, layout=None, brush: str | None = None,
@@ -110,8 +113,10 @@ def save_painter(path: str, painter: NeuralPainter | Generator, layout=None, bru
     """Write a painter checkpoint (atomically). Accepts a NeuralPainter or a bare Generator plus its context."""
     if isinstance(painter, NeuralPainter):
         generator, meta = painter.generator, painter.metadata()
-        if training is not None or metrics is not None:
-            meta.update(training=training or painter.training, metrics=metrics or painter.metrics)
+        if training is not None:
+            meta["training"] = training
+        if metrics is not None:
+            meta["metrics"] = metrics
     else:
         if layout is None or brush is None:
             raise ValueError("save_painter(path, generator, ...) needs the layout and the brush")

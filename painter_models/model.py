@@ -61,9 +61,16 @@ class CriticConfig:
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
+        reduction = 2 ** len(self.channels)
+        if self.stroke_size < reduction or self.stroke_size % reduction:
+            raise ValueError(f"CriticConfig: {len(self.channels)} stride-2 stages need a stroke_size that is a "
+                             f"multiple of {reduction}, got {self.stroke_size}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "CriticConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"CriticConfig has no fields {sorted(unknown)} (a newer checkpoint format?)")
         return cls(**d)
 
 
@@ -124,6 +131,8 @@ class Generator(nn.Module):
 
     def forward(self, actions: torch.Tensor, noise: torch.Tensor | None = None):
         cfg = self.config
+        if actions.ndim != 2 or actions.shape[1] != cfg.action_dim:
+            raise ValueError(f"the generator takes actions [N, {cfg.action_dim}], got {list(actions.shape)}")
         if cfg.noise_dim:
             if noise is None:  # deterministic inference: Nakano fixes the noise at 0.5
                 noise = actions.new_full((actions.shape[0], cfg.noise_dim), 0.5)
@@ -165,6 +174,10 @@ class Critic(nn.Module):
         self.out = nn.Linear(c[-1] * side * side, 1)
 
     def forward(self, strokes: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        cfg = self.config
+        if strokes.shape[1:] != (cfg.in_channels, cfg.stroke_size, cfg.stroke_size):
+            raise ValueError(f"the critic takes strokes [N, {cfg.in_channels}, {cfg.stroke_size}, "
+                             f"{cfg.stroke_size}], got {list(strokes.shape)}")
         h = self.first(strokes)
         if self.condition is not None:
             if actions is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import colorsys
 import ctypes
 import ctypes.util
+import difflib
 import glob
 import math
 import multiprocessing
@@ -63,6 +64,10 @@ def _library_candidates():
 @lru_cache(maxsize=None)
 def load_library():
     """The ctypes handle of libmypaint, with argument types declared; raises MyPaintUnavailable."""
+    env = os.environ.get("NEURAL_PAINTERS_LIBMYPAINT")
+    if env and not os.path.exists(env):
+        raise MyPaintUnavailable(f"NEURAL_PAINTERS_LIBMYPAINT points to {env!r}, which does not exist; "
+                                 f"fix or unset it (the system library comes from: {APT_HINT})")
     errors = []
     for name in _library_candidates():
         try:
@@ -137,9 +142,11 @@ def resolve_brush(brush: str) -> str:
     if not brush_dirs():
         raise MyPaintUnavailable("no MyPaint brush presets are installed. On Debian/Ubuntu:\n  " + APT_HINT +
                                  "\nor point NEURAL_PAINTERS_BRUSHES at a folder of .myb files.")
-    close = [b for b in list_brushes() if brush.split("/")[-1] in b][:5]
-    raise MyPaintUnavailable(f"unknown brush preset {brush!r}" +
-                             (f"; did you mean {close}?" if close else "; see painter_models.list_brushes()"))
+    installed = list_brushes()
+    close = difflib.get_close_matches(brush, installed, 5, 0.6) or \
+        [b for b in installed if brush.split("/")[-1] in b][:5]
+    raise MyPaintUnavailable(f"unknown brush preset {brush!r}" + (f"; did you mean {close}?" if close else "") +
+                             "; painter_models.list_brushes() lists the installed presets")
 
 
 class _Canvas:

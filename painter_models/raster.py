@@ -38,11 +38,12 @@ class RasterProgram:
         opacity = (0.25 + pressure / 0.8 * 0.75).clamp(0, 1)
         grid = (torch.arange(s, dtype=actions.dtype, device=actions.device) + 0.5)
         alpha = actions.new_zeros(actions.shape[0], s, s)
+        edge = self.softness * s / 64.0  # edge width scales with the stroke, like the geometry
         for p in range(N_POINTS):  # running max keeps memory at one [N, S, S] map per point
             dx = grid[None, None, :] - x[:, p, None, None] * s
             dy = grid[None, :, None] - y[:, p, None, None] * s
             dist = torch.sqrt(dx * dx + dy * dy + 1e-8)
-            cover = torch.sigmoid((radius[:, p, None, None] - dist) / self.softness)
+            cover = torch.sigmoid((radius[:, p, None, None] - dist) / edge)
             alpha = torch.maximum(alpha, cover * opacity[:, p, None, None])
         rgb = actions[:, lay.indices("red", "green", "blue")]
         colour = rgb[:, :, None, None].expand(-1, -1, s, s)
