@@ -530,3 +530,21 @@ def test_nodes_work_under_comfyui_inference_mode(painter_file):
         assert len(strokes) == 8 and '"steps": 3' in text
         frames = node("Stroke Timelapse").frames(painter, strokes, 3, 0, 0)[0]
         assert frames.shape[0] == 3
+
+
+def test_optimize_actions_palette_greyscale_and_opaque(painter):
+    loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0]
+    strokes = optimize(painter, loss, strokes=6, rounds=1, steps=3, palette="#e01010, 202020 ; #ffffff")[0]
+    rgb = strokes.actions[:, strokes.layout.indices("red", "green", "blue")]
+    allowed = torch.tensor([[0xe0, 0x10, 0x10], [0x20, 0x20, 0x20], [0xff, 0xff, 0xff]]) / 255
+    assert torch.cdist(rgb, allowed).min(1).values.max() < 1e-3, "every stroke in a palette colour"
+    kmeans = optimize(painter, loss, strokes=6, rounds=1, steps=2, palette="2")[0]
+    colours = kmeans.actions[:, kmeans.layout.indices("red", "green", "blue")]
+    assert len({tuple(c) for c in colours.mul(255).round().tolist()}) <= 2
+    grey = optimize(painter, loss, strokes=6, rounds=1, steps=2, greyscale=True, opaque=True)[0]
+    g = grey.actions[:, grey.layout.indices("red", "green", "blue")]
+    assert torch.allclose(g[:, 0:1].expand_as(g), g)
+    p = grey.actions[:, grey.layout.indices("entry_pressure", "exit_pressure")]
+    assert torch.allclose(p, torch.ones_like(p))
+    with pytest.raises(NodeError, match="1..256 colours"):
+        optimize(painter, loss, palette="0")

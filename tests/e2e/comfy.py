@@ -239,6 +239,44 @@ class ComfyClient:
     def run_workflow(self, workflow: dict, timeout: float = 300.0) -> dict:
         return self.run(self.convert(workflow), timeout)
 
+    def run_with_events(self, prompt: dict, timeout: float = 300.0) -> tuple[dict, list[dict], list[bytes]]:
+        """Queue `prompt` while listening on the websocket, as the frontend does.
+
+        Returns (history entry, JSON messages, preview images as encoded bytes). Needs aiohttp
+        (a ComfyUI requirement)."""
+        import asyncio
+        import struct
+
+        import aiohttp
+
+        messages, previews = [], []
+
+        async def listen():
+            ws_url = self.base_url.replace("http://", "ws://") + f"/ws?clientId={self.client_id}"
+            async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
+                prompt_id = await asyncio.get_running_loop().run_in_executor(None, self.queue, prompt)
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    msg = await ws.receive(timeout=max(1.0, deadline - time.monotonic()))
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        m = json.loads(msg.data)
+                        messages.append(m)
+                        data = m.get("data", {})
+                        done = m["type"] in ("execution_success", "execution_error", "execution_interrupted") or (
+                            m["type"] == "executing" and data.get("node") is None)
+                        if done and data.get("prompt_id") == prompt_id:
+                            return prompt_id
+                    elif msg.type == aiohttp.WSMsgType.BINARY:
+                        event, = struct.unpack(">I", msg.data[:4])
+                        if event == 1:  # PREVIEW_IMAGE: 4-byte image type, then the encoded image
+                            previews.append(bytes(msg.data[8:]))
+                    elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                        break
+                raise ComfyError(f"no end of prompt {prompt_id} on the websocket within {timeout:.0f} s")
+
+        prompt_id = asyncio.run(listen())
+        return self.wait(prompt_id, timeout=30), messages, previews
+
     def interrupt(self, prompt_id: str | None = None):
         r = self.post("/interrupt", json={"prompt_id": prompt_id} if prompt_id else {})
         r.raise_for_status()

@@ -227,3 +227,20 @@ def test_cancelled_optimisation_stops_within_seconds(comfy):
     # the server is fine afterwards
     prompt, _, images = run_example(comfy, "image_to_painting")
     assert images
+
+
+def test_optimisation_reports_progress_with_live_previews(comfy):
+    """What the browser sees: progress messages for Optimize Actions and JPEG previews of the canvas."""
+    pytest.importorskip("aiohttp")
+    from PIL import Image
+    prompt = comfy.convert(image_to_painting(comfy.object_info(), painter=E2E_PAINTER))
+    opt_id = node_of(prompt, "NeuralPaintersOptimizeActions")
+    prompt[opt_id]["inputs"].update(width=96, height=64, strokes=16, rounds=2, steps=10, seed=11)
+    entry, messages, previews = comfy.run_with_events(prompt, timeout=300)
+    assert entry["status"]["status_str"] == "success"
+    progress = [m["data"] for m in messages if m["type"] == "progress" and m["data"].get("node") == opt_id]
+    assert progress and all(p["max"] == 10 for p in progress)
+    assert progress[-1]["value"] == 10 and len({p["value"] for p in progress}) >= 5
+    assert previews, "no live preview reached the websocket"
+    first = Image.open(io.BytesIO(previews[0]))
+    assert first.format == "JPEG" and abs(first.width / first.height - 96 / 64) < 0.02  # the canvas, resized
