@@ -66,8 +66,8 @@ def load_library():
     """The ctypes handle of libmypaint, with argument types declared; raises MyPaintUnavailable."""
     env = os.environ.get("NEURAL_PAINTERS_LIBMYPAINT")
     if env and not os.path.exists(env):
-        raise MyPaintUnavailable(f"NEURAL_PAINTERS_LIBMYPAINT points to {env!r}, which does not exist; "
-                                 f"fix or unset it (the system library comes from: {APT_HINT})")
+        raise MyPaintUnavailable(f"libmypaint was not found: NEURAL_PAINTERS_LIBMYPAINT points to {env!r}, which "
+                                 f"does not exist. Fix or unset it, or install the system library:\n  {APT_HINT}")
     errors = []
     for name in _library_candidates():
         try:
