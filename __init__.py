@@ -1,12 +1,13 @@
 """ComfyUI entry point of the Neural Painters pack.
 
-Imports cleanly without ComfyUI (pytest imports this file as the repo root package):
-the nodes only touch ComfyUI through nodes/comfy_adapter.py, which degrades gracefully.
+ComfyUI imports this folder as a package (by file path), so the relative import below works;
+the nodes touch ComfyUI only through nodes/comfy_adapter.py, which degrades gracefully, so this
+also imports with no ComfyUI present. Imported as a plain module (no parent package, e.g. by a
+tool scanning the folder) there is nothing to register.
 """
-try:
+if __package__:
     from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-except ImportError:  # imported as a plain module (no parent package): nothing to register
+else:
     NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
 
-WEB_DIRECTORY = None
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
