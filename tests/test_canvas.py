@@ -13,6 +13,15 @@ from painter_models.strokes import StrokeSet
 RGB = NAKANO.indices("red", "green", "blue")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny: one thread is faster, and immune to other jobs sharing the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class SquarePainter:
     """A painter whose stroke is a centred square of side S/2 with constant alpha and colour."""
     stroke_size = 16
