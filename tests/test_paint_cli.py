@@ -1,0 +1,142 @@
+"""`neural-painters paint` end to end on a small image, and its input validation."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from painter_models import load_painter
+from painter_models.canvas import render_canvas
+from painter_models.export import load_strokes
+from painter_models.paint_cli import main, resolve_painter_path, CliError
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    y, x = np.mgrid[0:30, 0:40]
+    img = np.stack([200 - 3 * y, 120 + 2 * x, 80 + x + y], -1).astype(np.uint8)
+    img[8:20, 10:22] = (20, 30, 40)
+    path = tmp_path / "photo.png"
+    Image.fromarray(img).save(path)
+    return str(path)
+
+
+def run(args, capsys):
+    rc = main(["paint", *args])
+    out = capsys.readouterr()
+    return rc, out.err
+
+
+def test_paint_image_end_to_end(tmp_path, photo, tmp_painter, capsys):
+    out = tmp_path / "painting.png"
+    js, svg, gif = tmp_path / "s.json", tmp_path / "s.svg", tmp_path / "t.gif"
+    snaps = tmp_path / "snaps"
+    rc, err = run([photo, "--painter", tmp_painter, "--strokes", "8", "--size", "32", "--steps", "6",
+                   "--rounds", "2", "--out", str(out), "--json", str(js), "--svg", str(svg), "--frames", str(gif),
+                   "--frame-count", "4", "--snapshots", str(snaps), "--snapshot-every", "3", "--seed", "1",
+                   "--palette", "3", "--opaque"], capsys)
+    assert rc == 0, err
+    assert "8 strokes" in err and "PSNR" in err
+    img = Image.open(out)
+    assert img.size == (32, 24)                          # long side 32, aspect of the 40x30 photo kept
+    strokes = load_strokes(str(js))
+    assert len(strokes) == 8 and strokes.canvas_size == (24, 32)
+    assert len(strokes.extra["palette"]) == 3
+    # the JSON reloads to the same painting
+    again = render_canvas(load_painter(tmp_painter), strokes)
+    saved = torch.from_numpy(np.asarray(img, np.float32) / 255).permute(2, 0, 1)[None]
+    assert (again - saved).abs().max() <= 1.0 / 255 + 1e-6
+    assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
+    assert Image.open(gif).n_frames >= 2
+    assert sorted(os.listdir(snaps))[:2] == ["step_00003.png", "step_00006.png"]
+
+
+def test_progress_bar_and_quiet(tmp_path, photo, tmp_painter, capsys):
+    rc, err = run([photo, "--painter", tmp_painter, "--strokes", "2", "--size", "16", "--steps", "2",
+                   "--rounds", "1", "--out", str(tmp_path / "a.png")], capsys)
+    assert rc == 0 and "step" in err                     # tqdm writes to stderr
+    rc, err = run([photo, "--painter", tmp_painter, "--strokes", "2", "--size", "16", "--steps", "2",
+                   "--rounds", "1", "--out", str(tmp_path / "b.png"), "--quiet"], capsys)
+    assert rc == 0 and err == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.png"], "does not exist"),
+    ([], "give an IMAGE"),
+    (["--prompt", "  "], "--prompt is empty"),
+    (["--prompt", "black sheep"], "needs CLIP weights"),
+    (["{photo}", "--palette", "#12345"], "--palette"),
+    (["{photo}", "--palette", "0"], "1..256"),
+    (["{photo}", "--out", "x.bmp"], ".png"),
+    (["{photo}", "--json", "x.txt"], ".json"),
+    (["{photo}", "--out", "/no/such/dir/p.png"], "does not exist"),
+    (["{photo}", "--min-size", "40", "--max-size", "10"], "larger than --max-size"),
+    (["{photo}", "--background", "blue"], "--background"),
+    (["{photo}", "--painter", "no_such_painter"], "neither a file nor a shipped painter"),
+    (["{photo}", "--device", "cuda:7"], "CUDA is not available"),
+])
+def test_clear_errors(args, message, photo, tmp_painter, capsys, tmp_path, monkeypatch):
+    if message == "CUDA is not available" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    monkeypatch.chdir(tmp_path)
+    args = [a.replace("{photo}", photo) for a in args]
+    if "--painter" not in args:
+        args += ["--painter", tmp_painter]
+    rc, err = run(args, capsys)
+    assert rc == 2 and message in err, err
+    assert "Traceback" not in err
+
+
+def test_argument_ranges(capsys):
+    for args in (["x.png", "--strokes", "0"], ["x.png", "--size", "100000"], ["x.png", "--steps", "-3"],
+                 ["x.png", "--strokes", "many"]):
+        with pytest.raises(SystemExit) as e:
+            main(["paint", *args])
+        assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--strokes must be 1..20000" in err and "--size must be 16..4096" in err
+
+
+def test_not_an_image(tmp_path, tmp_painter, capsys):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    rc, err = run([str(bad), "--painter", tmp_painter], capsys)
+    assert rc == 2 and "cannot read" in err
+
+
+def test_missing_clip_weights_fail_fast(tmp_path, photo, tmp_painter, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rc, err = run(["--prompt", "a black sheep", "--clip-weights", str(tmp_path / "nope.safetensors"),
+                   "--painter", tmp_painter], capsys)
+    assert rc == 2 and "--clip-weights" in err
+    rc, err = run(["--prompt", "a black sheep", "--clip-weights", "openai", "--painter", tmp_painter], capsys)
+    assert rc == 2 and "CLIP weights" in err
+
+
+def test_painter_resolution(tmp_painter):
+    assert resolve_painter_path(tmp_painter) == tmp_painter
+    with pytest.raises(CliError, match="shipped"):
+        resolve_painter_path("surely_not_a_painter")
+
+
+@pytest.mark.slow
+def test_text_mode_with_random_clip(tmp_path, tmp_painter, capsys):
+    """Text mode end to end with random CLIP weights (the path, not the quality)."""
+    out = tmp_path / "sheep.png"
+    rc, err = run(["--prompt", "a black sheep", "--clip-weights", "random", "--painter", tmp_painter,
+                   "--strokes", "3", "--size", "32", "--steps", "2", "--rounds", "1", "--cutouts", "1",
+                   "--out", str(out), "--quiet"], capsys)
+    assert rc == 0, err
+    assert Image.open(out).size == (32, 32)
