@@ -10,7 +10,7 @@ API (stable; the ComfyUI nodes and the CLI wrap it):
         strokes=200,                # number of NEW strokes (added in `rounds`, on top of `init`)
         rounds=4,                   # coarse-to-fine rounds: stroke size goes max_size -> min_size
         steps=300,                  # Adam steps in all, split over the rounds
-        lr=0.05,                    # learning rate of the action logits (boxes: lr * box_lr_scale)
+        lr=0.2,                     # learning rate of the action logits (boxes: lr * box_lr_scale)
         min_size=None, max_size=None,   # stroke box side in canvas px (None: from canvas and stroke count)
         palette=None,               # None, [K, 3] colours / hex list ("#rrggbb"), or an int k (k-means of the target)
         greyscale=False,            # grey strokes only
@@ -103,8 +103,8 @@ def default_sizes(canvas_size, n_strokes: int) -> tuple[float, float]:
     its box, so boxes are a few times sqrt(area / n) across."""
     h, w = canvas_size
     natural = math.sqrt(h * w / max(1, n_strokes))
-    lo = max(4.0, min(1.6 * natural, min(h, w)))
-    hi = max(lo, min(6.0 * natural, 0.6 * min(h, w)))
+    lo = max(4.0, min(1.0 * natural, min(h, w)))
+    hi = max(lo, min(5.0 * natural, 0.6 * min(h, w)))
     return lo, hi
 
 
@@ -372,6 +372,20 @@ def _evaluate(objective, canvas):
 # main entry
 
 
+def _fast_painter(p):
+    """On the CPU, a channels-last copy of a module painter: its transposed convolutions run about
+    20 % faster (same numbers). The caller's painter is left as it is."""
+    if p.device.type != "cpu" or not isinstance(p.fn, torch.nn.Module):
+        return p
+    import copy
+    from .canvas import PainterFn
+    try:
+        fn = copy.deepcopy(p.fn).to(memory_format=torch.channels_last)
+    except Exception:  # noqa: BLE001 - an exotic module: use it as it is
+        return p
+    return PainterFn(fn, p.stroke_size, p.device, p.layout)
+
+
 def _canvas_size(canvas_size):
     if isinstance(canvas_size, int):
         canvas_size = (canvas_size, canvas_size)
@@ -382,7 +396,7 @@ def _canvas_size(canvas_size):
 
 
 def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 4, steps: int = 300,
-          lr: float = 0.05, min_size: float | None = None, max_size: float | None = None, palette=None,
+          lr: float = 0.2, min_size: float | None = None, max_size: float | None = None, palette=None,
           greyscale: bool = False, opaque: bool = False, blend: str = "alpha", background=(1.0, 1.0, 1.0),
           seed: int = 0, init: StrokeSet | None = None, target_for_seeding=None, keep_training: bool = False,
           optimize_boxes: bool = True, box_lr_scale: float = 0.3, min_lr_ratio: float = 0.05,
@@ -392,7 +406,7 @@ def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 4, 
     t0 = time.perf_counter()
     if device is not None and hasattr(painter, "to"):
         painter.to(device)
-    p = as_painter(painter)
+    p = _fast_painter(as_painter(painter))
     dev = p.device
     layout = get_layout(p.layout)
     h, w = _canvas_size(canvas_size)

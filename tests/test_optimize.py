@@ -55,7 +55,7 @@ def test_round_plan_and_default_sizes():
 def test_paint_reduces_loss_and_is_deterministic(painter):
     target = target_image()
     obj = PixelLoss(target, kind="l2")
-    kw = dict(strokes=16, rounds=2, steps=16, seed=3, lr=0.1)
+    kw = dict(strokes=16, rounds=2, steps=16, seed=3, lr=0.1, min_size=14, max_size=30)
     a = paint(painter, obj, 48, **kw)
     blank = float(obj(torch.ones(1, 3, 48, 48)))
     first = a.history[0]["loss"]
