@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     # run
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
-    p.add_argument("--threads", type=_positive_int(1, 1024, "--threads"), default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=_positive_int(1, 1024, "--threads"), default=None,
+                   help="CPU threads for torch (default: torch's, fewer when other jobs keep the cores busy)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return ap
 
@@ -180,6 +181,20 @@ def _device(spec: str):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CliError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
     return dev
+
+
+def default_threads() -> int:
+    """torch's thread count, reduced to the cores other jobs leave idle (1-minute load average):
+    painting runs many small operations, and a thread that the OS parks makes every one of them
+    wait (on 2 busy cores, 2 threads measured 5x slower than 1)."""
+    import torch
+    n = torch.get_num_threads()
+    try:
+        cores = len(os.sched_getaffinity(0))
+        idle = cores - os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return n
+    return max(1, min(n, int(idle + 0.5)))
 
 
 def _load_image(path: str):
@@ -293,9 +308,8 @@ def run_paint(args) -> int:
     painter_path = resolve_painter_path(args.painter)
 
     import torch
-    if args.threads:
-        torch.set_num_threads(args.threads)
     dev = _device(args.device)
+    torch.set_num_threads(args.threads or default_threads())
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
 
     from .losses import ClipTextLoss, FeatureLoss, PixelLoss, combine

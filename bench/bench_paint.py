@@ -1,0 +1,327 @@
+"""Painting benchmark: photographs painted at several stroke counts and canvas sizes, plus the
+renderer's memory at large sizes.
+
+    python bench/bench_paint.py                                   # astronaut+coffee x 200/500/1000 x 256/512
+    python bench/bench_paint.py --strokes 200 --sizes 256         # the 2-core target case only
+    python bench/bench_paint.py --memory                          # render fwd+bwd memory cases
+    python bench/bench_paint.py ... --write                       # put the tables into BENCHMARKS.md
+
+Each case runs in its own process, so its peak memory (ru_maxrss) is its own. A painting case is
+exactly what `neural-painters paint IMAGE --strokes N --size S` does with its defaults (pixel L2
+loss, 4 rounds, 50 steps per round; --steps/--rounds/--feature-weight change them here too) and
+reports PSNR, SSIM, a perceptual distance (mean squared EfficientNet-Lite0 feature difference over
+its 5 stages, the offline backbone; lower is better), wall time, CPU time (all threads) and peak
+memory. A contact sheet PNG shows every painting beside its photograph.
+
+Memory cases render N strokes (actions and boxes requiring gradients, every stroke trainable: the
+worst case, keep_training=True) on an S px canvas and backpropagate, with the sizes the optimiser
+would give N strokes on that canvas (coarse to fine).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+BENCH_IMAGES = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench_images"))
+BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")
+SHEET = os.path.join(ROOT, "bench", "results", "paint_contact_sheet.png")
+TITLE = "Painting (bench/bench_paint.py)"
+MEM_TITLE = "Canvas memory (bench/bench_paint.py --memory)"
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+
+
+def load_photo(name: str, size: int) -> torch.Tensor:
+    """[1, 3, size, size] in 0..1: ../shared/bench_images/{name}_{size}.png, else the same photo from
+    scikit-image (centre-cropped square, Lanczos-resized) for sizes not stored there."""
+    from PIL import Image
+    path = os.path.join(BENCH_IMAGES, f"{name}_{size}.png")
+    if os.path.exists(path):
+        img = Image.open(path).convert("RGB")
+    else:
+        import skimage.data
+        arr = getattr(skimage.data, name)()
+        h, w = arr.shape[:2]
+        s = min(h, w)
+        arr = arr[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        img = Image.fromarray(arr).convert("RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.LANCZOS)
+    return torch.from_numpy(np.asarray(img, np.float32) / 255).permute(2, 0, 1)[None].contiguous()
+
+
+def default_painter() -> str:
+    from painter_models.paint_cli import resolve_painter_path
+    return resolve_painter_path(None)
+
+
+def _usage():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime, r.ru_maxrss / 1024.0  # CPU s, peak RSS MiB (Linux: KiB)
+
+
+# -- child processes -----------------------------------------------------------------------------------
+
+
+def _threads(spec) -> int:
+    if spec == "auto":
+        from painter_models.paint_cli import default_threads
+        return default_threads()
+    return int(spec)
+
+
+def run_paint_case(case: dict) -> dict:
+    from painter_models import load_painter
+    from painter_models.losses import FeatureLoss
+    from painter_models.metrics import psnr, ssim
+    from painter_models.optimize import image_objective, paint
+    case["threads"] = _threads(case["threads"])
+    torch.set_num_threads(case["threads"])
+    dev = torch.device(case["device"])
+    img = load_photo(case["image"], case["size"]).to(dev)
+    painter = load_painter(case["painter"], device=dev)
+    objective = image_objective(img, pixel=1.0, feature=case["feature_weight"], pixel_kind="l2").to(dev)
+    cpu0, rss0 = _usage()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    res = paint(painter, objective, case["size"], strokes=case["strokes"], rounds=case["rounds"],
+                steps=case["steps"], seed=case["seed"], target_for_seeding=img, device=dev)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    cpu1, rss1 = _usage()
+    canvas = res.canvas.float()
+    with torch.no_grad():
+        metric = FeatureLoss(img, backbone="efficientnet_lite0", layer_weights=[1.0] * 5).to(dev)
+        feat = float(metric(canvas))
+    out = {**case, "wall_s": wall, "cpu_s": cpu1 - cpu0, "peak_rss_mib": rss1,
+           "psnr": float(psnr(canvas, img)), "ssim": float(ssim(canvas, img)), "feature_distance": feat,
+           "final_loss": res.history[-1]["loss"] if res.history else None}
+    if dev.type == "cuda":
+        out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    if case.get("png"):
+        from PIL import Image
+        arr = (canvas[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+        Image.fromarray(arr).save(case["png"])
+    return out
+
+
+def run_memory_case(case: dict) -> dict:
+    from painter_models import load_painter
+    from painter_models.canvas import render
+    from painter_models.optimize import default_sizes, round_plan
+    case["threads"] = _threads(case["threads"])
+    torch.set_num_threads(case["threads"])
+    dev = torch.device(case["device"])
+    painter = load_painter(case["painter"], device=dev)
+    n, s = case["strokes"], case["size"]
+    lo, hi = default_sizes((s, s), n)
+    g = torch.Generator().manual_seed(0)
+    sides = torch.cat([torch.full((c,), side) for c, side in round_plan(n, 4, lo, hi)])
+    boxes = torch.stack([torch.rand(n, generator=g) * s, torch.rand(n, generator=g) * s, sides], 1).to(dev)
+    actions = torch.rand(n, 12, generator=g).to(dev)
+    a = actions.requires_grad_()
+    b = boxes.requires_grad_()
+    target = torch.rand(1, 3, s, s, generator=g).to(dev)
+    cpu0, rss0 = _usage()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    canvas = render(painter, a, b, (s, s), checkpoint=case.get("checkpoint"))
+    loss = ((canvas - target) ** 2).mean()
+    t1 = time.perf_counter()
+    loss.backward()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    cpu1, rss1 = _usage()
+    out = {**case, "forward_s": t1 - t0, "backward_s": t2 - t1, "cpu_s": cpu1 - cpu0, "rss_before_mib": rss0,
+           "peak_rss_mib": rss1, "min_side": lo, "max_side": hi,
+           "grad_ok": bool(torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all())}
+    if dev.type == "cuda":
+        out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def spawn(kind: str, case: dict, timeout: float) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, json.dumps(case)]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        return {**case, "error": (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[-1],
+                "wall_s": time.perf_counter() - t0}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# -- reporting ------------------------------------------------------------------------------------------
+
+
+def contact_sheet(results: list[dict], path: str):
+    from PIL import Image, ImageDraw
+    from bench_core import cpu_model  # noqa: F401  (keeps the import cheap when unused)
+    rows = {}
+    for r in results:
+        if "error" in r or not r.get("png") or not os.path.exists(r["png"]):
+            continue
+        rows.setdefault((r["image"], r["size"]), []).append(r)
+    if not rows:
+        return None
+    cell, pad, head = 256, 6, 16
+    ncols = 1 + max(len(v) for v in rows.values())
+    sheet = Image.new("RGB", (ncols * (cell + pad) + pad, len(rows) * (cell + head + pad) + pad), (235, 235, 235))
+    draw = ImageDraw.Draw(sheet)
+    for i, ((name, size), rs) in enumerate(sorted(rows.items())):
+        y = pad + i * (cell + head + pad)
+        photo = load_photo(name, size)
+        tiles = [(f"{name} {size}px", photo)] + [
+            (f"{r['strokes']} strokes {r['psnr']:.1f} dB {r['wall_s']:.0f}s",
+             torch.from_numpy(np.asarray(Image.open(r["png"]).convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None])
+            for r in sorted(rs, key=lambda r: r["strokes"])]
+        for j, (label, t) in enumerate(tiles):
+            x = pad + j * (cell + pad)
+            arr = (t[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+            sheet.paste(Image.fromarray(arr).resize((cell, cell), Image.LANCZOS), (x, y + head))
+            draw.text((x + 2, y + 2), label, fill=(0, 0, 0))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sheet.save(path)
+    return path
+
+
+def machine_line(device: str, threads: int) -> str:
+    from bench_core import cpu_count, cpu_model, gpu_name
+    if device.startswith("cuda"):
+        return f"{gpu_name()} (host: {cpu_model()}, {cpu_count()} cores)"
+    return f"{cpu_model()}, {cpu_count()} cores"
+
+
+def paint_section(results, args, command, load, sheet) -> str:
+    dev = args.device
+    lines = [f"## {TITLE} on {machine_line(dev, args.threads)}", "",
+             f"- Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; load average at start "
+             f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; torch {torch.__version__}",
+             f"- Command: `{command}`",
+             f"- Painter: `{os.path.relpath(args.painter, ROOT)}`; objective: pixel L2"
+             + (f" + {args.feature_weight:g} x EfficientNet-Lite0 features" if args.feature_weight else "")
+             + f"; {args.rounds} rounds, {args.steps or 50 * args.rounds} steps; seed {args.seed}; device {dev}",
+             "", "| image | canvas | strokes | PSNR dB | SSIM | feature dist. | wall s | CPU s | threads | peak RSS MiB |"
+             + (" peak GPU MiB |" if dev.startswith("cuda") else ""),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if dev.startswith("cuda") else "")]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['image']} | {r['size']} | {r['strokes']} | error: {r['error'][:80]} | | | | | |")
+            continue
+        lines.append(f"| {r['image']} | {r['size']} | {r['strokes']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
+                     f"{r['feature_distance']:.3f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['threads']} | {r['peak_rss_mib']:.0f} |"
+                     + (f" {r.get('peak_gpu_mib', 0):.0f} |" if dev.startswith("cuda") else ""))
+    if sheet:
+        lines += ["", f"Contact sheet: `{os.path.relpath(sheet, ROOT)}` (photograph, then the paintings by stroke count)."]
+    lines += ["", "CPU s is the CPU time of all threads of the painting (not the start-up); with other jobs "
+              "sharing the cores, wall time is an upper bound and CPU s / threads approaches the idle wall time."]
+    return "\n".join(lines) + "\n"
+
+
+def memory_section(results, args, command, load) -> str:
+    lines = [f"## {MEM_TITLE} on {machine_line(args.device, args.threads)}", "",
+             f"- Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; load average at start "
+             f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; torch {torch.__version__}",
+             f"- Command: `{command}`",
+             f"- Painter: `{os.path.relpath(args.painter, ROOT)}`; every stroke requires gradients (the worst case); "
+             "box sides as the optimiser gives N strokes on the canvas (4 rounds, coarse to fine)",
+             "", "| canvas | strokes | box sides px | checkpointing | forward s | backward s | CPU s | threads | "
+             "peak RSS MiB | RSS before MiB |" + (" peak GPU MiB |" if args.device.startswith("cuda") else ""),
+             "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if args.device.startswith("cuda") else "")]
+    for r in results:
+        ck = {None: "auto", True: "on", False: "off"}[r.get("checkpoint")]
+        if "error" in r:
+            lines.append(f"| {r['size']} | {r['strokes']} | | {ck} | error: {r['error'][:80]} | | | | |")
+            continue
+        lines.append(f"| {r['size']} | {r['strokes']} | {r['min_side']:.0f}-{r['max_side']:.0f} | {ck} | "
+                     f"{r['forward_s']:.1f} | {r['backward_s']:.1f} | {r['cpu_s']:.1f} | {r['threads']} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['rss_before_mib']:.0f} |" + (f" {r.get('peak_gpu_mib', 0):.0f} |" if args.device.startswith("cuda") else ""))
+    lines += ["", "Peak RSS is the whole process (Python, torch, the painter and the canvas), measured with "
+              "`resource.getrusage(RUSAGE_SELF).ru_maxrss` in a fresh process per case; 'RSS before' is the "
+              "process just before rendering."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--painter", default=None, help="painter checkpoint (default: the shipped dry_brush painter)")
+    p.add_argument("--images", default="astronaut,coffee")
+    p.add_argument("--strokes", default="200,500,1000")
+    p.add_argument("--sizes", default="256,512")
+    p.add_argument("--steps", type=int, default=None, help="steps in all (default 50 per round, as the CLI)")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--feature-weight", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", default="auto",
+                   help="torch CPU threads, or auto (as the CLI: the cores other jobs leave idle)")
+    p.add_argument("--memory", action="store_true", help="run the renderer memory cases instead")
+    p.add_argument("--memory-cases", default="512:1000,2048:5000", help="SIZE:STROKES,...")
+    p.add_argument("--checkpoint", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--out", default=os.path.join(ROOT, "out", "bench_paint"), help="folder for the paintings")
+    p.add_argument("--write", action="store_true", help="replace this section in BENCHMARKS.md")
+    args = p.parse_args(argv)
+
+    if args.child:
+        kind, case = args.child[0], json.loads(args.child[1])
+        out = run_paint_case(case) if kind == "paint" else run_memory_case(case)
+        print(json.dumps(out))
+        return 0
+
+    args.painter = os.path.abspath(args.painter or default_painter())
+    command = "python bench/bench_paint.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    load = os.getloadavg()
+    results = []
+    if args.memory:
+        ck = {"auto": None, "on": True, "off": False}[args.checkpoint]
+        for spec in args.memory_cases.split(","):
+            size, n = (int(x) for x in spec.split(":"))
+            case = dict(size=size, strokes=n, painter=args.painter, device=args.device, threads=args.threads,
+                        checkpoint=ck)
+            r = spawn("memory", case, args.timeout)
+            print(json.dumps(r), file=sys.stderr)
+            results.append(r)
+        text = memory_section(results, args, command, load)
+    else:
+        os.makedirs(args.out, exist_ok=True)
+        for size in (int(s) for s in args.sizes.split(",")):
+            for image in args.images.split(","):
+                for n in (int(s) for s in args.strokes.split(",")):
+                    case = dict(image=image, size=size, strokes=n, painter=args.painter, device=args.device,
+                                threads=args.threads, rounds=args.rounds, steps=args.steps or 50 * args.rounds,
+                                seed=args.seed, feature_weight=args.feature_weight,
+                                png=os.path.join(args.out, f"{image}_{size}_{n}.png"))
+                    r = spawn("paint", case, args.timeout)
+                    print(json.dumps({k: v for k, v in r.items() if k not in ("painter", "png")}), file=sys.stderr)
+                    results.append(r)
+        sheet = contact_sheet(results, SHEET)
+        text = paint_section(results, args, command, load, sheet)
+    print(text)
+    if args.write:
+        from bench_core import write_section
+        write_section(text, BENCHMARKS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
