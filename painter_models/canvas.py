@@ -172,8 +172,8 @@ def fast_painter(painter) -> PainterFn:
 
 
 def _tile_for(side: torch.Tensor) -> torch.Tensor:
-    """Tile size per stroke: the power of two nearest side / 2, within [TILE_MIN, TILE_MAX]."""
-    t = torch.exp2(torch.round(torch.log2((side / 2).clamp_min(1.0))))
+    """Tile size per stroke: the power of two nearest side / 3, within [TILE_MIN, TILE_MAX]."""
+    t = torch.exp2(torch.round(torch.log2((side / 3).clamp_min(1.0))))
     return t.clamp(TILE_MIN, TILE_MAX)
 
 
