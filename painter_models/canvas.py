@@ -251,30 +251,41 @@ def _composite_group(canvas: torch.Tensor, layers: torch.Tensor, boxes: torch.Te
         cx, cy, side = boxes[:, 0], boxes[:, 1], boxes[:, 2]
         tx0, ty0, nx, ny = tx0[idx], ty0[idx], nx[idx], ny[idx]
     G = layers.shape[0]
-    nxm, nym = int(nx.max()), int(ny.max())
     dt = layers.dtype
-    wy = _resample_matrix((ty0 * T).to(dt), nym * T, cy - side / 2, side, S)     # [G, Hc, S]
-    wx = _resample_matrix((tx0 * T).to(dt), nxm * T, cx - side / 2, side, S)     # [G, Wc, S]
-    # separable resampling as two batched matmuls (G * 4 small GEMMs each)
-    Hc, Wc = nym * T, nxm * T
-    crops = torch.bmm(torch.bmm(wy.repeat_interleave(4, 0), layers.reshape(G * 4, S, S)),
-                      wx.repeat_interleave(4, 0).transpose(1, 2))                       # [G * 4, Hc, Wc]
-    crops = crops.view(G, 4, nym, T, nxm, T).permute(0, 2, 4, 1, 3, 5).reshape(G * nym * nxm, 4, T, T)
+    # Strokes are resampled in buckets of equal crop extent (k x k tiles), so a few large strokes
+    # do not pad every small stroke's crop; pairs are then put back in painting order per tile.
+    k_of = torch.maximum(nx, ny)
+    crop_parts, pair_parts, stroke_parts, tile_parts = [], [], [], []
+    offset = 0
+    for k in torch.unique(k_of).tolist():
+        sel = (k_of == k).nonzero().squeeze(1)
+        g = len(sel)
+        s_cx, s_cy, s_side = cx[sel], cy[sel], side[sel]
+        wy = _resample_matrix((ty0[sel] * T).to(dt), k * T, s_cy - s_side / 2, s_side, S)   # [g, kT, S]
+        wx = _resample_matrix((tx0[sel] * T).to(dt), k * T, s_cx - s_side / 2, s_side, S)
+        # separable resampling as two batched matmuls (g * 4 small GEMMs each)
+        c = torch.bmm(torch.bmm(wy.repeat_interleave(4, 0), layers[sel].reshape(g * 4, S, S)),
+                      wx.repeat_interleave(4, 0).transpose(1, 2))                          # [g * 4, kT, kT]
+        crop_parts.append(c.view(g, 4, k, T, k, T).permute(0, 2, 4, 1, 3, 5).reshape(g * k * k, 4, T, T))
+        with torch.no_grad():
+            gk = torch.arange(k, device=tx0.device)
+            valid = (gk[None, :, None] < ny[sel, None, None]) & (gk[None, None, :] < nx[sel, None, None])
+            tid = (ty0[sel, None, None] + gk[None, :, None]) * ntx + (tx0[sel, None, None] + gk[None, None, :])
+            v = valid.flatten().nonzero().squeeze(1)
+            pair_parts.append(v + offset)
+            stroke_parts.append(sel.repeat_interleave(k * k)[v])
+            tile_parts.append(tid.flatten()[v])
+        offset += g * k * k
+    crops = crop_parts[0] if len(crop_parts) == 1 else torch.cat(crop_parts)
 
     with torch.no_grad():
-        gy = torch.arange(nym, device=tx0.device)
-        gx = torch.arange(nxm, device=tx0.device)
-        valid = (gy[None, :, None] < ny[:, None, None]) & (gx[None, None, :] < nx[:, None, None])
-        tile_id = (ty0[:, None, None] + gy[None, :, None]) * ntx + (tx0[:, None, None] + gx[None, None, :])
-        pair = valid.flatten().nonzero().squeeze(1)             # index into crops; already in stroke order
-        pair_tile = tile_id.flatten()[pair]
-        # stable sort by tile keeps painting order within each tile
-        order = torch.sort(pair_tile, stable=True).indices
+        pair, pair_stroke, pair_tile = torch.cat(pair_parts), torch.cat(stroke_parts), torch.cat(tile_parts)
+        # sort by tile, then by painting order within each tile
+        order = torch.sort(pair_tile * G + pair_stroke).indices
         pair, pair_tile = pair[order], pair_tile[order]
         tiles_used, counts = torch.unique_consecutive(pair_tile, return_counts=True)
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.arange(len(pair), device=pair.device) - torch.repeat_interleave(starts, counts)
-        tile_k = torch.repeat_interleave(counts, counts)
         # buckets by power-of-two stroke count per tile: padding wastes at most half
         bucket_of_tile = torch.ceil(torch.log2(counts.double())).long()
         bucket_of_pair = torch.repeat_interleave(bucket_of_tile, counts)

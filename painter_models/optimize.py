@@ -21,6 +21,7 @@ API (stable; the ComfyUI nodes and the CLI wrap it):
         init=None,                  # a StrokeSet to continue from (kept under the new strokes)
         target_for_seeding=None,    # image whose error map places new strokes (default: found in the objective)
         keep_training=False,        # False: earlier rounds are frozen (fast); True: all strokes keep training
+        polish_steps=0,             # after the rounds, this many more steps with every stroke trainable
         optimize_boxes=True,        # positions and scales are optimised too (scale clamped to [min_size, max_size])
         callback=None,              # callback(PaintProgress) each step; return True (or raise StopPainting) to stop
         preview_every=0,            # put the current canvas in PaintProgress.preview every k steps
@@ -386,6 +387,7 @@ def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 4, 
           greyscale: bool = False, opaque: bool = False, blend: str = "alpha", background=(1.0, 1.0, 1.0),
           seed: int = 0, init: StrokeSet | None = None, target_for_seeding=None, keep_training: bool = False,
           optimize_boxes: bool = True, box_lr_scale: float = 0.3, min_lr_ratio: float = 0.05,
+          polish_steps: int = 0,
           callback=None, preview_every: int = 0, snapshot_every: int = 0, device=None,
           render_options: dict | None = None) -> PaintResult:
     """Paint by optimising strokes through `painter` to minimise `objective` (see the module docs)."""
@@ -459,6 +461,13 @@ def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 4, 
     per_round = [steps // n_rounds] * n_rounds
     for i in range(steps - sum(per_round)):
         per_round[-1 - i] += 1
+    polish_steps = int(polish_steps)
+    if polish_steps < 0:
+        raise ValueError(f"polish_steps must be >= 0, got {polish_steps}")
+    if polish_steps and strokes > 0:
+        plan.append((0, 0.0))       # a last round with no new strokes: everything trains together
+        per_round.append(polish_steps)
+        n_rounds += 1
     total_steps = sum(per_round)
 
     history, snapshots = [], []
@@ -530,6 +539,11 @@ def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 4, 
                             g.pal.requires_grad_(False)
                 groups.append(_Params(acts.to(dev), boxes, palette_logits(acts[:, P.rgb])))
 
+            if count == 0 and r == n_rounds - 1 and polish_steps and strokes > 0:
+                for g in groups:  # the polish round: every stroke trains again
+                    for t in g.tensors():
+                        t.requires_grad_(True)
+                frozen_canvas = base
             train = trainable_groups()
             params = []
             for g in train:

@@ -223,3 +223,11 @@ def test_bad_arguments(painter):
         paint(painter, "pixel", 48, strokes=3)
     with pytest.raises(ValueError, match="k-means"):
         paint(painter, lambda c: c.mean(), 48, strokes=3, palette=4)
+
+
+def test_polish_round_trains_every_stroke(painter):
+    res = paint(painter, PixelLoss(target_image()), 48, strokes=6, rounds=2, steps=6, polish_steps=3, seed=0)
+    assert len(res.history) == 9 and {h["round"] for h in res.history} == {0, 1, 2}
+    assert res.history[-1]["n_strokes"] == 6
+    with pytest.raises(ValueError, match="polish_steps"):
+        paint(painter, PixelLoss(target_image()), 48, strokes=2, polish_steps=-1)
