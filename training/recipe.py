@@ -213,7 +213,8 @@ def run_compare(a: argparse.Namespace) -> dict:
     opts = StageOptions(out=os.path.join(a.out, "scratch_gan"), steps=10 ** 9, batch_size=a.batch_size, lr=1e-4,
                         schedule="constant", seed=a.seed, device=a.device, time_budget=budget,
                         eval_every=a.eval_every, sample_every=10 * a.eval_every, progress=not a.no_progress,
-                        extra={"config": cfg, "generator": None, "critic": None, "gan": a.gan,
+                        extra={"config": cfg, "prior": rec["training"].get("prior"),  # same architecture as the recipe
+                               "generator": None, "critic": None, "gan": a.gan,
                                "adv_weight": 1.0, "backbone": "none", "feature_weight": 0.0,
                                "brush_id": "scratch"})
     GAN(opts, data, heldout, d).run()

@@ -428,7 +428,7 @@ class GAN(_GeneratorStageMixin, Stage):
             g, _ = load_generator(e["generator"], self.device)
         else:  # pure adversarial training from scratch (the comparison baseline)
             g = Generator(make_generator_config(e.get("config", "nakano"), self.data.size,
-                                                self.data.actions.shape[1])).to(self.device)
+                                                self.data.actions.shape[1], e.get("prior"))).to(self.device)
         unfreeze(g)
         self.modules["generator"] = g
         d = load_critic(e["critic"], self.device) if e.get("critic") else Critic(
