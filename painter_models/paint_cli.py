@@ -4,9 +4,10 @@
     neural-painters paint IMAGE --json strokes.json --svg strokes.svg --frames timelapse.webp --rerender big.png
     neural-painters paint --prompt "black sheep" --clip ViT-B-32 --clip-weights openai --out sheep.png
 
-Image mode minimises a pixel distance plus a perceptual feature loss (offline EfficientNet-Lite0 by
-default, or VGG16 with local weights); text mode minimises a CLIP text loss (weights needed: a file
-or an open_clip tag). Both together paint the image steered by the prompt.
+Image mode minimises a pixel distance (L2), optionally plus a perceptual feature loss
+(--feature-weight; offline EfficientNet-Lite0 by default, or VGG16 with local weights); text mode
+minimises a CLIP text loss (weights needed: a file or an open_clip tag). Both together paint the
+image steered by the prompt.
 """
 from __future__ import annotations
 
@@ -124,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", default="auto",
                    help="weights file for the backbone (default: the packaged / cached weights)")
     p.add_argument("--feature-weight", type=_float_range(0, 1e6, "--feature-weight"), default=None,
-                   help="weight of the perceptual feature loss (default 0.02; 0 disables)")
+                   help="weight of the perceptual feature loss through --backbone (default 0: pixel loss only, "
+                        "fastest and best PSNR; 0.02 makes strokes follow edges more, about 40%% slower)")
     p.add_argument("--pixel-weight", type=_float_range(0, 1e6, "--pixel-weight"), default=1.0,
                    help="weight of the pixel loss (default 1)")
     p.add_argument("--pixel-loss", choices=("l1", "l2"), default="l2", help="pixel distance (default l2)")
@@ -325,9 +327,7 @@ def run_paint(args) -> int:
         terms.append(("clip", args.clip_weight, ClipTextLoss(clip, prompts, args.negative, cutouts=args.cutouts,
                                                             seed=args.seed)))
     if image is not None:
-        feature_weight = 0.02 if args.feature_weight is None else args.feature_weight
-        if text_mode and args.feature_weight is None:
-            feature_weight = 0.0
+        feature_weight = args.feature_weight or 0.0
         if args.pixel_weight:
             terms.append(("pixel", args.pixel_weight, PixelLoss(image, kind=args.pixel_loss)))
         if feature_weight:

@@ -140,3 +140,12 @@ def test_text_mode_with_random_clip(tmp_path, tmp_painter, capsys):
                    "--out", str(out), "--quiet"], capsys)
     assert rc == 0, err
     assert Image.open(out).size == (32, 32)
+
+
+def test_feature_loss_through_the_offline_backbone(tmp_path, photo, tmp_painter, capsys):
+    rc, err = run([photo, "--painter", tmp_painter, "--strokes", "3", "--size", "32", "--steps", "2",
+                   "--rounds", "1", "--feature-weight", "0.02", "--out", str(tmp_path / "f.png"), "--quiet"], capsys)
+    assert rc == 0, err
+    rc, err = run([photo, "--painter", tmp_painter, "--feature-weight", "0.02", "--backbone", "vgg16",
+                   "--backbone-weights", str(tmp_path / "missing_vgg16.pth"), "--out", str(tmp_path / "g.png")], capsys)
+    assert rc == 2 and "--backbone vgg16" in err and "Traceback" not in err
