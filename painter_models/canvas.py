@@ -196,7 +196,7 @@ def _resample_matrix(origin: torch.Tensor, length: int, lo: torch.Tensor, side: 
 
 def _plan_groups(boxes: torch.Tensor, canvas_hw, max_strokes: int, max_pixels: int) -> list[tuple[int, int]]:
     """Contiguous [start, end) ranges of strokes, each within the stroke and pixel caps."""
-    side = boxes[:, 2].detach().double().cpu()
+    side = boxes[:, 2].detach().cpu().double()
     tile = _tile_for(side)
     h, w = canvas_hw
     extent = side + 2 * (side / 32 + 1) + tile           # box + filter margin + tile rounding
@@ -287,7 +287,7 @@ def _composite_group(canvas: torch.Tensor, layers: torch.Tensor, boxes: torch.Te
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.arange(len(pair), device=pair.device) - torch.repeat_interleave(starts, counts)
         # buckets by power-of-two stroke count per tile: padding wastes at most half
-        bucket_of_tile = torch.ceil(torch.log2(counts.double())).long()
+        bucket_of_tile = torch.ceil(torch.log2(counts.float())).long()
         bucket_of_pair = torch.repeat_interleave(bucket_of_tile, counts)
         tile_pos = torch.repeat_interleave(torch.arange(len(tiles_used), device=pair.device), counts)
 

@@ -271,7 +271,7 @@ def _error_map(canvas, target, grad, side, max_side=128):
 
 def _seed_positions(err: torch.Tensor, f: float, n: int, side: float, gen: torch.Generator):
     """n positions (canvas px) by greedy argmax with soft suppression around each pick."""
-    err = err.double().clone()
+    err = err.detach().cpu().double()   # small map; the CPU (and float64) everywhere, MPS included
     hh, ww = err.shape
     ys = torch.arange(hh, dtype=err.dtype, device=err.device)[:, None]
     xs = torch.arange(ww, dtype=err.dtype, device=err.device)[None, :]
@@ -445,7 +445,7 @@ def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 4, 
         if pal is None:
             return None
         d = torch.cdist(rgb.to(dev).float(), pal.float())
-        return -8.0 * d / d.amin(1, keepdim=True).clamp_min(0.05)
+        return -10.0 * d      # nearest entry first, the others within reach of a few Adam steps
 
     groups: list[_Params] = []
     if init is not None and len(init):

@@ -83,7 +83,7 @@ def snap(colours: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
 
 def _image_pixels(image) -> torch.Tensor:
     from .losses import to_image_tensor
-    x = to_image_tensor(image)
+    x = to_image_tensor(image).cpu()
     return x[0].reshape(3, -1).t().contiguous()
 
 
