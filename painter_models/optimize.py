@@ -390,7 +390,16 @@ def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 4, 
           polish_steps: int = 0,
           callback=None, preview_every: int = 0, snapshot_every: int = 0, device=None,
           render_options: dict | None = None) -> PaintResult:
-    """Paint by optimising strokes through `painter` to minimise `objective` (see the module docs)."""
+    """Paint by optimising strokes through `painter` to minimise `objective` (see the module docs).
+
+    Gradients are switched on inside, so it can be called under torch.no_grad() (as ComfyUI runs nodes)."""
+    with torch.enable_grad():
+        return _paint(**locals())
+
+
+def _paint(painter, objective, canvas_size, strokes, rounds, steps, lr, min_size, max_size, palette, greyscale,
+           opaque, blend, background, seed, init, target_for_seeding, keep_training, optimize_boxes, box_lr_scale,
+           min_lr_ratio, polish_steps, callback, preview_every, snapshot_every, device, render_options):
     t0 = time.perf_counter()
     if device is not None and hasattr(painter, "to"):
         painter.to(device)

@@ -231,3 +231,10 @@ def test_polish_round_trains_every_stroke(painter):
     assert res.history[-1]["n_strokes"] == 6
     with pytest.raises(ValueError, match="polish_steps"):
         paint(painter, PixelLoss(target_image()), 48, strokes=2, polish_steps=-1)
+
+
+def test_paint_under_no_grad(painter):
+    """ComfyUI runs nodes with gradients off: paint() switches them on for itself."""
+    with torch.no_grad():
+        res = paint(painter, PixelLoss(target_image()), 48, strokes=4, rounds=1, steps=4, seed=0)
+    assert res.history[-1]["loss"] < res.history[0]["loss"]
