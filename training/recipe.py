@@ -239,12 +239,15 @@ def run_compare(a: argparse.Namespace) -> dict:
     fig.tight_layout()
     fig.savefig(os.path.join(a.out, "compare.png"), dpi=100)
     rows = ["| minutes | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
-    marks = sorted({round(m, 1) for m in np.linspace(0, budget / 60, 9)[1:]})
-    for m in marks:
+    # up to the last evaluation of either run, so an evaluation landing just past the budget still counts
+    end = max([budget] + [p[0] for pts in curves.values() for p in pts])
+    marks = sorted({round(m, 1) for m in np.linspace(0, end / 60 + 0.05, 9)[1:]})
+    for i, m in enumerate(marks):
         vals = []
         for pts in curves.values():
             before = [p[1] for p in pts if p[0] / 60 <= m]
-            vals.append(f"{max(before):.2f}" if before else "-")
+            stopped = pts and i > 0 and marks[i - 1] > pts[-1][0] / 60  # its last value is one row up
+            vals.append("(stopped)" if stopped else f"{max(before):.2f}" if before else "-")
         rows.append(f"| {m} | " + " | ".join(vals) + " |")
     table = "\n".join(rows)
     with open(os.path.join(a.out, "compare.md"), "w") as f:
