@@ -7,9 +7,9 @@ Strokes follow Nakano's procedure (see actions.bezier_points): a quadratic Bezie
 sampled at 100 points with a pressure ramp. Every stroke gets a fresh brush so the
 same action always gives the same pixels: libmypaint seeds a brush's random
 generator (dab jitter) when the brush is created and has no public reseed call.
-`brush_seed` > 0 advances that generator with pressure-0 moves before the stroke,
-which gives another equally valid rendering of the same action (used to measure
-the program's own repeatability).
+`brush_seed` > 0 advances that generator with dabs painted outside the surface before the
+stroke, which gives another equally valid rendering of the same action (used to measure the
+program's own repeatability).
 """
 from __future__ import annotations
 
@@ -225,25 +225,30 @@ class MyPaintProgram:
         self.lib.mypaint_brush_unref(self._new_brush())
 
     def _render_one(self, action: np.ndarray, start, x, y, p, out: np.ndarray):
-        lib, canvas, size = self.lib, self._canvas, self.size
-        canvas.clear()
+        self._canvas.clear()
+        rgb = [float(action[self.layout.index(r)]) for r in ("red", "green", "blue")]
+        log_radius = float(self.layout.to_physical(action, "size")) + math.log(self.size / 64.0)
+        self.paint_stroke(self._canvas.surface, start, x, y, p, rgb, log_radius, far=-1e4 - 100.0 * self.size)
+        self._canvas.read_rgba8(out)
+
+    def paint_stroke(self, surface, start, x, y, pressure, rgb, log_radius: float, far: float):
+        """Nakano's stroke procedure on a libmypaint surface, with a fresh brush (determinism).
+
+        start (x, y) and the path x, y [P] are in surface pixels, pressure [P] physical;
+        `far` is a point outside the surface where brush_seed's throwaway dabs land."""
+        lib, st = self.lib, self._settings
         brush = self._new_brush()
         try:
-            rgb = [float(action[self.layout.index(r)]) for r in ("red", "green", "blue")]
             h, s, v = colorsys.rgb_to_hsv(*rgb)
-            log_radius = float(self.layout.to_physical(action, "size")) + math.log(size / 64.0)
-            st = self._settings
             for key, value in (("color_h", h), ("color_s", s), ("color_v", v), ("radius_logarithmic", log_radius)):
                 lib.mypaint_brush_set_base_value(brush, st[key], value)
             lib.mypaint_brush_reset(brush)
             lib.mypaint_brush_new_stroke(brush)
-            surface = canvas.surface
             stroke_to = lib.mypaint_brush_stroke_to
             lib.mypaint_surface_begin_atomic(surface)
             if self.brush_seed:
                 # Dabs painted far outside the surface draw from the brush's random generator
                 # and leave no pixels; a reset then clears every other brush state.
-                far = -1e4 - 100.0 * size
                 for k in range(self.brush_seed):
                     stroke_to(brush, surface, far + k, far, 0.5, 0.0, 0.0, 0.1)
                 lib.mypaint_brush_reset(brush)
@@ -251,13 +256,12 @@ class MyPaintProgram:
             # Two pressure-0 moves settle MyPaint 2's brush state at the start point.
             for _ in range(2):
                 stroke_to(brush, surface, start[0], start[1], 0.0, 0.0, 0.0, 0.1)
-            for xi, yi, pi in zip(x, y, p):
+            for xi, yi, pi in zip(x, y, pressure):
                 stroke_to(brush, surface, xi, yi, abs(pi), 0.0, 0.0, 0.1)
             stroke_to(brush, surface, x[-1], y[-1], 0.0, 0.0, 0.0, 0.1)
             lib.mypaint_surface_end_atomic(surface, ctypes.byref(_Rect()))
         finally:
             lib.mypaint_brush_unref(brush)
-        canvas.read_rgba8(out)
 
     def _render_serial(self, actions: np.ndarray) -> np.ndarray:
         if self._canvas is None:
@@ -455,37 +459,13 @@ class MyPaintCanvas:
     def paint_paths(self, start, path, pressure, log_radius, colour):
         """Paint strokes from their geometry in canvas pixels: start [N, 2], path [N, P, 2],
         pressure [N, P] (physical, 0..1), MyPaint log radius [N], RGB colour [N, 3] in 0..1."""
-        lib, st = self.lib, self._program._settings
         start, path = np.asarray(start, np.float64), np.asarray(path, np.float64)
         pressure, log_radius = np.asarray(pressure, np.float64), np.asarray(log_radius, np.float64)
         colour = np.asarray(colour, np.float64)
-        surface, stroke_to = self.surface, lib.mypaint_brush_stroke_to
         far = -1e4 - 100.0 * max(self.width, self.height)
         for i in range(len(path)):
-            brush = self._program._new_brush()
-            try:
-                h, s, v = colorsys.rgb_to_hsv(*colour[i].tolist())
-                for key, value in (("color_h", h), ("color_s", s), ("color_v", v),
-                                   ("radius_logarithmic", float(log_radius[i]))):
-                    lib.mypaint_brush_set_base_value(brush, st[key], value)
-                lib.mypaint_brush_reset(brush)
-                lib.mypaint_brush_new_stroke(brush)
-                lib.mypaint_surface_begin_atomic(surface)
-                if self.brush_seed:  # as in MyPaintProgram: advance the brush's random generator
-                    for k in range(self.brush_seed):
-                        stroke_to(brush, surface, far + k, far, 0.5, 0.0, 0.0, 0.1)
-                    lib.mypaint_brush_reset(brush)
-                    lib.mypaint_brush_new_stroke(brush)
-                sx, sy = start[i].tolist()
-                for _ in range(2):
-                    stroke_to(brush, surface, sx, sy, 0.0, 0.0, 0.0, 0.1)
-                xs, ys = path[i, :, 0].tolist(), path[i, :, 1].tolist()
-                for xi, yi, pi in zip(xs, ys, pressure[i].tolist()):
-                    stroke_to(brush, surface, xi, yi, abs(pi), 0.0, 0.0, 0.1)
-                stroke_to(brush, surface, xs[-1], ys[-1], 0.0, 0.0, 0.0, 0.1)
-                lib.mypaint_surface_end_atomic(surface, ctypes.byref(_Rect()))
-            finally:
-                lib.mypaint_brush_unref(brush)
+            self._program.paint_stroke(self.surface, start[i].tolist(), path[i, :, 0].tolist(), path[i, :, 1].tolist(),
+                                       pressure[i].tolist(), colour[i].tolist(), float(log_radius[i]), far)
             self.n_painted += 1
 
     # -- lifetime -----------------------------------------------------------------------------
