@@ -318,6 +318,19 @@ class _GeneratorStageMixin:
                      training=training, metrics=metrics)
 
 
+def critic_on_batch(critic, generator, a, rgb, alpha, device, amp):
+    """The critic's logits on a real batch and on the generator's strokes for the same actions
+    (the generator gets no gradient). Returns (real, fake, real_logits, fake_logits)."""
+    with torch.no_grad(), autocast(device, amp):
+        colour, gen_alpha = generator(a)
+        fake = L.critic_input(over_white(colour, gen_alpha), gen_alpha).float()
+    real = L.critic_input(rgb, alpha)
+    with autocast(device, amp):
+        logits = critic(torch.cat([real, fake]), torch.cat([a, a])).float()
+    real_l, fake_l = logits.chunk(2)
+    return real, fake, real_l, fake_l
+
+
 # -- 1. generator pre-training ---------------------------------------------------------------------
 class PretrainGenerator(_GeneratorStageMixin, Stage):
     name = "pretrain-generator"
@@ -395,15 +408,9 @@ class PretrainCritic(Stage):
 
     def train_step(self, step):
         a, rgb, alpha = self.next_batch()
-        with torch.no_grad(), autocast(self.device, self.o.amp):
-            colour, gen_alpha = self.generator(a)
-            fake = L.critic_input(over_white(colour, gen_alpha), gen_alpha).float()
-        real = L.critic_input(rgb, alpha)
         opt = self.optimizers["critic"]
         opt.zero_grad(set_to_none=True)
-        with autocast(self.device, self.o.amp):
-            logits = self.d(torch.cat([real, fake]), torch.cat([a, a])).float()
-        real_l, fake_l = logits.chunk(2)
+        _, _, real_l, fake_l = critic_on_batch(self.d, self.generator, a, rgb, alpha, self.device, self.o.amp)
         loss = L.bce_critic_loss(real_l, fake_l)
         loss.backward()
         opt.step()
@@ -456,15 +463,9 @@ class GAN(_GeneratorStageMixin, Stage):
 
     def critic_step(self, step, k):
         a, rgb, alpha = self.next_batch()
-        with torch.no_grad(), autocast(self.device, self.o.amp):
-            colour, gen_alpha = self.g(a)
-            fake = L.critic_input(over_white(colour, gen_alpha), gen_alpha).float()
-        real = L.critic_input(rgb, alpha)
         opt = self.optimizers["critic"]
         opt.zero_grad(set_to_none=True)
-        with autocast(self.device, self.o.amp):
-            logits = self.d(torch.cat([real, fake]), torch.cat([a, a])).float()
-        real_l, fake_l = logits.chunk(2)
+        real, fake, real_l, fake_l = critic_on_batch(self.d, self.g, a, rgb, alpha, self.device, self.o.amp)
         out = {}
         if self.mode == "bce":
             loss = L.bce_critic_loss(real_l, fake_l)
