@@ -68,14 +68,28 @@ def painter_metadata(config: GeneratorConfig, layout: ActionLayout, brush: str,
 
 
 def atomic_write(path: str, write):
-    """Call write(tmp_path) then rename over `path`, so a crash never leaves a half-written file."""
+    """Call write(tmp_path), sync it, then rename over `path`: a crash (even SIGKILL or a power cut)
+    leaves either the old file or the new one, never a half-written one."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     os.close(fd)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary user files
         write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        try:  # make the rename itself durable (some filesystems cannot sync a folder: fine)
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError:
+            pass
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)

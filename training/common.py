@@ -19,7 +19,6 @@ import os
 import platform
 import random
 import signal
-import tempfile
 import time
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from safetensors import safe_open
-from safetensors.torch import save_file
+from painter_models.checkpoint import save_tensors
 
 STATE_FILE = "state.safetensors"
 STATE_FORMAT = "neural-painters-training-state"
@@ -146,37 +145,9 @@ def is_frozen(module: nn.Module) -> bool:
 
 
 # -- resumable training state -------------------------------------------------------------------
-def _fsync_dir(directory: str):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_save(path: str, tensors: dict[str, torch.Tensor], metadata: dict):
-    """safetensors file written to a temporary name, fsync'ed, then renamed over `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    meta = {k: json.dumps(v) for k, v in metadata.items()}
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(directory)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """safetensors file written atomically and synced (painter_models.checkpoint.save_tensors)."""
+    save_tensors(path, tensors, metadata)
 
 
 def load_tensors(path: str, device="cpu") -> tuple[dict[str, torch.Tensor], dict]:
