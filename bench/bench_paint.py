@@ -210,10 +210,10 @@ def machine_line(device: str, threads: int) -> str:
     return f"{cpu_model()}, {cpu_count()} cores"
 
 
-def paint_section(results, args, command, load, sheet) -> str:
+def paint_section(results, args, command, load, sheet, started) -> str:
     dev = args.device
     lines = [f"## {TITLE} on {machine_line(dev, args.threads)}", "",
-             f"- Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; load average at start "
+             f"- Date: {started:%Y-%m-%d %H:%M}-{datetime.datetime.utcnow():%H:%M} UTC; load average at start "
              f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; torch {torch.__version__}",
              f"- Command: `{command}`",
              f"- Painter: `{os.path.relpath(args.painter, ROOT)}`; objective: pixel L2"
@@ -247,9 +247,9 @@ def paint_section(results, args, command, load, sheet) -> str:
     return "\n".join(lines) + "\n"
 
 
-def memory_section(results, args, command, load) -> str:
+def memory_section(results, args, command, load, started) -> str:
     lines = [f"## {MEM_TITLE} on {machine_line(args.device, args.threads)}", "",
-             f"- Date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; load average at start "
+             f"- Date: {started:%Y-%m-%d %H:%M}-{datetime.datetime.utcnow():%H:%M} UTC; load average at start "
              f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; torch {torch.__version__}",
              f"- Command: `{command}`",
              f"- Painter: `{os.path.relpath(args.painter, ROOT)}`; every stroke requires gradients (the worst case); "
@@ -305,6 +305,7 @@ def main(argv=None):
     args.painter = os.path.abspath(args.painter or default_painter())
     command = "python bench/bench_paint.py " + " ".join(sys.argv[1:] if argv is None else argv)
     load = os.getloadavg()
+    started = datetime.datetime.utcnow()
     results = []
     if args.memory:
         modes = [{"auto": None, "on": True, "off": False}[m.strip()] for m in args.checkpoint.split(",")]
@@ -316,7 +317,7 @@ def main(argv=None):
                 r = spawn("memory", case, args.timeout)
                 print(json.dumps(r), file=sys.stderr)
                 results.append(r)
-        text = memory_section(results, args, command, load)
+        text = memory_section(results, args, command, load, started)
     else:
         os.makedirs(args.out, exist_ok=True)
         for size in (int(s) for s in args.sizes.split(",")):
@@ -330,7 +331,7 @@ def main(argv=None):
                     print(json.dumps({k: v for k, v in r.items() if k not in ("painter", "png")}), file=sys.stderr)
                     results.append(r)
         sheet = contact_sheet(results, SHEET)
-        text = paint_section(results, args, command, load, sheet)
+        text = paint_section(results, args, command, load, sheet, started)
     print(text)
     if args.write:
         from bench_core import write_section
