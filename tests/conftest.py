@@ -55,3 +55,12 @@ def tmp_painter(tmp_path, tiny_generator):
     save_painter(path, tiny_generator, layout=NAKANO, brush="mypaint:classic/dry_brush",
                  training={"steps": 3, "strokes": 1000}, metrics={"psnr": 21.5, "alpha_iou": 0.5})
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread is faster, and immune to other jobs sharing the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -13,13 +13,7 @@ from painter_models.strokes import StrokeSet
 RGB = NAKANO.indices("red", "green", "blue")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one thread is faster, and immune to other jobs sharing the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class SquarePainter:

@@ -15,12 +15,7 @@ from painter_models.export import load_strokes
 from painter_models.paint_cli import main, resolve_painter_path, CliError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
