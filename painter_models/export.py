@@ -521,7 +521,7 @@ def save_animation(frames, path: str, fps: float = 12.0, loop: int = 0, hold_las
 # -- MyPaint re-render ----------------------------------------------------------------------------
 
 
-def mypaint_canvas(strokes: StrokeSet, brush: str | None = None, background=None):
+def mypaint_canvas(strokes: StrokeSet, brush: str | None = None, background=None, brush_seed: int = 0):
     """A MyPaintCanvas the size of `strokes`' canvas, filled with the background (colour or image)."""
     from .mypaint import MyPaintCanvas
     name = brush or strokes.brush
@@ -532,12 +532,12 @@ def mypaint_canvas(strokes: StrokeSet, brush: str | None = None, background=None
     h, w = strokes.canvas_size
     bg = strokes.background if background is None else background
     bg = tuple(float(c) for c in np.asarray(bg).reshape(-1)) if _is_colour(bg) else _background_image(bg, strokes)
-    return MyPaintCanvas(w, h, preset, strokes.layout, background=bg)
+    return MyPaintCanvas(w, h, preset, strokes.layout, background=bg, brush_seed=brush_seed)
 
 
 def rerender_mypaint(strokes: StrokeSet, scale: float = 4.0, brush: str | None = None, background=None,
                      dtype=np.uint8, callback: Callable[[int, int], None] | None = None,
-                     chunk: int = 64) -> np.ndarray:
+                     chunk: int = 64, brush_seed: int = 0) -> np.ndarray:
     """Paint the strokes with the real MyPaint brush, in order, on one surface `scale` times the
     canvas size: [round(H * scale), round(W * scale), 3] as uint8 (or float32 in 0..1).
 
@@ -546,6 +546,8 @@ def rerender_mypaint(strokes: StrokeSet, scale: float = 4.0, brush: str | None =
     upsampled. `brush` overrides the StrokeSet's brush (needed for strokes made with the
     'raster' program). `background`: colour or image (resized to fit); default the StrokeSet's.
     `callback(done, total)` is called after every `chunk` strokes (raise in it to cancel).
+    `brush_seed` picks the brush's random texture (another seed: the same strokes as MyPaint
+    would paint them on another day, which is how re-render fidelity is judged).
     Raises MyPaintUnavailable when libmypaint or the brush is missing."""
     try:
         ok = float(scale) > 0 and math.isfinite(float(scale))
@@ -554,7 +556,7 @@ def rerender_mypaint(strokes: StrokeSet, scale: float = 4.0, brush: str | None =
     if not ok:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     big = _cpu(strokes).scaled(float(scale))
-    with mypaint_canvas(big, brush=brush, background=background) as canvas:
+    with mypaint_canvas(big, brush=brush, background=background, brush_seed=brush_seed) as canvas:
         if len(big):
             geo = big.geometry(N_POINTS)
             parts = [geo[k].numpy() for k in ("start", "path", "pressure", "log_radius", "colour")]
