@@ -91,79 +91,19 @@ def stroke_layers(painter: PainterFn, actions: torch.Tensor, blend: str, layout=
     return torch.cat([mask * rgb[:, :, None, None], mask], 1)
 
 
-class FastRaster:
-    """The torch rasteriser's render_torch (painter_models.raster), same values, about 4x faster with
-    gradients: the max over the stroke's points is found without autograd (in place, one point at
-    a time), then only the winning point of each pixel is recomputed with gradients (the gradient
-    of a max is the gradient of its argmax). Used for painters with the raster prior, whose
-    rasteriser otherwise costs more than the network when painting."""
-
-    def __init__(self, program):
-        self.program = program
-        self.size, self.layout, self.softness = program.size, program.layout, program.softness
-        self.brush = getattr(program, "brush", "raster:soft_round")
-        self.device = getattr(program, "device", torch.device("cpu"))
-
-    def __getattr__(self, name):  # everything else (render, render_rgb, ...) as the wrapped program
-        return getattr(self.__dict__["program"], name)
-
-    def render_torch(self, actions: torch.Tensor):
-        from .actions import bezier_points
-        from .raster import N_POINTS
-        lay, s, n = self.layout, self.size, actions.shape[0]
-        x, y, pressure = bezier_points(lay, actions, N_POINTS)
-        radius = torch.exp(lay.to_physical(actions, "size"))[:, None] * (s / 64.0)
-        radius = radius * (0.35 + pressure)
-        opacity = (0.25 + pressure / 0.8 * 0.75).clamp(0, 1)
-        grid = torch.arange(s, dtype=actions.dtype, device=actions.device) + 0.5
-        edge = self.softness * s / 64.0
-        with torch.no_grad():
-            dx2 = (grid[None, None, :] - x.detach()[:, :, None] * s) ** 2          # [N, P, S]
-            dy2 = (grid[None, None, :] - y.detach()[:, :, None] * s) ** 2
-            r, o = radius.detach() / edge, opacity.detach()
-            best = actions.new_zeros(n, s, s)
-            idx = torch.zeros(n, s, s, dtype=torch.long, device=actions.device)
-            c = torch.empty_like(best)
-            win = torch.empty(n, s, s, dtype=torch.bool, device=actions.device)
-            for p in range(x.shape[1]):
-                torch.add(dy2[:, p, :, None], dx2[:, p, None, :], out=c)
-                c.add_(1e-8).sqrt_().div_(-edge).add_(r[:, p, None, None]).sigmoid_().mul_(o[:, p, None, None])
-                torch.gt(c, best, out=win)
-                torch.maximum(best, c, out=best)
-                idx.masked_fill_(win, p)
-        flat = idx.view(n, s * s)
-        px = x.gather(1, flat).view(n, s, s) * s
-        py = y.gather(1, flat).view(n, s, s) * s
-        pr = radius.gather(1, flat).view(n, s, s)
-        po = opacity.gather(1, flat).view(n, s, s)
-        dist = torch.sqrt((grid[None, None, :] - px) ** 2 + (grid[None, :, None] - py) ** 2 + 1e-8)
-        alpha = torch.sigmoid((pr - dist) / edge) * po
-        rgb = actions[:, lay.indices("red", "green", "blue")]
-        return rgb[:, :, None, None].expand(-1, -1, s, s), alpha[:, None]
-
-
 def fast_painter(painter) -> PainterFn:
     """A painter for optimisation: on the CPU a channels-last copy of a network painter (its
-    transposed convolutions run about 20 % faster), and any torch rasteriser in it (the raster
-    prior, or a RasterProgram itself) replaced by FastRaster. Same strokes; the caller's painter
-    object is left as it is."""
+    transposed convolutions run about 20 % faster). Same strokes; the caller's painter object is
+    left as it is."""
     import copy
-    from .raster import RasterProgram
     p = as_painter(painter)
     fn = p.fn
-    if isinstance(fn, torch.nn.Module):
+    if isinstance(fn, torch.nn.Module) and p.device.type == "cpu":
         try:
             fn = copy.deepcopy(fn)
         except Exception:  # noqa: BLE001 - an exotic module: use it as it is
             return p
-        if p.device.type == "cpu":
-            fn = fn.to(memory_format=torch.channels_last)
-        for m in fn.modules():
-            if isinstance(getattr(m, "raster", None), RasterProgram):
-                m.raster = FastRaster(m.raster)
-    elif getattr(fn, "__self__", None) is not None and type(fn.__self__) is RasterProgram \
-            and fn.__name__ == "render_torch":
-        fn = FastRaster(fn.__self__).render_torch
+        fn = fn.to(memory_format=torch.channels_last)
     return PainterFn(fn, p.stroke_size, p.device, p.layout)
 
 
@@ -398,13 +338,14 @@ def render(painter, actions: torch.Tensor, boxes: torch.Tensor, canvas_size, bac
 def render_canvas(painter, strokes: StrokeSet, background=None, **kwargs) -> torch.Tensor:
     """The painting of a StrokeSet: [1, 3, H, W] in 0..1, on the painter's device.
 
-    background: None uses strokes.background (a colour); or pass a colour or an image tensor.
+    background: None uses strokes.backdrop (its background image, else its colour); or pass a colour
+    or an image tensor.
     Differentiable w.r.t. strokes.actions and strokes.boxes (build the StrokeSet from tensors that
     require grad). kwargs: checkpoint, group_strokes, group_pixels (see `render`)."""
     p = as_painter(painter)
     dev = p.device
     return render(p, strokes.actions.to(dev), strokes.boxes.to(dev), strokes.canvas_size,
-                  strokes.background if background is None else background, blend=strokes.blend,
+                  strokes.backdrop if background is None else background, blend=strokes.blend,
                   layout=strokes.layout, **kwargs)
 
 
@@ -415,7 +356,7 @@ def render_progress(painter, strokes: StrokeSet, every: int = 1, background=None
     Incremental: each chunk is painted over the previous canvas, so the cost is one render."""
     every = max(1, int(every))
     p = as_painter(painter)
-    canvas = background_canvas(strokes.background if background is None else background, strokes.canvas_size, p.device)
+    canvas = background_canvas(strokes.backdrop if background is None else background, strokes.canvas_size, p.device)
     yield 0, canvas
     for k in range(0, len(strokes), every):
         chunk = strokes[k:k + every]

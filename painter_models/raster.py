@@ -4,6 +4,10 @@ Each stroke is the union of soft discs along its Bezier (radius from the size fi
 from the pressure ramp), in one flat colour. It is not a MyPaint substitute (no texture, no
 dab dynamics): it exists for tests, for machines without libmypaint, and as a quick program
 to train small painters on.
+
+It is also part of the shipped painters' definition: a Generator with prior="raster" (every
+painter in painter_models/weights/) adds the logit of render_torch's alpha to its alpha logit, so
+any change to the values it computes changes those painters' strokes.
 """
 from __future__ import annotations
 
@@ -30,21 +34,44 @@ class RasterProgram:
         self.batch, self.device = batch, torch.device(device)
 
     def render_torch(self, actions: torch.Tensor):
-        """Differentiable (colour [N, 3, S, S], alpha [N, 1, S, S]) for actions in [0, 1]."""
-        lay, s = self.layout, self.size
+        """Differentiable (colour [N, 3, S, S], alpha [N, 1, S, S]) for actions in [0, 1].
+
+        alpha = max over the stroke's points of sigmoid((radius - distance) / edge) * opacity. The
+        max is found without autograd (in place, one point at a time), then only each pixel's
+        winning point is recomputed with gradients (the gradient of a max is the gradient of its
+        argmax): the same values as a running torch.maximum, several times faster with gradients."""
+        lay, s, n = self.layout, self.size, actions.shape[0]
         x, y, pressure = bezier_points(lay, actions, N_POINTS)                 # [N, P]
         radius = torch.exp(lay.to_physical(actions, "size"))[:, None] * (s / 64.0)
         radius = radius * (0.35 + pressure)                                    # harder press, wider
         opacity = (0.25 + pressure / 0.8 * 0.75).clamp(0, 1)
-        grid = (torch.arange(s, dtype=actions.dtype, device=actions.device) + 0.5)
-        alpha = actions.new_zeros(actions.shape[0], s, s)
+        grid = torch.arange(s, dtype=actions.dtype, device=actions.device) + 0.5
         edge = self.softness * s / 64.0  # edge width scales with the stroke, like the geometry
-        for p in range(N_POINTS):  # running max keeps memory at one [N, S, S] map per point
-            dx = grid[None, None, :] - x[:, p, None, None] * s
-            dy = grid[None, :, None] - y[:, p, None, None] * s
-            dist = torch.sqrt(dx * dx + dy * dy + 1e-8)
-            cover = torch.sigmoid((radius[:, p, None, None] - dist) / edge)
-            alpha = torch.maximum(alpha, cover * opacity[:, p, None, None])
+        with torch.no_grad():
+            dx2 = (grid[None, None, :] - x.detach()[:, :, None] * s) ** 2      # [N, P, S]
+            dy2 = (grid[None, None, :] - y.detach()[:, :, None] * s) ** 2
+            r, o = radius.detach(), opacity.detach()
+            best = actions.new_zeros(n, s, s)
+            winner = torch.zeros(n, s, s, dtype=torch.long, device=actions.device)
+            cover = torch.empty_like(best)
+            wins = torch.empty(n, s, s, dtype=torch.bool, device=actions.device)
+            for p in range(N_POINTS):  # one [N, S, S] map at a time keeps memory bounded
+                torch.add(dy2[:, p, :, None], dx2[:, p, None, :], out=cover)
+                cover.add_(1e-8).sqrt_()                                       # distance
+                torch.sub(r[:, p, None, None], cover, out=cover)
+                cover.div_(edge).sigmoid_().mul_(o[:, p, None, None])
+                torch.gt(cover, best, out=wins)   # strict: ties keep the earlier point
+                torch.maximum(best, cover, out=best)
+                winner.masked_fill_(wins, p)
+        if torch.is_grad_enabled() and actions.requires_grad:
+            flat = winner.view(n, s * s)
+            px = x.gather(1, flat).view(n, s, s) * s
+            py = y.gather(1, flat).view(n, s, s) * s
+            dist = torch.sqrt((grid[None, None, :] - px) ** 2 + (grid[None, :, None] - py) ** 2 + 1e-8)
+            cover = torch.sigmoid((radius.gather(1, flat).view(n, s, s) - dist) / edge)
+            alpha = cover * opacity.gather(1, flat).view(n, s, s)
+        else:
+            alpha = best
         rgb = actions[:, lay.indices("red", "green", "blue")]
         colour = rgb[:, :, None, None].expand(-1, -1, s, s)
         return colour, alpha[:, None]

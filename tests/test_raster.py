@@ -131,6 +131,47 @@ def test_colour_gradient_and_differentiable_composite():
     assert torch.isfinite(a.grad).all()
 
 
+def reference_alpha(program, actions):
+    """The rasteriser's definition written plainly: a running torch.maximum over the points, autograd throughout."""
+    from painter_models.actions import bezier_points
+    from painter_models.raster import N_POINTS
+    s, lay = program.size, program.layout
+    x, y, pressure = bezier_points(lay, actions, N_POINTS)
+    radius = torch.exp(lay.to_physical(actions, "size"))[:, None] * (s / 64.0) * (0.35 + pressure)
+    opacity = (0.25 + pressure / 0.8 * 0.75).clamp(0, 1)
+    grid = torch.arange(s, dtype=actions.dtype) + 0.5
+    edge = program.softness * s / 64.0
+    alpha = actions.new_zeros(actions.shape[0], s, s)
+    for p in range(N_POINTS):
+        dist = torch.sqrt((grid[None, None, :] - x[:, p, None, None] * s) ** 2
+                          + (grid[None, :, None] - y[:, p, None, None] * s) ** 2 + 1e-8)
+        cover = torch.sigmoid((radius[:, p, None, None] - dist) / edge) * opacity[:, p, None, None]
+        alpha = torch.maximum(alpha, cover)
+    return alpha[:, None]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fast_max_matches_the_plain_definition_in_values_and_gradients(dtype):
+    # render_torch finds the max without autograd and recomputes only the winning point with it:
+    # it must agree with the plain running max, values and gradients (the shipped painters use it)
+    program = RasterProgram(24, softness=1.3)
+    a = torch.rand(8, 12, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    fast_in, ref_in = a.clone().requires_grad_(), a.clone().requires_grad_()
+    colour, fast = program.render_torch(fast_in)
+    ref = reference_alpha(program, ref_in)
+    assert torch.equal(fast, ref)   # same expression at the same point: bit for bit
+    with torch.no_grad():           # no-grad path returns the max it found directly
+        assert torch.equal(program.render_torch(a)[1], ref)
+    assert torch.equal(colour, a[:, NAKANO.indices("red", "green", "blue"), None, None].expand(-1, -1, 24, 24))
+    weights = torch.rand(ref.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    g_fast, = torch.autograd.grad((fast * weights).sum(), fast_in)
+    g_ref, = torch.autograd.grad((ref * weights).sum(), ref_in)
+    shape_fields = [i for i in range(12) if i not in NAKANO.indices("red", "green", "blue")]
+    assert g_ref[:, shape_fields].abs().amax(0).min() > 0   # every shape field has a gradient to check
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4 * g_ref.abs().max())
+    torch.testing.assert_close(g_fast, g_ref, **tol)
+
+
 @skip_no_mypaint
 @pytest.mark.mypaint
 def test_make_program_gives_mypaint_for_a_preset():
