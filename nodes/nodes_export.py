@@ -44,7 +44,7 @@ class StrokeTimelapse:
             },
             "optional": {
                 "background": ("IMAGE", {"tooltip": "Optional: start from this image instead of the strokes' "
-                                                    "background colour."}),
+                                                    "own background (colour or image)."}),
             },
         }
 
@@ -86,7 +86,7 @@ class RerenderMyPaint:
             },
             "optional": {
                 "background": ("IMAGE", {"tooltip": "Optional: paint over this image instead of the strokes' "
-                                                    "background colour."}),
+                                                    "own background (colour or image)."}),
             },
         }
 

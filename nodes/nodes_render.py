@@ -54,7 +54,7 @@ class RenderStrokes:
             },
             "optional": {
                 "background": ("IMAGE", {"tooltip": "Optional: paint over this image (resized to the canvas) "
-                                                    "instead of the strokes' background colour."}),
+                                                    "instead of the strokes' own background (colour or image)."}),
             },
         }
 

@@ -5,14 +5,18 @@ JSON (schema in docs/stroke_json.md): every stroke keeps its raw normalised acti
 a file reloads to exactly the same StrokeSet (float32 values round-trip bit for bit), plus derived,
 human- and plotter-friendly values in canvas pixels (Bezier points, pressures, MyPaint log radius
 and radius, colour). The derived values are informative: loading reads only the action and box.
+A background image is stored as a 16-bit RGB PNG (base64), exact to half a 16-bit step.
 
 SVG: one quadratic Bezier path per stroke (M start Q control end) in painting order over a
-background rectangle; width and opacity come from the brush's radius and the stroke's pressure
-(see SVG_CALIBRATION).
+background rectangle (and the background image, embedded as a PNG); width and opacity come from
+the brush's radius and the stroke's pressure (see SVG_CALIBRATION).
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import colorsys
+import io
 import json
 import math
 import os
@@ -24,6 +28,7 @@ import torch
 
 from .actions import get_layout
 from .checkpoint import atomic_write
+from .png16 import decode_rgb, encode_rgb16, png_size
 from .strokes import StrokeSet
 
 FORMAT = "neural-painters-strokes"
@@ -43,8 +48,27 @@ def mypaint_brush_name(brush: str) -> str | None:
 
 def _cpu(strokes: StrokeSet) -> StrokeSet:
     """The same strokes as detached CPU tensors (exports never need gradients)."""
+    image = None if strokes.background_image is None else strokes.background_image.detach().cpu()
     return StrokeSet(strokes.actions.detach().cpu(), strokes.boxes.detach().cpu(), strokes.canvas_size,
-                     strokes.layout, strokes.brush, strokes.background, strokes.blend, dict(strokes.extra))
+                     strokes.layout, strokes.brush, strokes.background, strokes.blend, dict(strokes.extra), image)
+
+
+def _canvas_image(strokes: StrokeSet) -> np.ndarray | None:
+    """The StrokeSet's background image stretched to its canvas, float32 [H, W, 3], with the
+    resize render_canvas uses (canvas.background_canvas), so every output shows the same pixels."""
+    if strokes.background_image is None:
+        return None
+    from .canvas import background_canvas
+    img = background_canvas(strokes.background_image.detach().float().cpu(), strokes.canvas_size)
+    return img[0].permute(1, 2, 0).numpy()
+
+
+def _own_backdrop(background, strokes: StrokeSet):
+    """`background` if one is given, else the StrokeSet's: its image (HWC at canvas size) or its colour."""
+    if background is not None:
+        return background
+    image = _canvas_image(strokes)
+    return strokes.background if image is None else image
 
 
 def _hex(rgb) -> str:
@@ -131,7 +155,37 @@ def strokes_to_json(strokes: StrokeSet) -> dict:
         "extra": _jsonable(dict(strokes.extra)),
         "n_strokes": len(strokes),
         "strokes": items,
+        **({} if strokes.background_image is None else {"background_image": _image_json(_canvas_image(strokes))}),
     }
+
+
+def _image_json(image: np.ndarray) -> dict:
+    """A canvas-size background image as JSON: a 16-bit RGB PNG in base64 (size and depth informative)."""
+    h, w = image.shape[:2]
+    return {"width": w, "height": h, "bit_depth": 16,
+            "png_base64": base64.b64encode(encode_rgb16(image)).decode("ascii")}
+
+
+def _image_from_json(value, canvas_size, source) -> torch.Tensor:
+    """Decode and check the 'background_image' entry -> float32 [3, H, W]."""
+    h, w = canvas_size
+    drop = "or delete 'background_image' to paint over background.rgb"
+    _need(isinstance(value, dict) and isinstance(value.get("png_base64"), str), source,
+          f"'background_image' must be an object with 'png_base64' (a base64 PNG string); {drop}")
+    try:
+        data = base64.b64decode(value["png_base64"], validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise StrokeFileError(f"{source}: background_image.png_base64 is not valid base64 ({e}); "
+                              f"re-save the painting, {drop}") from None
+    try:
+        size = png_size(data)   # checked before the pixels are inflated
+        image = decode_rgb(data) if size == (h, w) else None
+    except ValueError as e:
+        raise StrokeFileError(f"{source}: background_image.png_base64 is not a readable PNG ({e}); "
+                              f"re-save the painting, {drop}") from None
+    _need(image is not None, source, f"background_image is {size[1]}x{size[0]} px but the canvas is {w}x{h}: "
+                                     f"resize the image to {w}x{h}, {drop}")
+    return torch.from_numpy(image).permute(2, 0, 1).contiguous()
 
 
 def _json_text(doc: dict) -> str:
@@ -222,6 +276,9 @@ def strokes_from_json(doc: dict, source: str = "stroke data") -> StrokeSet:
               f"n_strokes says {doc['n_strokes']!r} but the file holds {len(items)} strokes (truncated?)")
     extra = doc.get("extra", {})
     _need(isinstance(extra, dict), source, "'extra' must be an object")
+    image = doc.get("background_image")
+    if image is not None:
+        image = _image_from_json(image, (canvas["height"], canvas["width"]), source)
     actions = np.zeros((len(items), layout.dim), np.float64)
     boxes = np.zeros((len(items), 3), np.float64)
     for i, item in enumerate(items):
@@ -232,7 +289,7 @@ def strokes_from_json(doc: dict, source: str = "stroke data") -> StrokeSet:
     try:
         return StrokeSet(actions.astype(np.float32), boxes.astype(np.float32),
                          (canvas["height"], canvas["width"]), layout, brush, tuple(float(c) for c in bg),
-                         doc.get("blend", "alpha"), dict(extra))
+                         doc.get("blend", "alpha"), dict(extra), image)
     except ValueError as e:
         raise StrokeFileError(f"{source}: {e}") from None
 
@@ -287,17 +344,24 @@ def _num(v: float) -> str:
 
 
 def strokes_to_svg(strokes: StrokeSet, calibration: dict | None = None, title: str | None = None) -> str:
-    """The painting as SVG 1.1: a background rect, then one path per stroke in painting order,
-    `M start Q control end` in canvas pixels, with stroke colour, width, opacity and round caps."""
+    """The painting as SVG 1.1: a background rect (and the background image over it, an embedded
+    8-bit PNG at the image's own size stretched to the canvas), then one path per stroke in painting
+    order, `M start Q control end` in canvas pixels, with stroke colour, width, opacity and round caps."""
     h, w = strokes.canvas_size
     s = _cpu(strokes)
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{w}" height="{h}" '
-           f'viewBox="0 0 {w} {h}">',
+           f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" version="1.1" '
+           f'width="{w}" height="{h}" viewBox="0 0 {w} {h}">',
            f"<title>{escape(title or f'{len(s)} brushstrokes')}</title>",
            f"<desc>{escape(f'neural-painters strokes: brush {s.brush}, blend {s.blend}, {len(s)} strokes')}</desc>",
-           f'<rect x="0" y="0" width="{w}" height="{h}" fill="{_hex(s.background)}"/>',
-           '<g fill="none" stroke-linecap="round" stroke-linejoin="round">']
+           f'<rect x="0" y="0" width="{w}" height="{h}" fill="{_hex(s.background)}"/>']
+    if s.background_image is not None:
+        from PIL import Image
+        buf = io.BytesIO()
+        Image.fromarray(_to_uint8(s.background_image.permute(1, 2, 0).numpy())).save(buf, format="PNG")
+        out.append(f'<image x="0" y="0" width="{w}" height="{h}" preserveAspectRatio="none" '
+                   f'xlink:href="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode("ascii")}"/>')
+    out.append('<g fill="none" stroke-linecap="round" stroke-linejoin="round">')
     if len(s):
         geo = s.geometry(2)   # endpoints and control only; the sampled path is not needed
         mean_p = 0.5 * (geo["entry_pressure"] + geo["exit_pressure"])
@@ -363,7 +427,7 @@ def _is_colour(bg) -> bool:
 
 def _background_image(background, strokes: StrokeSet) -> np.ndarray:
     h, w = strokes.canvas_size
-    bg = strokes.background if background is None else background
+    bg = _own_backdrop(background, strokes)
     if _is_colour(bg):
         return np.broadcast_to(np.asarray(bg, np.float32), (h, w, 3)).copy()
     img = _to_hwc(bg)
@@ -454,7 +518,12 @@ def _renderer_function(renderer) -> Callable:
             return render_canvas(painter, strokes, background=background)
         return render
     if callable(renderer):
-        return torch.no_grad()(renderer)
+        @torch.no_grad()
+        def render_fn(strokes, background):
+            # a render function need not know about background images: hand it the strokes' image
+            image = _canvas_image(strokes) if background is None else None
+            return renderer(strokes, background if image is None else torch.from_numpy(image).permute(2, 0, 1)[None])
+        return render_fn
     raise TypeError(f"renderer must be a painter (NeuralPainter, Generator, RasterProgram), a function "
                     f"render_fn(strokes, background) or 'mypaint', got {type(renderer).__name__}")
 
@@ -466,10 +535,12 @@ def timelapse_frames(renderer, strokes: StrokeSet, n_frames: int = 48, backgroun
     Frame k shows the first c_k strokes, c evenly spaced from 0 (the background) to N (the full
     painting). `renderer` is a NeuralPainter (rendered with canvas.render_canvas), a function
     render_fn(strokes, background) -> image ([1, 3, H, W] / [H, W, 3], 0..1) that paints `strokes`
-    over `background` (None: the StrokeSet's colour; else what the previous call returned), or
+    over `background` (None: the StrokeSet's colour; the StrokeSet's background image is passed as
+    a [1, 3, H, W] tensor; later calls get what the previous call returned), or
     'mypaint' for the real brush on one MyPaint surface. With `incremental`, each frame paints only
     the strokes since the previous frame over it (N strokes rendered in all, not N * T / 2).
-    `background`: a colour or image for the first frame; `max_side` shrinks frames (Lanczos)."""
+    `background`: a colour or image for the first frame, default the StrokeSet's (background_image,
+    else background); `max_side` shrinks frames (Lanczos)."""
     frames = [frame for _, frame in iter_timelapse(renderer, strokes, n_frames, background, incremental, max_side)]
     return np.stack(frames)
 
@@ -522,7 +593,8 @@ def save_animation(frames, path: str, fps: float = 12.0, loop: int = 0, hold_las
 
 
 def mypaint_canvas(strokes: StrokeSet, brush: str | None = None, background=None, brush_seed: int = 0):
-    """A MyPaintCanvas the size of `strokes`' canvas, filled with the background (colour or image)."""
+    """A MyPaintCanvas the size of `strokes`' canvas, filled with `background` (colour or image;
+    default the StrokeSet's background image, else its colour)."""
     from .mypaint import MyPaintCanvas
     name = brush or strokes.brush
     preset = mypaint_brush_name(name)
@@ -530,7 +602,7 @@ def mypaint_canvas(strokes: StrokeSet, brush: str | None = None, background=None
         raise ValueError(f"these strokes were made for the torch rasteriser ({name!r}), which has no MyPaint "
                          f"brush: pass brush='classic/dry_brush' (or another MyPaint preset) to re-render them")
     h, w = strokes.canvas_size
-    bg = strokes.background if background is None else background
+    bg = _own_backdrop(background, strokes)
     bg = tuple(float(c) for c in np.asarray(bg).reshape(-1)) if _is_colour(bg) else _background_image(bg, strokes)
     return MyPaintCanvas(w, h, preset, strokes.layout, background=bg, brush_seed=brush_seed)
 
@@ -544,7 +616,8 @@ def rerender_mypaint(strokes: StrokeSet, scale: float = 4.0, brush: str | None =
     Geometry and radius scale with the canvas (StrokeSet.scaled(scale).geometry(): the log radius
     includes ln(side / 64)), so the brush's texture is rendered natively at the new size, not
     upsampled. `brush` overrides the StrokeSet's brush (needed for strokes made with the
-    'raster' program). `background`: colour or image (resized to fit); default the StrokeSet's.
+    'raster' program). `background`: colour or image (resized to fit); default the StrokeSet's
+    background_image (stretched to the re-render's size), else its colour.
     `callback(done, total)` is called after every `chunk` strokes (raise in it to cancel).
     `brush_seed` picks the brush's random texture (another seed: the same strokes as MyPaint
     would paint them on another day, which is how re-render fidelity is judged).

@@ -16,7 +16,8 @@ API (stable; the ComfyUI nodes and the CLI wrap it):
         greyscale=False,            # grey strokes only
         opaque=False,               # full pressure (the brush's most opaque stroke)
         blend="alpha",              # "alpha" (painter alpha) or "linear" (Nakano's darkness mask)
-        background=(1, 1, 1),       # RGB colour or image tensor under the strokes
+        background=(1, 1, 1),       # RGB colour or image tensor under the strokes (an image is kept in
+                                    # result.strokes.background_image at canvas size)
         seed=0,                     # everything random derives from it: same seed, same painting
         init=None,                  # a StrokeSet to continue from (kept under the new strokes)
         target_for_seeding=None,    # image whose error map places new strokes (default: found in the objective)
@@ -447,8 +448,8 @@ def _paint(painter, objective, canvas_size, strokes, rounds, steps, lr, min_size
     gen = torch.Generator().manual_seed(int(seed))
     P = _Painting(layout, (h, w), min_size, max_size, pal, greyscale, opaque)
     base = background_canvas(background, (h, w), dev)
-    bg_colour = tuple(float(c) for c in base[0, :, 0, 0]) if not isinstance(background, torch.Tensor) or \
-        background.numel() == 3 else (1.0, 1.0, 1.0)
+    over_image = isinstance(background, torch.Tensor) and background.numel() > 3
+    bg_colour = (1.0, 1.0, 1.0) if over_image else tuple(float(c) for c in base[0, :, 0, 0])
 
     def palette_logits(rgb):
         if pal is None:
@@ -507,11 +508,9 @@ def _paint(painter, objective, canvas_size, strokes, rounds, steps, lr, min_size
         if pal is not None:
             from .palette import to_hex
             extra["palette"] = to_hex(pal)
-        if isinstance(background, torch.Tensor) and background.numel() > 3:
-            extra["background"] = "image"
         s = StrokeSet(a.detach().clamp(0, 1).cpu(), b.detach().cpu(), (h, w), layout,
                       getattr(painter, "brush", None) or getattr(p.fn, "brush", None) or "unknown",
-                      bg_colour, blend, extra)
+                      bg_colour, blend, extra, base[0].detach().float().cpu() if over_image else None)
         return PaintResult(s, canvas.detach(), history, snapshots, cancelled, time.perf_counter() - t0)
 
     try:

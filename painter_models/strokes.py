@@ -4,6 +4,9 @@ Each stroke is a painter action (stroke-local, normalised to [0, 1] in its layou
 the stroke's local square (what the painter renders at stroke_size px) is placed on the canvas
 centred at (cx, cy) with side `side`, all in canvas pixels. Any canvas size, any stroke scale,
 any position; the order is the painting order (first = bottom).
+
+The strokes are painted over `background`, an RGB colour, or over `background_image` when there is
+one (the colour then stays as the fallback, e.g. the SVG fill under the image).
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ class StrokeSet:
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     blend: str = "alpha"                  # "alpha" or "linear"
     extra: dict = field(default_factory=dict)  # free-form provenance (painter file, loss, steps, ...)
+    # An image under the strokes instead of the colour: float [3, h, w] in 0..1, normally at canvas
+    # size. Kept at its own size by every copy (scaled() too): renderers stretch it to the canvas.
+    background_image: torch.Tensor | None = None
 
     def __post_init__(self):
         self.layout = get_layout(self.layout)
@@ -44,6 +50,13 @@ class StrokeSet:
                              f"got {list(self.boxes.shape)}")
         if not torch.isfinite(self.boxes).all() or (self.boxes[:, 2] <= 0).any():
             raise ValueError("stroke boxes must be finite with a positive side")
+        if self.background_image is not None:
+            self.background_image = _check_background_image(self.background_image)
+
+    @property
+    def backdrop(self):
+        """What the strokes are painted over: the background image if there is one, else the colour."""
+        return self.background if self.background_image is None else self.background_image
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -53,24 +66,26 @@ class StrokeSet:
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
         return StrokeSet(self.actions[index], self.boxes[index], self.canvas_size, self.layout, self.brush,
-                         self.background, self.blend, dict(self.extra))
+                         self.background, self.blend, dict(self.extra), self.background_image)
 
     def to(self, device) -> "StrokeSet":
+        image = None if self.background_image is None else self.background_image.to(device)
         return StrokeSet(self.actions.to(device), self.boxes.to(device), self.canvas_size, self.layout,
-                         self.brush, self.background, self.blend, dict(self.extra))
+                         self.brush, self.background, self.blend, dict(self.extra), image)
 
     def cat(self, other: "StrokeSet") -> "StrokeSet":
         if other.canvas_size != self.canvas_size or other.layout.to_dict() != self.layout.to_dict():
             raise ValueError("can only join stroke sets with the same canvas size and layout")
         return StrokeSet(torch.cat([self.actions, other.actions.to(self.actions.device)]),
                          torch.cat([self.boxes, other.boxes.to(self.boxes.device)]), self.canvas_size,
-                         self.layout, self.brush, self.background, self.blend, dict(self.extra))
+                         self.layout, self.brush, self.background, self.blend, dict(self.extra), self.background_image)
 
     def scaled(self, factor: float) -> "StrokeSet":
-        """The same painting on a canvas `factor` times larger (for re-rendering at any scale)."""
+        """The same painting on a canvas `factor` times larger (for re-rendering at any scale).
+        A background image is kept as it is (no resampling here): renderers stretch it to the canvas."""
         h, w = self.canvas_size
         return StrokeSet(self.actions, self.boxes * factor, (round(h * factor), round(w * factor)), self.layout,
-                         self.brush, self.background, self.blend, dict(self.extra))
+                         self.brush, self.background, self.blend, dict(self.extra), self.background_image)
 
     def geometry(self, n_points: int = 100) -> dict[str, torch.Tensor]:
         """Each stroke in canvas pixels: Bezier points (start, through-point, end, true control point),
@@ -97,6 +112,22 @@ class StrokeSet:
             "log_radius": lay.to_physical(a, "size") + torch.log(b[:, 2] / 64.0),
             "colour": a[:, lay.indices("red", "green", "blue")],
         }
+
+
+def _check_background_image(image) -> torch.Tensor:
+    """A background image as float32 [3, h, w] in 0..1 (a leading batch of one is dropped)."""
+    img = torch.as_tensor(image)
+    if img.dim() == 4 and img.shape[0] == 1:
+        img = img[0]
+    if img.dim() != 3 or img.shape[0] != 3 or img.shape[1] < 1 or img.shape[2] < 1:
+        raise ValueError(f"background_image must be an RGB image [3, H, W] (or [1, 3, H, W]) in 0..1, got shape "
+                         f"{list(img.shape)}; a ComfyUI IMAGE [1, H, W, 3] needs .permute(0, 3, 1, 2)")
+    img = img.float()
+    lo, hi = torch.aminmax(img.detach())
+    if not (0.0 <= float(lo) and float(hi) <= 1.0):   # also false for NaN
+        raise ValueError(f"background_image values must be in 0..1, got {float(lo):g}..{float(hi):g}: "
+                         f"scale it to 0..1 and clamp it (.clamp(0, 1))")
+    return img
 
 
 def grid_boxes(canvas_size: tuple[int, int], side: float, overlap: float = 0.25) -> torch.Tensor:
