@@ -1,6 +1,7 @@
 """Optimize Actions: paint by optimising strokes through a frozen neural painter against a loss."""
 from __future__ import annotations
 
+import inspect
 import json
 
 import torch
@@ -12,6 +13,11 @@ from .core import submodule
 from .nodes_losses import describe
 
 MAX_STEPS = 100_000
+
+
+def engine_default(name: str):
+    """paint()'s own default for one of its parameters: the node offers what the engine was tuned with."""
+    return inspect.signature(submodule("optimize").paint).parameters[name].default
 
 
 def parse_palette(text: str):
@@ -73,8 +79,9 @@ class OptimizeActions:
                                    "tooltip": "Coarse-to-fine rounds: stroke size falls from max to min over them."}),
                 "steps": ("INT", {"default": 300, "min": 0, "max": MAX_STEPS, "step": 1,
                                   "tooltip": "Optimisation steps in all, split over the rounds."}),
-                "learning_rate": ("FLOAT", {"default": 0.05, "min": 0.0001, "max": 1.0, "step": 0.001,
-                                            "tooltip": "Adam learning rate of the actions (cosine schedule per round)."}),
+                "learning_rate": ("FLOAT", {"default": engine_default("lr"), "min": 0.0001, "max": 1.0,
+                                            "step": 0.001, "tooltip":
+                                            "Adam learning rate of the actions (cosine schedule per round)."}),
                 "min_stroke_size": ("INT", {"default": 0, "min": 0, "max": 4 * MAX_SIDE, "step": 1, "tooltip":
                                             "Smallest stroke box side in pixels (0: from the canvas and stroke count)."}),
                 "max_stroke_size": ("INT", {"default": 0, "min": 0, "max": 4 * MAX_SIDE, "step": 1, "tooltip":
@@ -99,14 +106,20 @@ class OptimizeActions:
                 "background_image": ("IMAGE", {"tooltip": "Optional: paint over this image instead of a colour."}),
                 "snapshot_every": ("INT", {"default": 0, "min": 0, "max": MAX_STEPS, "step": 1, "tooltip":
                                            "Keep a snapshot of the canvas every this many steps (0: only the painting)."}),
+                "polish_steps": ("INT", {"default": engine_default("polish_steps"), "min": 0, "max": MAX_STEPS,
+                                         "step": 1, "tooltip":
+                                         "Extra steps after the rounds in which every stroke (earlier rounds and "
+                                         "init strokes too) is optimised again together, smoothing the seams "
+                                         "between rounds; 0: none. Not used when strokes is 0 (then the init "
+                                         "strokes train in every step anyway)."}),
             },
         }
 
     @user_errors("Optimize Actions")
-    def optimize(self, painter, loss, width=512, height=512, strokes=300, rounds=4, steps=300, learning_rate=0.05,
+    def optimize(self, painter, loss, width=512, height=512, strokes=300, rounds=4, steps=300, learning_rate=None,
                  min_stroke_size=0, max_stroke_size=0, seed=0, blend="alpha", init_strokes=None, keep_training=False,
                  palette="", greyscale=False, opaque=False, background=0xFFFFFF, background_image=None,
-                 snapshot_every=0):
+                 snapshot_every=0, polish_steps=0):
         optimize = submodule("optimize")
         if init_strokes is not None:
             check_painter_matches(painter, init_strokes, "Optimize Actions")
@@ -121,7 +134,10 @@ class OptimizeActions:
         if background_image is not None:
             bg = image_to_bchw(background_image)[:1].to(device)
 
-        progress = comfy.Progress(max(1, int(steps)), "painting")
+        if learning_rate is None:
+            learning_rate = engine_default("lr")
+        polish_steps = int(polish_steps) if strokes > 0 else 0  # paint() polishes only after new strokes
+        progress = comfy.Progress(max(1, int(steps) + polish_steps), "painting")
 
         def on_step(p):
             # an update is also the interrupt point: Cancel raises out of paint() here
@@ -135,7 +151,8 @@ class OptimizeActions:
                     max_size=float(max_stroke_size) or None, palette=parse_palette(palette),
                     greyscale=bool(greyscale), opaque=bool(opaque), blend=blend, background=bg,
                     seed=int(seed) % 2**63, init=init_strokes, keep_training=bool(keep_training),
-                    callback=on_step, preview_every=1, snapshot_every=int(snapshot_every), device=device)
+                    polish_steps=polish_steps, callback=on_step, preview_every=1,
+                    snapshot_every=int(snapshot_every), device=device)
         except FloatingPointError as e:
             raise NodeError(f"Optimize Actions: {e}; lower the learning rate or the loss weights") from None
         finally:

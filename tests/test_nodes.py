@@ -474,6 +474,25 @@ def test_optimize_actions_paints_towards_the_target(painter):
     assert torch.equal(optimize(painter, loss, steps=2)[0].actions, optimize(painter, loss, steps=2)[0].actions)
 
 
+def test_optimize_actions_takes_the_engines_defaults_and_polishes(painter):
+    import inspect
+    import json
+    from painter_models.optimize import paint
+    engine = inspect.signature(paint).parameters
+    spec = node("Optimize Actions").INPUT_TYPES()
+    assert spec["required"]["learning_rate"][1]["default"] == engine["lr"].default
+    assert spec["optional"]["polish_steps"][1]["default"] == engine["polish_steps"].default
+    # appended last: workflows saved before it still fit their positional widgets_values
+    assert list(spec["optional"])[-1] == "polish_steps"
+    loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0]
+    # no learning_rate given: the engine's own default, not some other number
+    unset = optimize(painter, loss, steps=3, learning_rate=None)[0].actions
+    assert torch.equal(unset, optimize(painter, loss, steps=3, learning_rate=engine["lr"].default)[0].actions)
+    assert not torch.equal(unset, optimize(painter, loss, steps=3, learning_rate=0.01)[0].actions)
+    info = json.loads(optimize(painter, loss, steps=6, polish_steps=4)[3])
+    assert info["steps"] == 10, "the polish steps run after the rounds"
+
+
 def test_optimize_actions_continues_from_init_strokes(painter):
     init = node("Random Actions").make(5, 0, 32, 24, 8, 16)[0]
     loss = node("Pixel Loss").make(target_image(), "l1", 1.0, 1.0)[0]
