@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from painter_models.checkpoint import load_painter, read_metadata, save_painter
+from painter_models.checkpoint import atomic_write, load_painter, read_metadata, save_painter
 
 from .cli import HELDOUT_SEED, RECIPE_DEFAULTS, _threads
 from .common import Dist, hardware, is_frozen, plot_metrics
@@ -51,6 +51,14 @@ def _opts(a, out, steps, lr, schedule, budget, extra, batch, eval_every=None, sa
                         progress=not a.no_progress, extra=extra)
 
 
+def write_text(path: str, text: str):
+    """A text file written atomically (a killed run leaves the old file or the new one, never half of it)."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
 def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | None):
     lines = [f"# Neural painter: {meta_training.get('brush', '?')}", "",
              "A generator trained to imitate the MyPaint brush with the four-step recipe "
@@ -73,8 +81,7 @@ def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | 
     if grid:
         lines += [f"![real vs generated]({os.path.basename(grid)})", "",
                   "Rows: MyPaint (brush seed 0), MyPaint (brush seed 1), painter; then alpha: MyPaint, painter.", ""]
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
+    write_text(path, "\n".join(lines))
 
 
 def run_recipe(a: argparse.Namespace) -> dict:
@@ -188,8 +195,7 @@ def run_recipe(a: argparse.Namespace) -> dict:
         write_model_card(card, training, metrics, os.path.join(eval_dir, "grid.png"))
         result = {"painter": painter_path, "metrics": metrics, "training": training, "stages": stage_info,
                   "wall_time_this_run_s": round(wall, 1)}
-        with open(summary_path, "w") as f:
-            json.dump(result, f, indent=2, default=str)
+        write_text(summary_path, json.dumps(result, indent=2, default=str))
         print(f"[recipe] painter -> {painter_path}  (exported: {choice})")
         print(f"[recipe] held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics.get('ssim', float('nan')):.4f}, "
               f"alpha IoU {metrics['alpha_iou']:.3f}"
@@ -250,8 +256,8 @@ def run_compare(a: argparse.Namespace) -> dict:
             vals.append("(stopped)" if stopped else f"{max(before):.2f}" if before else "-")
         rows.append(f"| {m} | " + " | ".join(vals) + " |")
     table = "\n".join(rows)
-    with open(os.path.join(a.out, "compare.md"), "w") as f:
-        f.write("Held-out PSNR (best so far, dB) against wall-clock time, same data and hardware.\n\n" + table + "\n")
+    write_text(os.path.join(a.out, "compare.md"),
+               "Held-out PSNR (best so far, dB) against wall-clock time, same data and hardware.\n\n" + table + "\n")
     print(table)
     d.close()
     return {"curves": curves}
