@@ -10,8 +10,10 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,10 @@ MODE_MUTED, MODE_BYPASS = 2, 4
 
 class ComfyError(RuntimeError):
     """Something went wrong talking to ComfyUI; the message carries the server's own words."""
+
+
+class ComfyNotSetUp(ComfyError):
+    """No ComfyUI copy to start: the message says how to make one."""
 
 
 class PromptRefused(ComfyError):
@@ -417,3 +423,17 @@ class ComfyServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+@contextmanager
+def checkout_server(prefix: str = "np_comfyui_", cache: Path = DEFAULT_CACHE):
+    """A ComfyUI server (the set-up copy in `cache`) with this checkout linked as its pack, working in a
+    fresh temporary folder (kept afterwards, for its comfyui.log). For the developer scripts; the tests
+    use the session fixture in conftest.py. Raises ComfyNotSetUp when ComfyUI is not set up."""
+    info = setup_info(cache)
+    if info is None:
+        raise ComfyNotSetUp(f"no ComfyUI copy in {Path(cache) / 'comfyui'}: run `{SETUP_HINT}` first")
+    comfy_dir = Path(cache) / "comfyui"
+    link_pack(comfy_dir)
+    with ComfyServer(comfy_dir, info["python"], Path(tempfile.mkdtemp(prefix=prefix))) as server:
+        yield server

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 
-from .comfy import REPO
+from .comfy import REPO, ComfyNotSetUp, checkout_server
 from .workflow_builder import Graph
 
 EXAMPLES_DIR = REPO / "example_workflows"
@@ -196,15 +195,12 @@ def write_examples(info: dict, directory: Path = EXAMPLES_DIR) -> list[Path]:
 
 
 def main() -> int:
-    from .comfy import ComfyServer, link_pack, setup_info
-    info = setup_info()
-    if info is None:
-        print("run `bash tests/e2e/setup_comfyui.sh` first", file=sys.stderr)
+    try:
+        with checkout_server("np_examples_") as server:
+            object_info = server.client().object_info()
+    except ComfyNotSetUp as e:
+        print(e, file=sys.stderr)
         return 1
-    comfy_dir = REPO / ".cache" / "comfyui"
-    link_pack(comfy_dir)
-    with ComfyServer(comfy_dir, info["python"], Path(tempfile.mkdtemp(prefix="np_examples_"))) as server:
-        object_info = server.client().object_info()
     for path in write_examples(object_info):
         print("wrote", path.relative_to(REPO))
     return 0

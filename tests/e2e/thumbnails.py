@@ -13,13 +13,11 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 import textwrap
-from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .comfy import REPO
+from .comfy import REPO, ComfyNotSetUp, PromptFailed, checkout_server
 from .examples import EXAMPLES, EXAMPLES_DIR
 
 BACKGROUND = (32, 32, 36)
@@ -183,32 +181,33 @@ def thumbnail(graph: Image.Image, result: Image.Image | None = None, size=(768, 
     return canvas
 
 
+def write_thumbnails(client, run: bool):
+    """Draw every example's <name>.jpg; with `run`, run it through `client` and put its output beside it."""
+    object_info = client.object_info()
+    for name in EXAMPLES:
+        workflow = json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+        result = None
+        if run:
+            try:
+                images = client.images(client.run_workflow(workflow, timeout=3600))
+                result = next(iter(images.values()))[-1] if images else None
+            except PromptFailed as e:
+                print(f"{name}: not run ({str(e)[:300]})", file=sys.stderr)
+        path = EXAMPLES_DIR / f"{name}.jpg"
+        thumbnail(draw_workflow(workflow, object_info, scale=1.0), result).save(path, quality=90)
+        print("wrote", path.relative_to(REPO), "(with output)" if result is not None else "(graph only)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", action="store_true", help="run each workflow and show its output beside the graph")
     args = ap.parse_args(argv)
-    from .comfy import ComfyServer, PromptFailed, link_pack, setup_info
-    info = setup_info()
-    if info is None:
-        print("run `bash tests/e2e/setup_comfyui.sh` first", file=sys.stderr)
+    try:
+        with checkout_server("np_thumbs_") as server:
+            write_thumbnails(server.client(), args.run)
+    except ComfyNotSetUp as e:
+        print(e, file=sys.stderr)
         return 1
-    comfy_dir = REPO / ".cache" / "comfyui"
-    link_pack(comfy_dir)
-    with ComfyServer(comfy_dir, info["python"], Path(tempfile.mkdtemp(prefix="np_thumbs_"))) as server:
-        client = server.client()
-        object_info = client.object_info()
-        for name in EXAMPLES:
-            workflow = json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
-            result = None
-            if args.run:
-                try:
-                    images = client.images(client.run_workflow(workflow, timeout=3600))
-                    result = next(iter(images.values()))[-1] if images else None
-                except PromptFailed as e:
-                    print(f"{name}: not run ({str(e)[:300]})", file=sys.stderr)
-            path = EXAMPLES_DIR / f"{name}.jpg"
-            thumbnail(draw_workflow(workflow, object_info, scale=1.0), result).save(path, quality=90)
-            print("wrote", path.relative_to(REPO), "(with output)" if result is not None else "(graph only)")
     return 0
 
 
