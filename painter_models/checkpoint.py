@@ -75,10 +75,12 @@ def atomic_write(path: str, write):
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     os.close(fd)
     try:
+        write(tmp)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary user files
-        write(tmp)
+        # mkstemp makes 0600 (and some writers, safetensors' among them, recreate the file):
+        # results are ordinary user files
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -152,7 +154,8 @@ def load_painter(path: str, device="cpu", layout: ActionLayout | str | None = No
         raise CheckpointError(f"{path!r} has painter format version {version!r}; this code reads up to "
                               f"{FORMAT_VERSION}: update comfyui-neural-painters")
     try:
-        config = GeneratorConfig.from_dict(meta["generator_config"])
+        # painters written before GeneratorConfig.colour existed all had the learned colour residual
+        config = GeneratorConfig.from_dict({"colour": "residual", **meta["generator_config"]})
         file_layout = get_layout(meta["layout"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path!r} has a damaged painter header: {e}") from None

@@ -1,8 +1,12 @@
 """Neural painters: a generator that imitates a painting program (action -> stroke) and a critic.
 
 The generator predicts a stroke's alpha and colour separately, so strokes can be alpha-blended
-exactly; its colour head is a residual on the action's own colour (logit space), which a
-flat-colour brush needs almost none of. With `prior="raster"` the alpha head is likewise a
+exactly. With `colour="action"` (the default, right for every brush that lays down the colour it
+is given, as MyPaint's non-smudging brushes do) the colour *is* the action's colour and the
+network predicts alpha only: a learned colour residual there is pure error the action optimiser
+learns to exploit (painted strokes then look lighter than MyPaint renders them). With
+`colour="residual"` the colour head is a residual on the action's colour (logit space), for
+brushes that mix or tint. With `prior="raster"` the alpha head is a
 residual on the torch rasteriser's soft stroke (logit space, learned gain): the network only
 learns how the brush differs from a plain Bezier, which trains several times faster on a CPU
 and keeps exact gradients with respect to position and size. Everything is defined by a config dataclass so a
@@ -21,6 +25,7 @@ from .actions import NAKANO, get_layout
 from .raster import RasterProgram
 
 PRIORS = ("none", "raster")
+COLOURS = ("action", "residual")
 
 
 @dataclass
@@ -32,12 +37,15 @@ class GeneratorConfig:
     colour_indices: tuple[int, int, int] = (6, 7, 8)  # where R, G, B sit in the action
     prior: str = "none"         # "raster": alpha is a residual on the rasterised Bezier
     layout: str = "nakano12"    # action layout the prior reads the stroke geometry from
+    colour: str = "action"      # "residual": a learned colour head on top of the action's colour
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
         self.colour_indices = tuple(int(c) for c in self.colour_indices)
         if self.prior not in PRIORS:
             raise ValueError(f"GeneratorConfig: unknown prior {self.prior!r}; choose one of {PRIORS}")
+        if self.colour not in COLOURS:
+            raise ValueError(f"GeneratorConfig: unknown colour {self.colour!r}; choose one of {COLOURS}")
         if 4 * 2 ** len(self.channels) != self.stroke_size:
             raise ValueError(f"GeneratorConfig: {len(self.channels)} upsampling stages give "
                              f"{4 * 2 ** len(self.channels)} px strokes, not stroke_size={self.stroke_size}")
@@ -121,8 +129,8 @@ class Generator(nn.Module):
         for c_in, c_out in zip(c[:-1], c[1:]):
             stages += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
         self.stages = nn.Sequential(*stages)
-        # last stage: 4 outputs = alpha logit + colour residual (logit space)
-        self.head = nn.ConvTranspose2d(c[-1], 4, 4, 2, 1)
+        # last stage: the alpha logit (+ the colour residual in logit space, zero at the start)
+        self.head = nn.ConvTranspose2d(c[-1], head_channels(config), 4, 2, 1)
         nn.init.zeros_(self.head.weight[:, 1:])
         nn.init.zeros_(self.head.bias)
         if config.prior == "raster":
@@ -146,8 +154,10 @@ class Generator(nn.Module):
             _, raster_alpha = self.raster.render_torch(actions)
             alpha_logit = alpha_logit + self.prior_gain * torch.logit(raster_alpha.clamp(1e-3, 1 - 1e-3))
         alpha = torch.sigmoid(alpha_logit)
-        base = actions[:, list(cfg.colour_indices)].clamp(1e-3, 1 - 1e-3)
-        colour = torch.sigmoid(torch.logit(base)[:, :, None, None] + out[:, 1:])
+        rgb = actions[:, list(cfg.colour_indices)]
+        if cfg.colour == "action":
+            return rgb[:, :, None, None].expand(-1, -1, *alpha.shape[-2:]), alpha
+        colour = torch.sigmoid(torch.logit(rgb.clamp(1e-3, 1 - 1e-3))[:, :, None, None] + out[:, 1:])
         return colour, alpha
 
     def render(self, actions: torch.Tensor, background: float = 1.0) -> torch.Tensor:
@@ -187,6 +197,10 @@ class Critic(nn.Module):
         return self.out(h.flatten(1)).squeeze(1)
 
 
+def head_channels(config: GeneratorConfig) -> int:
+    return 1 if config.colour == "action" else 4
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -196,7 +210,7 @@ def forward_macs(config: GeneratorConfig) -> int:
     c = config.channels
     macs = (config.action_dim + config.noise_dim) * 16 * c[0]
     side = 4
-    for c_in, c_out in zip(c, list(c[1:]) + [4]):
+    for c_in, c_out in zip(c, list(c[1:]) + [head_channels(config)]):
         side *= 2
         macs += c_in * c_out * 16 * (side // 2) ** 2  # each input pixel scatters a 4x4 kernel
     return macs

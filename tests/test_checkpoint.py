@@ -91,6 +91,9 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path, tiny_generator):
     path = tmp_path / "sub" / "p.safetensors"
     save_painter(str(path), tiny_generator, layout=NAKANO, brush="b")
     assert sorted(os.listdir(path.parent)) == ["p.safetensors"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask   # an ordinary file, not mkstemp's 0600
 
     class Boom(Exception):
         pass
@@ -205,6 +208,21 @@ def test_metadata_and_weights_disagree(tmp_path, tmp_painter):
     save_tensors(path, state, meta)
     with pytest.raises(CheckpointError, match="weights do not match the architecture"):
         load_painter(path)
+
+
+def test_painter_from_before_the_colour_option_loads_with_its_colour_head(tmp_path, tmp_painter):
+    meta = read_metadata(tmp_painter)
+    del meta["generator_config"]["colour"]          # written before GeneratorConfig.colour existed
+    torch.manual_seed(0)
+    old = Generator(generator_config("tiny", colour="residual"))
+    with torch.no_grad():
+        old.head.bias[1:] = 0.5                      # a learned colour residual the file must keep
+    path = str(tmp_path / "old.safetensors")
+    save_tensors(path, old.state_dict(), meta)
+    p = load_painter(path)
+    assert p.generator.config.colour == "residual"
+    a = torch.full((1, 12), 0.5)
+    torch.testing.assert_close(p.generator(a)[0], old.eval()(a)[0])
 
 
 def test_no_pickle_in_the_source():

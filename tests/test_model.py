@@ -32,8 +32,9 @@ def test_critic_parameter_counts(name, low, high):
 
 def test_forward_macs():
     c = generator_config("nakano")
-    expected = 12 * 16 * 256 + 256 * 128 * 16 * 16 + 128 * 64 * 16 * 64 + 64 * 32 * 16 * 256 + 32 * 4 * 16 * 1024
-    assert forward_macs(c) == expected
+    expected = 12 * 16 * 256 + 256 * 128 * 16 * 16 + 128 * 64 * 16 * 64 + 64 * 32 * 16 * 256 + 32 * 1 * 16 * 1024
+    assert forward_macs(c) == expected   # the head predicts alpha only ...
+    assert forward_macs(generator_config("nakano", colour="residual")) == expected + 32 * 3 * 16 * 1024  # ... + colour
     assert forward_macs(generator_config("large")) > 3.5 * forward_macs(c)   # twice the width: ~4x the cost
     assert forward_macs(generator_config("nakano", noise_dim=16)) == expected + 16 * 16 * 256
 
@@ -64,16 +65,32 @@ def test_generator_trains_in_batch_mode_and_gradients_reach_the_actions():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in g.parameters())
 
 
-def test_colour_head_starts_at_the_action_colour():
+def test_colour_is_the_action_colour_exactly():
     torch.manual_seed(1)
     g = Generator(generator_config("tiny")).eval()
+    assert g.head.out_channels == 1          # alpha only: there is no colour to get wrong
+    a = torch.from_numpy(NAKANO.sample(5, seed=2)).requires_grad_(True)
+    with torch.no_grad():
+        a[0, 6:9] = torch.tensor([0.0, 1.0, 0.5])   # extreme colours stay exact
+    colour, alpha = g(a)
+    torch.testing.assert_close(colour, a[:, 6:9, None, None].expand_as(colour), rtol=0, atol=0)
+    assert alpha.std() > 0      # the alpha head is not zero-initialised: strokes differ from the start
+    colour[:, 0].sum().backward()             # d colour / d red = 1 at every pixel
+    assert torch.equal(a.grad[:, 6], torch.full((5,), 64.0 * 64.0)) and (a.grad[:, 7:9] == 0).all()
+
+
+def test_residual_colour_head_starts_at_the_action_colour():
+    torch.manual_seed(1)
+    g = Generator(generator_config("tiny", colour="residual")).eval()
+    assert g.head.out_channels == 4
     a = torch.from_numpy(NAKANO.sample(5, seed=2))
     a[0, 6:9] = torch.tensor([0.0, 1.0, 0.5])   # extreme colours are clamped to [1e-3, 1 - 1e-3]
     with torch.no_grad():
         colour, alpha = g(a)
     want = a[:, 6:9].clamp(1e-3, 1 - 1e-3)[:, :, None, None].expand_as(colour)
     torch.testing.assert_close(colour, want, rtol=0, atol=1e-6)
-    assert alpha.std() > 0      # the alpha head is not zero-initialised: strokes differ from the start
+    with pytest.raises(ValueError, match="unknown colour 'learned'.*action"):
+        generator_config("tiny", colour="learned")
 
 
 def test_colour_indices_follow_the_config():
@@ -82,7 +99,7 @@ def test_colour_indices_follow_the_config():
     a = torch.from_numpy(NAKANO.sample(2, seed=3))
     with torch.no_grad():
         colour, _ = g(a)
-    torch.testing.assert_close(colour[:, :, 7, 9], a[:, :3].clamp(1e-3, 1 - 1e-3), rtol=0, atol=1e-6)
+    torch.testing.assert_close(colour[:, :, 7, 9], a[:, :3], rtol=0, atol=0)
 
 
 def test_noise_input():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from painter_models.checkpoint import load_painter, read_metadata
+from painter_models.checkpoint import load_painter, read_metadata, save_painter
 from training.cli import main as train_main
 from training.common import (is_frozen, load_state, load_tensors, optimizer_from_flat, optimizer_to_flat,
                              save_state)
@@ -110,6 +110,23 @@ def test_pretrain_generator_writes_loadable_checkpoints(data, tmp_path):
     before = (out / "state.safetensors").stat().st_mtime_ns
     _pretrain(data, out, 6)
     assert (out / "state.safetensors").stat().st_mtime_ns == before
+
+
+def test_init_from_a_colour_residual_painter_keeps_its_alpha(data, tmp_path):
+    old = load_painter(_pretrain(data, tmp_path / "residual", 2, "--colour", "residual"))
+    assert old.generator.config.colour == "residual" and old.generator.head.out_channels == 4
+    with torch.no_grad():
+        old.generator.head.bias[0] = 2.0   # strokes unlike a fresh start (bias -3: nearly blank)
+    save_painter(old.path, old)
+    old = load_painter(old.path)
+    new = load_painter(_pretrain(data, tmp_path / "action", 1, "--init", old.path, "--lr", "1e-9"))
+    assert new.generator.config.colour == "action" and new.generator.head.out_channels == 1
+    a = torch.from_numpy(load_set(data[1])[0].actions[:16])
+    with torch.no_grad():
+        (new_colour, new_alpha), (_, old_alpha) = new.generator(a), old.generator(a)
+    torch.testing.assert_close(new_colour, a[:, 6:9, None, None].expand(-1, -1, 32, 32), rtol=0, atol=0)
+    # one step at lr 1e-9 (only batch-norm statistics move): the alpha channel came over from the old head
+    assert (new_alpha - old_alpha).abs().mean() < 0.01
 
 
 def test_pixel_term_weights_stroke_pixels():

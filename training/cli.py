@@ -23,6 +23,8 @@ import time
 import numpy as np
 import torch
 
+from painter_models.model import COLOURS
+
 DEFAULT_HELDOUT = 1000
 HELDOUT_SEED = 1_000_003
 
@@ -120,7 +122,7 @@ def _run_stage(cls, a, default_schedule, extra):
 # -- subcommands ------------------------------------------------------------------------------
 def cmd_pretrain_generator(a):
     from .stages import PretrainGenerator
-    extra = {"config": a.config, "init": a.init, "prior": a.prior, **_recon_extra(a)}
+    extra = {"config": a.config, "init": a.init, "prior": a.prior, "colour": a.colour, **_recon_extra(a)}
     return _run_stage(PretrainGenerator, a, "cosine", extra)
 
 
@@ -190,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_recon(s)
     s.add_argument("--init", help="start from this painter file instead of random weights")
     s.add_argument("--prior", default="none", help="generator prior (GeneratorConfig.prior), e.g. raster")
+    s.add_argument("--colour", choices=COLOURS, default="action",
+                   help="stroke colour: the action's own (action: brushes that lay down the colour they are "
+                        "given) or a learned residual on it (residual: brushes that mix or tint)")
     s.set_defaults(func=cmd_pretrain_generator)
 
     s = sub.add_parser("freeze", help="step 2: freeze a generator (parameters + eval mode)")
@@ -232,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gan", choices=("bce", "wgan-gp"), default="bce")
     s.add_argument("--adv-weight", type=float, default=None)
     s.add_argument("--prior", default="none", help="generator prior (GeneratorConfig.prior), e.g. raster")
+    s.add_argument("--colour", choices=COLOURS, default="action",
+                   help="stroke colour: the action's own (action: brushes that lay down the colour they are "
+                        "given) or a learned residual on it (residual: brushes that mix or tint)")
     s.add_argument("--export", choices=("best", "gan", "pretrained"), default="best",
                    help="which generator becomes the painter: the higher held-out PSNR (best), or a fixed one")
     add_recon(s)

@@ -119,14 +119,14 @@ def run_recipe(a: argparse.Namespace) -> dict:
                  feature_weight=a.feature_weight, pixel_weight=a.pixel_weight, alpha_weight=a.alpha_weight,
                  stroke_weight=a.stroke_weight, mse_weight=a.mse_weight)
     brush_id = f"mypaint:{a.brush}" if not a.brush.startswith("raster") else "raster:soft_round"
-    common_meta = {"brush": a.brush, "config": a.config, "prior": a.prior, "data_size": len(data), "stroke_size": a.size,
+    common_meta = {"brush": a.brush, "config": a.config, "prior": a.prior, "colour": a.colour, "data_size": len(data), "stroke_size": a.size,
                    "recipe": "pretrain-generator -> freeze -> pretrain-critic -> gan"}
 
     # 1. generator pre-training
     s1_dir = os.path.join(a.out, "1_pretrain_generator")
     s1 = PretrainGenerator(_opts(a, s1_dir, steps1, a.lr, "cosine", b1,
                                  {"config": a.config, "brush_id": brush_id, "training_meta": common_meta,
-                                  "prior": a.prior, **recon},
+                                  "prior": a.prior, "colour": a.colour, **recon},
                                  batch), data, heldout, d).run()
     g1_path = os.path.join(s1_dir, "generator.safetensors")
 
@@ -220,6 +220,7 @@ def run_compare(a: argparse.Namespace) -> dict:
                         schedule="constant", seed=a.seed, device=a.device, time_budget=budget,
                         eval_every=a.eval_every, sample_every=10 * a.eval_every, progress=not a.no_progress,
                         extra={"config": cfg, "prior": rec["training"].get("prior"),  # same architecture as the recipe
+                               "colour": rec["training"].get("colour", "residual"),
                                "generator": None, "critic": None, "gan": a.gan,
                                "adv_weight": 1.0, "backbone": "none", "feature_weight": 0.0,
                                "brush_id": "scratch"})

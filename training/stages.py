@@ -48,19 +48,14 @@ def _channels_for(channels, size: int):
     return tuple(ch)
 
 
-def make_generator_config(name: str, size: int, action_dim: int = 12, prior: str | None = None):
-    from dataclasses import fields as dc_fields
-
-    from painter_models.model import GENERATOR_CONFIGS, GeneratorConfig
+def make_generator_config(name: str, size: int, action_dim: int = 12, prior: str | None = None,
+                          colour: str | None = None):
+    from painter_models.model import GENERATOR_CONFIGS
     base = GENERATOR_CONFIGS[name]["channels"] if name in GENERATOR_CONFIGS else None
     if base is None:
         raise SystemExit(f"unknown --config {name!r}; choose from {sorted(GENERATOR_CONFIGS)}")
-    extra = {}
-    if prior not in (None, "", "none"):
-        if "prior" not in {f.name for f in dc_fields(GeneratorConfig)}:
-            raise SystemExit(f"--prior {prior}: this version of painter_models.model has no generator prior")
-        extra["prior"] = prior
-    return generator_config(name, channels=_channels_for(base, size), stroke_size=size, action_dim=action_dim, **extra)
+    return generator_config(name, channels=_channels_for(base, size), stroke_size=size, action_dim=action_dim,
+                            prior=prior or "none", colour=colour or "action")
 
 
 def make_critic_config(name: str, size: int, action_dim: int = 12, conditional: bool = True):
@@ -338,12 +333,15 @@ class PretrainGenerator(_GeneratorStageMixin, Stage):
     def build(self):
         e = self.o.extra
         cfg = make_generator_config(e.get("config", "nakano"), self.data.size, self.data.actions.shape[1],
-                                    e.get("prior"))
+                                    e.get("prior"), e.get("colour"))
         g = Generator(cfg).to(self.device)
         with torch.no_grad():  # start nearly transparent: strokes grow from a blank canvas, not a grey one
             g.head.bias[0] = -3.0
         if e.get("init"):
-            g.load_state_dict(load_painter(e["init"]).generator.state_dict())
+            state = load_painter(e["init"]).generator.state_dict()
+            if cfg.colour == "action":  # a painter with a colour head as the start: keep its alpha channel
+                state["head.weight"], state["head.bias"] = state["head.weight"][:, :1], state["head.bias"][:1]
+            g.load_state_dict(state)
         self.modules["generator"] = g
         self.optimizer("generator", g.parameters(), self.o.lr)
         self.build_recon()
@@ -434,8 +432,8 @@ class GAN(_GeneratorStageMixin, Stage):
         if e.get("generator"):
             g, _ = load_generator(e["generator"], self.device)
         else:  # pure adversarial training from scratch (the comparison baseline)
-            g = Generator(make_generator_config(e.get("config", "nakano"), self.data.size,
-                                                self.data.actions.shape[1], e.get("prior"))).to(self.device)
+            g = Generator(make_generator_config(e.get("config", "nakano"), self.data.size, self.data.actions.shape[1],
+                                                e.get("prior"), e.get("colour"))).to(self.device)
         unfreeze(g)
         self.modules["generator"] = g
         d = load_critic(e["critic"], self.device) if e.get("critic") else Critic(
