@@ -83,7 +83,8 @@ class OptimizeActions:
                                             "step": 0.001, "tooltip":
                                             "Adam learning rate of the actions (cosine schedule per round)."}),
                 "min_stroke_size": ("INT", {"default": 0, "min": 0, "max": 4 * MAX_SIDE, "step": 1, "tooltip":
-                                            "Smallest stroke box side in pixels (0: from the canvas and stroke count)."}),
+                                            "Smallest stroke box side in pixels (0: from the canvas and "
+                                            "stroke count)."}),
                 "max_stroke_size": ("INT", {"default": 0, "min": 0, "max": 4 * MAX_SIDE, "step": 1, "tooltip":
                                             "Largest stroke box side in pixels (0: automatic)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True,
@@ -102,10 +103,13 @@ class OptimizeActions:
                 "greyscale": ("BOOLEAN", {"default": False, "tooltip": "Grey strokes only."}),
                 "opaque": ("BOOLEAN", {"default": False, "tooltip": "Full pressure: the brush's most opaque strokes."}),
                 "background": ("INT", {"default": 0xFFFFFF, "min": 0, "max": 0xFFFFFF, "step": 1, "display": "color",
-                                       "tooltip": "Canvas colour under the strokes."}),
-                "background_image": ("IMAGE", {"tooltip": "Optional: paint over this image instead of a colour."}),
+                                       "tooltip": "Canvas colour under the strokes (not used with init_strokes: "
+                                                  "they are painted over their own background)."}),
+                "background_image": ("IMAGE", {"tooltip": "Optional: paint over this image instead of a colour "
+                                                          "(or instead of the init_strokes' own background)."}),
                 "snapshot_every": ("INT", {"default": 0, "min": 0, "max": MAX_STEPS, "step": 1, "tooltip":
-                                           "Keep a snapshot of the canvas every this many steps (0: only the painting)."}),
+                                           "Keep a snapshot of the canvas every this many steps (0: only the "
+                                           "painting)."}),
                 "polish_steps": ("INT", {"default": engine_default("polish_steps"), "min": 0, "max": MAX_STEPS,
                                          "step": 1, "tooltip":
                                          "Extra steps after the rounds in which every stroke (earlier rounds and "
@@ -130,9 +134,12 @@ class OptimizeActions:
         if strokes == 0 and (init_strokes is None or len(init_strokes) == 0):
             raise NodeError("Optimize Actions: nothing to paint: set strokes above 0 or connect init_strokes")
         device = painter.device
-        bg = colour_from_int(background)
         if background_image is not None:
             bg = image_to_bchw(background_image)[:1].to(device)
+        elif init_strokes is not None:
+            bg = init_strokes.backdrop  # continuing a painting keeps what it was painted over (e.g. a photo)
+        else:
+            bg = colour_from_int(background)
 
         if learning_rate is None:
             learning_rate = engine_default("lr")

@@ -11,8 +11,6 @@ any change to the values it computes changes those painters' strokes.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 

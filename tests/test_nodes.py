@@ -501,6 +501,36 @@ def test_optimize_actions_continues_from_init_strokes(painter):
     assert torch.allclose(strokes.actions[:5], init.actions, atol=1e-2), "init strokes stay first (frozen)"
 
 
+def test_optimize_actions_paints_over_the_init_strokes_own_backdrop():
+    """Continuing a painting made over a photo keeps the photo; over a colour, that colour (not the node's)."""
+    import dataclasses
+    from painter_models import NAKANO, RasterProgram
+    from painter_models.canvas import render_canvas
+    from painter_models.strokes import StrokeSet
+    painter = RasterProgram(16)
+    h, w = 24, 32
+    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    photo = torch.stack([0.2 + 0.6 * x, 0.8 - 0.5 * y, 0.4 + 0.2 * x * y])
+    boxes = torch.tensor([[6.0, 6.0, 10.0], [12.0, 9.0, 10.0]])
+    init = StrokeSet(NAKANO.sample(2, seed=3), boxes, (h, w), background=(0.1, 0.2, 0.3), background_image=photo)
+    loss = node("Pixel Loss").make(target_image(h, w), "l2", 0.0, 1.0)[0]
+    run = dict(strokes=2, rounds=1, steps=2, background=0x000000)
+
+    strokes, image, _, _ = optimize(painter, loss, init_strokes=init, **run)
+    assert strokes.background_image is not None and torch.allclose(strokes.background_image, photo)
+    assert (image[0].permute(2, 0, 1) - render_canvas(painter, strokes)[0]).abs().max() < 1e-5
+    assert (image[0].permute(2, 0, 1) - render_canvas(painter, strokes, (0.0, 0.0, 0.0))[0]).abs().max() > 0.1
+
+    over_colour = dataclasses.replace(init, background_image=None)
+    strokes = optimize(painter, loss, init_strokes=over_colour, **run)[0]
+    assert strokes.background_image is None and strokes.background == pytest.approx((0.1, 0.2, 0.3))
+
+    # a connected background_image still wins over the init strokes' own
+    other = target_image(h, w)
+    strokes = optimize(painter, loss, init_strokes=init, background_image=other, **run)[0]
+    assert torch.allclose(strokes.background_image, other[0].permute(2, 0, 1))
+
+
 def test_optimize_actions_clear_errors(painter, strokes):
     loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0]
     with pytest.raises(NodeError, match="nothing to paint"):

@@ -211,7 +211,8 @@ def run_compare(a: argparse.Namespace) -> dict:
     and a table of held-out PSNR against wall-clock time for both."""
     _threads(a.threads)
     d = Dist(a.device)
-    rec = json.load(open(os.path.join(a.recipe_dir, "recipe.json")))
+    with open(os.path.join(a.recipe_dir, "recipe.json")) as f:
+        rec = json.load(f)
     data = load_training_data(os.path.join(a.recipe_dir, "data"))
     heldout, _ = load_set(os.path.join(a.recipe_dir, "heldout.safetensors"))
     budget = a.time_budget or float(rec["training"]["training_wall_time_s"])
@@ -244,7 +245,8 @@ def run_compare(a: argparse.Namespace) -> dict:
     ax.set_ylabel("held-out PSNR (dB)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(a.out, "compare.png"), dpi=100)
+    atomic_write(os.path.join(a.out, "compare.png"), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
     rows = ["| minutes | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
     # up to the last evaluation of either run, so an evaluation landing just past the budget still counts
     end = max([budget] + [p[0] for pts in curves.values() for p in pts])
@@ -267,19 +269,21 @@ def run_compare(a: argparse.Namespace) -> dict:
 def _curve(jsonl: str, offset: float):
     pts = []
     if os.path.exists(jsonl):
-        for line in open(jsonl):
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "eval_psnr" in r:
-                pts.append((offset + r["time"], r["eval_psnr"]))
+        with open(jsonl) as f:
+            for line in f:
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if "eval_psnr" in r:
+                    pts.append((offset + r["time"], r["eval_psnr"]))
     return pts
 
 
 def _recipe_curve(recipe_dir: str):
     """Held-out PSNR of the recipe against its cumulative wall time (data generation included)."""
-    rec = json.load(open(os.path.join(recipe_dir, "recipe.json")))
+    with open(os.path.join(recipe_dir, "recipe.json")) as f:
+        rec = json.load(f)
     offset = float(rec["training"].get("data_time_s", 0))
     pts = _curve(os.path.join(recipe_dir, "1_pretrain_generator", "metrics.jsonl"), offset)
     s1 = float(rec["stages"].get("pretrain_generator", {}).get("wall_time_s", 0))
