@@ -10,8 +10,10 @@ Each case runs in its own process, so its peak memory (ru_maxrss) is its own. A 
 exactly what `neural-painters paint IMAGE --strokes N --size S` does with its defaults (pixel L2
 loss, 4 rounds, 50 steps per round; --steps/--rounds/--feature-weight change them here too) and
 reports PSNR, SSIM, a perceptual distance (mean squared EfficientNet-Lite0 feature difference over
-its 5 stages, the offline backbone; lower is better), wall time, CPU time (all threads) and peak
-memory. A contact sheet PNG shows every painting beside its photograph.
+its 5 stages, the offline backbone; lower is better), re-render fidelity (the stroke list painted
+again by MyPaint at the canvas size: PSNR against the neural painting, against a second MyPaint
+re-render with another brush seed, and against the photograph), wall time, CPU time (all threads)
+and peak memory. A contact sheet PNG shows every painting beside its photograph.
 
 Memory cases render N strokes (actions and boxes requiring gradients, every stroke trainable: the
 worst case, keep_training=True) on an S px canvas and backpropagate, with the sizes the optimiser
@@ -115,11 +117,28 @@ def run_paint_case(case: dict) -> dict:
            "final_loss": res.history[-1]["loss"] if res.history else None}
     if dev.type == "cuda":
         out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    out.update(rerender_fidelity(res.strokes, canvas, img))
     if case.get("png"):
         from PIL import Image
         arr = (canvas[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
         Image.fromarray(arr).save(case["png"])
     return out
+
+
+def rerender_fidelity(strokes, canvas: torch.Tensor, photo: torch.Tensor) -> dict:
+    """How truly the strokes re-render with the real brush, at the canvas size: PSNR of the MyPaint
+    re-render against the neural painting, the same against another MyPaint re-render with another
+    brush seed (the brush's own randomness: the most any painter can promise), and the re-render
+    against the photograph. Empty for painters without a MyPaint brush."""
+    from painter_models.export import mypaint_brush_name, rerender_mypaint
+    from painter_models.metrics import psnr
+    if mypaint_brush_name(strokes.brush) is None:
+        return {}
+    as_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
+    first, second = (as_tensor(rerender_mypaint(strokes, 1.0, dtype=np.float32, brush_seed=k)) for k in (0, 1))
+    neural, photo = canvas.detach().float().cpu(), photo.float().cpu()
+    return {"rerender_psnr": float(psnr(neural, first)), "rerender_ceiling_psnr": float(psnr(second, first)),
+            "rerender_photo_psnr": float(psnr(first, photo))}
 
 
 def run_memory_case(case: dict) -> dict:
@@ -219,15 +238,18 @@ def paint_section(results, args, command, load, sheet, started) -> str:
              f"- Painter: `{os.path.relpath(args.painter, ROOT)}`; objective: pixel L2"
              + (f" + {args.feature_weight:g} x EfficientNet-Lite0 features" if args.feature_weight else "")
              + f"; {args.rounds} rounds, {args.steps or 50 * args.rounds} steps; seed {args.seed}; device {dev}",
-             "", "| image | canvas | strokes | PSNR dB | SSIM | feature dist. | wall s | CPU s | threads | peak RSS MiB |"
+             "", "| image | canvas | strokes | PSNR dB | SSIM | feature dist. | re-render dB: vs painting / "
+             "MyPaint vs itself / vs photo | wall s | CPU s | threads | peak RSS MiB |"
              + (" peak GPU MiB |" if dev.startswith("cuda") else ""),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if dev.startswith("cuda") else "")]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if dev.startswith("cuda") else "")]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['image']} | {r['size']} | {r['strokes']} | error: {r['error'][:80]} | | | | | |")
+            lines.append(f"| {r['image']} | {r['size']} | {r['strokes']} | error: {r['error'][:80]} | | | | | | |")
             continue
+        fidelity = (f"{r['rerender_psnr']:.2f} / {r['rerender_ceiling_psnr']:.2f} / {r['rerender_photo_psnr']:.2f}"
+                    if "rerender_psnr" in r else "-")
         lines.append(f"| {r['image']} | {r['size']} | {r['strokes']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
-                     f"{r['feature_distance']:.3f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['threads']} | {r['peak_rss_mib']:.0f} |"
+                     f"{r['feature_distance']:.3f} | {fidelity} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['threads']} | {r['peak_rss_mib']:.0f} |"
                      + (f" {r.get('peak_gpu_mib', 0):.0f} |" if dev.startswith("cuda") else ""))
     if sheet:
         lines += ["", f"Contact sheet: `{os.path.relpath(sheet, ROOT)}` (photograph, then the paintings by stroke count)."]
@@ -242,6 +264,9 @@ def paint_section(results, args, command, load, sheet, started) -> str:
         worst = max(r["wall_s"] for r in gpu_case)
         lines += ["", f"Target (issue 4): 1000 strokes at 512 px in under 15 s on one H100-class GPU: "
                   f"{'met' if worst < 15 else 'NOT met'} here, at most {worst:.1f} s."]
+    lines += ["", "Re-render: the stroke list painted again by MyPaint (brush seed 0) at the canvas size, compared "
+              "with the neural painting, with MyPaint's own second rendering (brush seed 1: the brush's randomness, "
+              "the most a painter can promise) and with the photograph."]
     lines += ["", "CPU s is the CPU time of all threads of the painting (not the start-up); with other jobs "
               "sharing the cores, wall time is an upper bound and CPU s / threads approaches the idle wall time."]
     return "\n".join(lines) + "\n"

@@ -129,6 +129,25 @@ def test_init_from_a_colour_residual_painter_keeps_its_alpha(data, tmp_path):
     assert (new_alpha - old_alpha).abs().mean() < 0.01
 
 
+def test_texture_ratio_sees_what_psnr_rewards_smoothing_away():
+    from training.evaluate import repeatability_ceiling
+    g = torch.Generator().manual_seed(0)
+    alpha = (torch.rand(8, 1, 32, 32, generator=g) < 0.5).float() * 0.8           # a grainy brush
+    rgba = torch.cat([alpha * 0.2, alpha * 0.2, alpha * 0.2, alpha], 1)
+    real = (rgba.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    smooth = torch.nn.functional.avg_pool2d(rgba, 5, 1, 2, count_include_pad=False)   # its average
+    smooth = (smooth.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    same = repeatability_ceiling(real, real)
+    assert same["texture_ratio"] == pytest.approx(1.0) and same["psnr"] > 99
+    blurred = repeatability_ceiling(real, smooth)     # "other" rendering = the smooth one
+    assert blurred["texture_ratio"] < 0.2
+    other = (torch.rand(8, 1, 32, 32, generator=g) < 0.5).float() * 0.8           # the same brush, other grain
+    other = (torch.cat([other * 0.2] * 3 + [other], 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    resampled = repeatability_ceiling(real, other)
+    assert resampled["texture_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert resampled["psnr"] < blurred["psnr"]        # PSNR prefers the blur; texture_ratio does not
+
+
 def test_pixel_term_weights_stroke_pixels():
     from training.losses import ReconstructionLoss
     real_rgb = torch.ones(1, 3, 8, 8)

@@ -4,7 +4,10 @@ Metrics (painter_models.metrics): PSNR of the stroke over white over the whole h
 (10 log10(1 / mean squared error of every pixel)), the mean per-stroke PSNR, SSIM (mean per
 stroke), alpha IoU (alpha > 0.5, summed intersections / summed unions) and the program's own
 repeatability ceiling: the same actions rendered by MyPaint with brush_seed=1 against
-brush_seed=0, under the same metrics.
+brush_seed=0, under the same metrics. And, since PSNR rewards a painter that averages the brush's
+random texture away, texture_ratio: the high-frequency energy (what a 3x3 box blur removes) of the
+painter's strokes over that of the real strokes (1: as much fine texture as the brush; below 1:
+smoother; it measures the amount of texture, not its placement, which MyPaint itself does not repeat).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import os
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from painter_models.metrics import (iou_counts, iou_from_counts, mse, over_white, psnr_of_mse, rgba_to_tensors,
                                     ssim)
@@ -21,10 +25,17 @@ IOU_THRESHOLD = 0.5
 PER_STROKE_PSNR_CAP = 100.0  # identical strokes give inf; the mean per stroke caps them here
 
 
-def _summarise(sq_err_sum, pixels, per_psnr, ssims, inter, union):
+def high_frequency_energy(rgb: torch.Tensor) -> torch.Tensor:
+    """Per stroke: the squared difference between the stroke and its 3x3 box blur, summed."""
+    rgb = rgb.float()
+    return (rgb - F.avg_pool2d(rgb, 3, 1, 1, count_include_pad=False)).pow(2).sum((1, 2, 3))
+
+
+def _summarise(sq_err_sum, pixels, per_psnr, ssims, inter, union, hf_pred, hf_true):
     out = {"psnr": float(psnr_of_mse(sq_err_sum / pixels)),
            "psnr_per_stroke": float(np.mean(per_psnr)),
-           "alpha_iou": float(iou_from_counts(inter, union))}
+           "alpha_iou": float(iou_from_counts(inter, union)),
+           "texture_ratio": hf_pred / max(hf_true, 1e-12)}
     if ssims:
         out["ssim"] = float(np.mean(ssims))
     return out
@@ -40,14 +51,18 @@ def compare_strokes(pred_rgb, pred_alpha, true_rgb, true_alpha, acc):
     i, u = iou_counts(pred_alpha, true_alpha, IOU_THRESHOLD)
     acc["inter"] += float(i.sum())
     acc["union"] += float(u.sum())
+    acc["hf_pred"] += float(high_frequency_energy(pred_rgb).sum())
+    acc["hf_true"] += float(high_frequency_energy(true_rgb).sum())
 
 
 def _acc(with_ssim):
-    return {"sq": 0.0, "pixels": 0, "per": [], "ssim": [], "inter": 0.0, "union": 0.0, "with_ssim": with_ssim}
+    return {"sq": 0.0, "pixels": 0, "per": [], "ssim": [], "inter": 0.0, "union": 0.0, "hf_pred": 0.0, "hf_true": 0.0,
+            "with_ssim": with_ssim}
 
 
 def _result(acc):
-    return _summarise(acc["sq"], acc["pixels"], acc["per"], acc["ssim"], acc["inter"], acc["union"])
+    return _summarise(acc["sq"], acc["pixels"], acc["per"], acc["ssim"], acc["inter"], acc["union"], acc["hf_pred"],
+                      acc["hf_true"])
 
 
 @torch.no_grad()
