@@ -5,6 +5,7 @@ renderer's memory at large sizes.
     python bench/bench_paint.py --strokes 200 --sizes 256         # the 2-core target case only
     python bench/bench_paint.py --memory                          # render fwd+bwd memory cases
     python bench/bench_paint.py ... --write                       # put the tables into BENCHMARKS.md
+    python bench/bench_paint.py --images chelsea,rocket --title "..." --sheet PNG --write   # another section
 
 Each case runs in its own process, so its peak memory (ru_maxrss) is its own. A painting case is
 exactly what `neural-painters paint IMAGE --strokes N --size S` does with its defaults (pixel L2
@@ -231,7 +232,7 @@ def machine_line(device: str, threads: int) -> str:
 
 def paint_section(results, args, command, load, sheet, started) -> str:
     dev = args.device
-    lines = [f"## {TITLE} on {machine_line(dev, args.threads)}", "",
+    lines = [f"## {args.title} on {machine_line(dev, args.threads)}", "",
              f"- Date: {started:%Y-%m-%d %H:%M}-{datetime.datetime.utcnow():%H:%M} UTC; load average at start "
              f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; torch {torch.__version__}",
              f"- Command: `{command}`",
@@ -319,6 +320,9 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--out", default=os.path.join(ROOT, "out", "bench_paint"), help="folder for the paintings")
     p.add_argument("--write", action="store_true", help="replace this section in BENCHMARKS.md")
+    p.add_argument("--title", default=TITLE, help="section heading (another title: another section)")
+    p.add_argument("--sheet", default=None, help="contact sheet PNG (default: bench/results/"
+                   "paint_contact_sheet.png with --write, else OUT/contact_sheet.png)")
     args = p.parse_args(argv)
 
     if args.child:
@@ -355,7 +359,7 @@ def main(argv=None):
                     r = spawn("paint", case, args.timeout)
                     print(json.dumps({k: v for k, v in r.items() if k not in ("painter", "png")}), file=sys.stderr)
                     results.append(r)
-        sheet = contact_sheet(results, SHEET)
+        sheet = contact_sheet(results, args.sheet or (SHEET if args.write else os.path.join(args.out, "contact_sheet.png")))
         text = paint_section(results, args, command, load, sheet, started)
     print(text)
     if args.write:

@@ -127,6 +127,15 @@ def test_init_from_a_colour_residual_painter_keeps_its_alpha(data, tmp_path):
     torch.testing.assert_close(new_colour, a[:, 6:9, None, None].expand(-1, -1, 32, 32), rtol=0, atol=0)
     # one step at lr 1e-9 (only batch-norm statistics move): the alpha channel came over from the old head
     assert (new_alpha - old_alpha).abs().mean() < 0.01
+    # without training: `freeze --colour-from-action` converts the painter, alpha bit for bit
+    converted = str(tmp_path / "converted.safetensors")
+    train_main(["freeze", "--generator", old.path, "--out", converted, "--colour-from-action"])
+    conv = load_painter(converted)
+    assert conv.generator.config.colour == "action" and read_metadata(converted)["training"]["colour"] == "action"
+    with torch.no_grad():
+        colour, alpha = conv.generator(a)
+    torch.testing.assert_close(alpha, old_alpha, rtol=0, atol=0)
+    torch.testing.assert_close(colour, a[:, 6:9, None, None].expand(-1, -1, 32, 32), rtol=0, atol=0)
 
 
 def test_texture_ratio_sees_what_psnr_rewards_smoothing_away():

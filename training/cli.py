@@ -131,10 +131,10 @@ def cmd_freeze(a):
     from painter_models.actions import get_layout
     from .common import is_frozen
     from .stages import freeze_generator
-    g = freeze_generator(a.generator)
+    g = freeze_generator(a.generator, colour_from_action=a.colour_from_action)
     meta = read_metadata(a.generator)
     assert is_frozen(g) and all(not p.requires_grad for p in g.parameters())
-    training = {**meta.get("training", {}), "frozen": True}
+    training = {**meta.get("training", {}), "frozen": True, "colour": g.config.colour}
     save_painter(a.out, g, layout=get_layout(meta["layout"]), brush=meta["brush"], training=training,
                  metrics=meta.get("metrics", {}))
     print(f"frozen generator ({sum(p.numel() for p in g.parameters())} parameters, none trainable) -> {a.out}")
@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("freeze", help="step 2: freeze a generator (parameters + eval mode)")
     s.add_argument("--generator", required=True)
     s.add_argument("--out", required=True, help="output painter file")
+    s.add_argument("--colour-from-action", action="store_true",
+                   help="drop a learned colour residual: strokes take the action's colour exactly, as MyPaint "
+                        "paints them (colour='action'); the alpha is unchanged")
     s.set_defaults(func=cmd_freeze)
 
     s = sub.add_parser("pretrain-critic", help="step 3: BCE critic on real vs G(a), G frozen")

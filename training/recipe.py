@@ -72,12 +72,18 @@ def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | 
     lines.append(f"| hardware | {hw.get('cpu', '?')}, {hw.get('torch_threads', '?')} threads"
                  f"{', ' + hw['gpu'] if 'gpu' in hw else ''}, torch {hw.get('torch', '?')} |")
     lines += ["", "## Held-out metrics", "", "| metric | painter | MyPaint repeatability ceiling |", "|---|---|---|"]
-    for k in ("psnr", "psnr_per_stroke", "ssim", "alpha_iou"):
+    for k in ("psnr", "psnr_per_stroke", "ssim", "alpha_iou", "texture_ratio"):
         if k in metrics:
             c = metrics.get(f"ceiling_{k}")
             lines.append(f"| {k} | {metrics[k]:.4f} | {'' if c is None else f'{c:.4f}'} |")
     lines += ["", f"Held-out strokes: {metrics.get('heldout_count', '?')} fresh random actions. PSNR is over all "
-              "held-out pixels of the stroke over white; alpha IoU at alpha > 0.5.", ""]
+              "held-out pixels of the stroke over white; alpha IoU at alpha > 0.5; texture_ratio is the "
+              "strokes' fine texture (high-frequency energy) relative to the brush's.", ""]
+    if meta_training.get("after_recipe"):  # steps taken on the recipe's export before it shipped
+        lines += ["## After the recipe", "", "| what | steps | wall s | command |", "|---|---|---|---|"]
+        lines += [f"| {s['what']} | {s['steps']} | {s['wall_time_s']} | `{s['command']}` |"
+                  for s in meta_training["after_recipe"]]
+        lines.append("")
     if grid:
         lines += [f"![real vs generated]({os.path.basename(grid)})", "",
                   "Rows: MyPaint (brush seed 0), MyPaint (brush seed 1), painter; then alpha: MyPaint, painter.", ""]

@@ -16,7 +16,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -339,9 +339,7 @@ class PretrainGenerator(_GeneratorStageMixin, Stage):
             g.head.bias[0] = -3.0
         if e.get("init"):
             state = load_painter(e["init"]).generator.state_dict()
-            if cfg.colour == "action":  # a painter with a colour head as the start: keep its alpha channel
-                state["head.weight"], state["head.bias"] = state["head.weight"][:, :1], state["head.bias"][:1]
-            g.load_state_dict(state)
+            g.load_state_dict(alpha_only(state) if cfg.colour == "action" else state)
         self.modules["generator"] = g
         self.optimizer("generator", g.parameters(), self.o.lr)
         self.build_recon()
@@ -363,9 +361,20 @@ class PretrainGenerator(_GeneratorStageMixin, Stage):
 
 
 # -- 2. freezing -------------------------------------------------------------------------------------
-def freeze_generator(path: str, device="cpu") -> Generator:
-    """Load a pre-trained generator and freeze it for real; verify it."""
+def alpha_only(state: dict) -> dict:
+    """Weights of a generator with a learned colour head, for the same generator with colour="action":
+    the head keeps its alpha channel (a no-op for weights that already have only that)."""
+    return {**state, "head.weight": state["head.weight"][:, :1], "head.bias": state["head.bias"][:1]}
+
+
+def freeze_generator(path: str, device="cpu", colour_from_action: bool = False) -> Generator:
+    """Load a pre-trained generator and freeze it for real; verify it. colour_from_action: drop a learned
+    colour residual, so the strokes take the action's colour exactly (the alpha is unchanged)."""
     g, _ = load_generator(path, device)
+    if colour_from_action and g.config.colour != "action":
+        alpha_g = Generator(replace(g.config, colour="action")).to(device)
+        alpha_g.load_state_dict(alpha_only(g.state_dict()))
+        g = alpha_g
     freeze(g)
     if not is_frozen(g):
         raise RuntimeError("the generator did not freeze")
