@@ -3,7 +3,8 @@ real ComfyUI; and a cancelled optimisation that must stop within seconds.
 
 On CPU CI the optimisation sizes are cut down (fewer steps, strokes and pixels: `cut_down`); the graph,
 the nodes and every other value run as shipped. NP_E2E_AS_SHIPPED=1 runs them at full size (a GPU).
-Until trained painters ship in painter_models/weights/, a tiny random painter stands in for them.
+The examples run with the painters shipped in painter_models/weights/ (a tiny random painter stands in
+only in a checkout without them).
 """
 from __future__ import annotations
 
