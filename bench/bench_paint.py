@@ -118,28 +118,39 @@ def run_paint_case(case: dict) -> dict:
            "final_loss": res.history[-1]["loss"] if res.history else None}
     if dev.type == "cuda":
         out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    out.update(rerender_fidelity(res.strokes, canvas, img))
+    fidelity, rerendered = rerender_fidelity(res.strokes, canvas, img)
+    out.update(fidelity)
     if case.get("png"):
-        from PIL import Image
-        arr = (canvas[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-        Image.fromarray(arr).save(case["png"])
+        save_png(case["png"], canvas)
+        if rerendered is not None:
+            save_png(rerender_png(case["png"]), rerendered)
     return out
 
 
-def rerender_fidelity(strokes, canvas: torch.Tensor, photo: torch.Tensor) -> dict:
+def save_png(path: str, image: torch.Tensor):
+    from PIL import Image
+    arr = (image[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    Image.fromarray(arr).save(path)
+
+
+def rerender_png(painting_png: str) -> str:
+    return painting_png[:-len(".png")] + "_mypaint.png"
+
+
+def rerender_fidelity(strokes, canvas: torch.Tensor, photo: torch.Tensor):
     """How truly the strokes re-render with the real brush, at the canvas size: PSNR of the MyPaint
     re-render against the neural painting, the same against another MyPaint re-render with another
     brush seed (the brush's own randomness: the most any painter can promise), and the re-render
-    against the photograph. Empty for painters without a MyPaint brush."""
+    against the photograph; and the re-render. ({}, None) for painters without a MyPaint brush."""
     from painter_models.export import mypaint_brush_name, rerender_mypaint
     from painter_models.metrics import psnr
     if mypaint_brush_name(strokes.brush) is None:
-        return {}
+        return {}, None
     as_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
     first, second = (as_tensor(rerender_mypaint(strokes, 1.0, dtype=np.float32, brush_seed=k)) for k in (0, 1))
     neural, photo = canvas.detach().float().cpu(), photo.float().cpu()
     return {"rerender_psnr": float(psnr(neural, first)), "rerender_ceiling_psnr": float(psnr(second, first)),
-            "rerender_photo_psnr": float(psnr(first, photo))}
+            "rerender_photo_psnr": float(psnr(first, photo))}, first
 
 
 def run_memory_case(case: dict) -> dict:
@@ -193,30 +204,36 @@ def spawn(kind: str, case: dict, timeout: float) -> dict:
 
 
 def contact_sheet(results: list[dict], path: str):
+    """Per image and size: the photograph and the paintings by stroke count; under them, when the
+    painter has a MyPaint brush, the same stroke lists re-rendered by MyPaint."""
     from PIL import Image, ImageDraw
-    from bench_core import cpu_model  # noqa: F401  (keeps the import cheap when unused)
-    rows = {}
+    groups = {}
     for r in results:
         if "error" in r or not r.get("png") or not os.path.exists(r["png"]):
             continue
-        rows.setdefault((r["image"], r["size"]), []).append(r)
-    if not rows:
+        groups.setdefault((r["image"], r["size"]), []).append(r)
+    if not groups:
         return None
+    load = lambda p: torch.from_numpy(np.asarray(Image.open(p).convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None]  # noqa: E731
+    rows = []
+    for (name, size), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["strokes"])
+        rows.append([(f"{name} {size}px", load_photo(name, size))] + [
+            (f"{r['strokes']} strokes {r['psnr']:.1f} dB {r['wall_s']:.0f}s", load(r["png"])) for r in rs])
+        if all(os.path.exists(rerender_png(r["png"])) for r in rs):
+            rows.append([("", None)] + [(f"MyPaint re-render {r['rerender_photo_psnr']:.1f} dB", load(rerender_png(r["png"])))
+                                        for r in rs])
     cell, pad, head = 256, 6, 16
-    ncols = 1 + max(len(v) for v in rows.values())
+    ncols = max(len(row) for row in rows)
     sheet = Image.new("RGB", (ncols * (cell + pad) + pad, len(rows) * (cell + head + pad) + pad), (235, 235, 235))
     draw = ImageDraw.Draw(sheet)
-    for i, ((name, size), rs) in enumerate(sorted(rows.items())):
+    for i, row in enumerate(rows):
         y = pad + i * (cell + head + pad)
-        photo = load_photo(name, size)
-        tiles = [(f"{name} {size}px", photo)] + [
-            (f"{r['strokes']} strokes {r['psnr']:.1f} dB {r['wall_s']:.0f}s",
-             torch.from_numpy(np.asarray(Image.open(r["png"]).convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None])
-            for r in sorted(rs, key=lambda r: r["strokes"])]
-        for j, (label, t) in enumerate(tiles):
+        for j, (label, t) in enumerate(row):
             x = pad + j * (cell + pad)
-            arr = (t[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-            sheet.paste(Image.fromarray(arr).resize((cell, cell), Image.LANCZOS), (x, y + head))
+            if t is not None:
+                arr = (t[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+                sheet.paste(Image.fromarray(arr).resize((cell, cell), Image.LANCZOS), (x, y + head))
             draw.text((x + 2, y + 2), label, fill=(0, 0, 0))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     sheet.save(path)
@@ -253,7 +270,8 @@ def paint_section(results, args, command, load, sheet, started) -> str:
                      f"{r['feature_distance']:.3f} | {fidelity} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['threads']} | {r['peak_rss_mib']:.0f} |"
                      + (f" {r.get('peak_gpu_mib', 0):.0f} |" if dev.startswith("cuda") else ""))
     if sheet:
-        lines += ["", f"Contact sheet: `{os.path.relpath(sheet, ROOT)}` (photograph, then the paintings by stroke count)."]
+        lines += ["", f"Contact sheet: `{os.path.relpath(sheet, ROOT)}` (photograph, then the paintings by stroke count; "
+                  "under them the MyPaint re-renders, with their PSNR against the photograph)."]
     cpu_case = [r for r in results if "error" not in r and r["size"] == 256 and r["strokes"] == 200 and not dev.startswith("cuda")]
     if cpu_case:
         worst = max(r["wall_s"] for r in cpu_case)
