@@ -27,6 +27,7 @@ import datetime
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -350,7 +351,7 @@ def main(argv=None):
         return 0
 
     args.painter = os.path.abspath(args.painter or default_painter())
-    command = "python bench/bench_paint.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python bench/bench_paint.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     load = os.getloadavg()
     started = datetime.datetime.utcnow()
     results = []
