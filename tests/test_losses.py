@@ -251,7 +251,7 @@ def test_combine_weights_and_reports_terms(photo, effnet, tiny_clip):
     clip = ClipTextLoss(tiny_clip, "a cat", seed=0)
     total = combine([(1.0, feat), (0.5, pix), (0.25, clip), (0.0, PixelLoss(photo, "l2"))])
     v = total(canvas)
-    f, p = float(feat(canvas)), float(pix(canvas))
+    f, p = float(feat(canvas).detach()), float(pix(canvas).detach())
     c = float(ClipTextLoss(tiny_clip, "a cat", seed=0)(canvas))
     assert float(v) == pytest.approx(f + 0.5 * p + 0.25 * c, rel=1e-5)
     assert set(total.last_terms) == {"feature", "pixel", "clip"}  # the weight-0 term is skipped
