@@ -127,6 +127,8 @@ def test_init_from_a_colour_residual_painter_keeps_its_alpha(data, tmp_path):
     torch.testing.assert_close(new_colour, a[:, 6:9, None, None].expand(-1, -1, 32, 32), rtol=0, atol=0)
     # one step at lr 1e-9 (only batch-norm statistics move): the alpha channel came over from the old head
     assert (new_alpha - old_alpha).abs().mean() < 0.01
+    with pytest.raises(SystemExit, match="no colour head"):   # no colour head to start a residual one from
+        _pretrain(data, tmp_path / "back", 1, "--init", new.path, "--colour", "residual")
     # without training: `freeze --colour-from-action` converts the painter, alpha bit for bit
     converted = str(tmp_path / "converted.safetensors")
     train_main(["freeze", "--generator", old.path, "--out", converted, "--colour-from-action"])

@@ -182,6 +182,13 @@ def cmd_compare(a):
     return run_compare(a)
 
 
+def add_generator_options(p):
+    p.add_argument("--prior", default="none", help="generator prior (GeneratorConfig.prior), e.g. raster")
+    p.add_argument("--colour", choices=COLOURS, default="action",
+                   help="stroke colour: the action's own (action: brushes that lay down the colour they are "
+                        "given) or a learned residual on it (residual: brushes that mix or tint)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neural-painters-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -191,10 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(s, lr=1e-3)
     add_recon(s)
     s.add_argument("--init", help="start from this painter file instead of random weights")
-    s.add_argument("--prior", default="none", help="generator prior (GeneratorConfig.prior), e.g. raster")
-    s.add_argument("--colour", choices=COLOURS, default="action",
-                   help="stroke colour: the action's own (action: brushes that lay down the colour they are "
-                        "given) or a learned residual on it (residual: brushes that mix or tint)")
+    add_generator_options(s)
     s.set_defaults(func=cmd_pretrain_generator)
 
     s = sub.add_parser("freeze", help="step 2: freeze a generator (parameters + eval mode)")
@@ -239,10 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gan-lr", type=float, default=1e-4)
     s.add_argument("--gan", choices=("bce", "wgan-gp"), default="bce")
     s.add_argument("--adv-weight", type=float, default=None)
-    s.add_argument("--prior", default="none", help="generator prior (GeneratorConfig.prior), e.g. raster")
-    s.add_argument("--colour", choices=COLOURS, default="action",
-                   help="stroke colour: the action's own (action: brushes that lay down the colour they are "
-                        "given) or a learned residual on it (residual: brushes that mix or tint)")
+    add_generator_options(s)
     s.add_argument("--export", choices=("best", "gan", "pretrained"), default="best",
                    help="which generator becomes the painter: the higher held-out PSNR (best), or a fixed one")
     add_recon(s)

@@ -338,8 +338,10 @@ class PretrainGenerator(_GeneratorStageMixin, Stage):
         with torch.no_grad():  # start nearly transparent: strokes grow from a blank canvas, not a grey one
             g.head.bias[0] = -3.0
         if e.get("init"):
-            state = load_painter(e["init"]).generator.state_dict()
-            g.load_state_dict(alpha_only(state) if cfg.colour == "action" else state)
+            init = load_painter(e["init"]).generator
+            if init.config.colour == "action" and cfg.colour != "action":
+                raise SystemExit(f"--init {e['init']} has no colour head (colour=action): train it with --colour action")
+            g.load_state_dict(alpha_only(init.state_dict()) if cfg.colour == "action" else init.state_dict())
         self.modules["generator"] = g
         self.optimizer("generator", g.parameters(), self.o.lr)
         self.build_recon()
