@@ -31,13 +31,13 @@ def high_frequency_energy(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb - F.avg_pool2d(rgb, 3, 1, 1, count_include_pad=False)).pow(2).sum((1, 2, 3))
 
 
-def _summarise(sq_err_sum, pixels, per_psnr, ssims, inter, union, hf_pred, hf_true):
-    out = {"psnr": float(psnr_of_mse(sq_err_sum / pixels)),
-           "psnr_per_stroke": float(np.mean(per_psnr)),
-           "alpha_iou": float(iou_from_counts(inter, union)),
-           "texture_ratio": hf_pred / max(hf_true, 1e-12)}
-    if ssims:
-        out["ssim"] = float(np.mean(ssims))
+def _result(acc) -> dict:
+    out = {"psnr": float(psnr_of_mse(acc["sq"] / acc["pixels"])),
+           "psnr_per_stroke": float(np.mean(acc["per"])),
+           "alpha_iou": float(iou_from_counts(acc["inter"], acc["union"])),
+           "texture_ratio": acc["hf_pred"] / max(acc["hf_true"], 1e-12)}
+    if acc["ssim"]:
+        out["ssim"] = float(np.mean(acc["ssim"]))
     return out
 
 
@@ -58,11 +58,6 @@ def compare_strokes(pred_rgb, pred_alpha, true_rgb, true_alpha, acc):
 def _acc(with_ssim):
     return {"sq": 0.0, "pixels": 0, "per": [], "ssim": [], "inter": 0.0, "union": 0.0, "hf_pred": 0.0, "hf_true": 0.0,
             "with_ssim": with_ssim}
-
-
-def _result(acc):
-    return _summarise(acc["sq"], acc["pixels"], acc["per"], acc["ssim"], acc["inter"], acc["union"], acc["hf_pred"],
-                      acc["hf_true"])
 
 
 @torch.no_grad()
