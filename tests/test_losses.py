@@ -252,12 +252,12 @@ def test_combine_weights_and_reports_terms(photo, effnet, tiny_clip):
     total = combine([(1.0, feat), (0.5, pix), (0.25, clip), (0.0, PixelLoss(photo, "l2"))])
     v = total(canvas)
     f, p = float(feat(canvas).detach()), float(pix(canvas).detach())
-    c = float(ClipTextLoss(tiny_clip, "a cat", seed=0)(canvas))
-    assert float(v) == pytest.approx(f + 0.5 * p + 0.25 * c, rel=1e-5)
+    c = float(ClipTextLoss(tiny_clip, "a cat", seed=0)(canvas).detach())
+    assert float(v.detach()) == pytest.approx(f + 0.5 * p + 0.25 * c, rel=1e-5)
     assert set(total.last_terms) == {"feature", "pixel", "clip"}  # the weight-0 term is skipped
     assert total.last_terms["pixel"] == pytest.approx(p, rel=1e-6)
     assert total.last_weighted["pixel"] == pytest.approx(0.5 * p, rel=1e-6)
-    assert total.last_total == pytest.approx(float(v))
+    assert total.last_total == pytest.approx(float(v.detach()))
     v.backward()
     assert canvas.grad.abs().sum() > 0
     named = WeightedLoss({"content": (1.0, pix), "blurred": (2.0, PixelLoss(photo, blur_sigma=1))})
