@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -325,6 +326,22 @@ def setup_info(cache: Path = DEFAULT_CACHE) -> dict | None:
     return info
 
 
+# The pack's own code: what a traceback frame must point into to be the pack's fault. ComfyUI itself
+# lives in .cache/ inside the checkout, so the folder name alone would also match ComfyUI's frames.
+PACK_CODE = ("__init__.py", "nodes", "painter_models", "training")
+
+
+def pack_frame(filename: str, repo: Path = REPO, link_name: str = PACK_NAME) -> bool:
+    """Whether a traceback frame's file is the pack's own code, reached through the checkout or through
+    ComfyUI's custom_nodes/<pack> link (not ComfyUI or a library that happens to sit inside the checkout)."""
+    parts = Path(filename).parts
+    for root in (Path(repo).parts, ("custom_nodes", link_name)):
+        for i in range(len(parts) - len(root)):
+            if parts[i:i + len(root)] == tuple(root) and parts[i + len(root)] in PACK_CODE:
+                return True
+    return False
+
+
 def link_pack(comfy_dir: Path, repo: Path = REPO, name: str = PACK_NAME) -> Path:
     """Symlink the repository into ComfyUI's custom_nodes (replacing a stale link, never a real folder)."""
     link = Path(comfy_dir) / "custom_nodes" / name
@@ -410,6 +427,11 @@ class ComfyServer:
 
     def client(self) -> ComfyClient:
         return ComfyClient(self.url)
+
+    def pack_tracebacks(self) -> list[str]:
+        """Tracebacks in the server log with a frame in the pack's own code (see pack_frame)."""
+        blocks = [b.split("\n\n")[0] for b in self.log().split("Traceback (most recent call last):")[1:]]
+        return [b for b in blocks if any(pack_frame(f) for f in re.findall(r'File "([^"]+)"', b))]
 
     def pack_import_line(self, name: str = PACK_NAME) -> str | None:
         """The 'Import times for custom nodes' line of our pack (None when it was not even tried)."""
