@@ -33,7 +33,7 @@ from .backbones import FeatureExtractor, build_backbone
 from .clip_loader import ClipModel
 
 __all__ = ["ClipTextLoss", "FeatureLoss", "PixelLoss", "StyleLoss", "WeightedLoss", "combine",
-           "fit_to", "gaussian_blur", "to_image_tensor", "to_mask_tensor"]
+           "fit_to", "gaussian_blur", "make_cutouts", "to_image_tensor", "to_mask_tensor"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -447,6 +447,30 @@ def _crop_box(gen: torch.Generator, h: int, w: int, scale, ratio=(3 / 4, 4 / 3))
     return (h - side) // 2, (w - side) // 2, side, side
 
 
+def make_cutouts(canvas: torch.Tensor, n: int, size, gen: torch.Generator, scale=(0.7, 0.9),
+                 perspective: float = 0.5) -> torch.Tensor:
+    """CLIPDraw's augmentations: n cutouts of [B, 3, H, W], each a RandomPerspective(perspective, fill
+    white) then a RandomResizedCrop(size (h, w), scale), drawn from `gen` -> [n * B, 3, h, w]
+    (cutout-major). Differentiable in the canvas."""
+    h, w = canvas.shape[-2:]
+    limit = round(1.25 * max(size))
+    if min(h, w) > limit:  # crops cover >= 70 % of the area: more pixels than this are lost in the resize
+        s = limit / min(h, w)
+        canvas = F.interpolate(canvas, size=(round(h * s), round(w * s)), mode="bilinear",
+                               align_corners=False, antialias=True)
+        h, w = canvas.shape[-2:]
+    outs = []
+    for _ in range(n):
+        x = canvas
+        if perspective > 0:
+            start, end = _perspective_points(gen, h, w, perspective)
+            x = perspective_warp(x, start, end, fill=1.0)
+        i, j, ch, cw = _crop_box(gen, h, w, scale)
+        x = x[..., i:i + ch, j:j + cw]
+        outs.append(F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True))
+    return torch.cat(outs, 0)
+
+
 class ClipTextLoss(_Fitted):
     """CLIPDraw-style text loss: 1 - mean cosine(text, image) over augmented cutouts of the canvas,
     plus negative_weight * mean cosine with each negative prompt.
@@ -488,24 +512,7 @@ class ClipTextLoss(_Fitted):
 
     def augment(self, canvas: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [cutouts * B, 3, S, S] augmented cutouts (cutout-major)."""
-        S = self.clip.image_size
-        h, w = canvas.shape[-2:]
-        limit = round(1.25 * max(S))
-        if min(h, w) > limit:  # crops cover >= 70 % of the area: more pixels than this are lost in the resize
-            s = limit / min(h, w)
-            canvas = F.interpolate(canvas, size=(round(h * s), round(w * s)), mode="bilinear",
-                                   align_corners=False, antialias=True)
-            h, w = canvas.shape[-2:]
-        outs = []
-        for _ in range(self.cutouts):
-            x = canvas
-            if self.perspective > 0:
-                start, end = _perspective_points(self.gen, h, w, self.perspective)
-                x = perspective_warp(x, start, end, fill=1.0)
-            i, j, ch, cw = _crop_box(self.gen, h, w, self.cutout_scale)
-            x = x[..., i:i + ch, j:j + cw]
-            outs.append(F.interpolate(x, size=S, mode="bilinear", align_corners=False, antialias=True))
-        return torch.cat(outs, 0)
+        return make_cutouts(canvas, self.cutouts, self.clip.image_size, self.gen, self.cutout_scale, self.perspective)
 
     def forward(self, canvas: torch.Tensor) -> torch.Tensor:
         _check_canvas(canvas)
