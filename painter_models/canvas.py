@@ -16,6 +16,9 @@ How it works (and why memory stays bounded):
   4. With gradients on and a large job, each group runs under gradient checkpointing, so autograd
      keeps only the canvas between groups; a group's working set is recomputed in the backward.
 
+Bounded work: a render whose crop pixels (render_work) exceed limits.MAX_RENDER_WORK is refused
+before anything is allocated, and `check()` (e.g. a user's Cancel) runs before every group.
+
 Blending:
   "alpha":  the painter's own alpha and colour (premultiplied), exact alpha-over.
   "linear": Nakano's blend: mask = darkness of the painter's stroke-over-white normalised per
@@ -36,6 +39,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from .actions import NAKANO, get_layout
 from .blending import EMPTY_STROKE
+from .limits import MAX_RENDER_WORK, PAINTER_STROKE_WORK, check_work
 from .strokes import StrokeSet
 
 TILE_MIN, TILE_MAX = 8, 128       # canvas tiles are powers of two in this range
@@ -134,13 +138,24 @@ def _resample_matrix(origin: torch.Tensor, length: int, lo: torch.Tensor, side: 
     return (w[:, :, R:R + S] / z)
 
 
+def _crop_pixels(boxes: torch.Tensor, canvas_hw) -> torch.Tensor:
+    """Pixels of each stroke's crop [N] (float64, CPU): its box plus the filter margin and tile
+    rounding, clipped to the canvas (plus a tile each side)."""
+    side = boxes[:, 2].detach().cpu().double()
+    h, w = canvas_hw
+    extent = side + 2 * (side / 32 + 1) + _tile_for(side)
+    return extent.clamp(max=h + 2 * TILE_MAX) * extent.clamp(max=w + 2 * TILE_MAX)
+
+
+def render_work(boxes: torch.Tensor, canvas_hw) -> float:
+    """What rendering strokes with these boxes [N, 3] costs, in crop pixels: the crops plus
+    limits.PAINTER_STROKE_WORK per stroke for the painter (compared with limits.MAX_RENDER_WORK)."""
+    return float(_crop_pixels(boxes, canvas_hw).sum()) + PAINTER_STROKE_WORK * boxes.shape[0]
+
+
 def _plan_groups(boxes: torch.Tensor, canvas_hw, max_strokes: int, max_pixels: int) -> list[tuple[int, int]]:
     """Contiguous [start, end) ranges of strokes, each within the stroke and pixel caps."""
-    side = boxes[:, 2].detach().cpu().double()
-    tile = _tile_for(side)
-    h, w = canvas_hw
-    extent = side + 2 * (side / 32 + 1) + tile           # box + filter margin + tile rounding
-    area = (extent.clamp(max=h + 2 * TILE_MAX) * extent.clamp(max=w + 2 * TILE_MAX)).tolist()
+    area = _crop_pixels(boxes, canvas_hw).tolist()
     groups, start, acc = [], 0, 0.0
     for i, a in enumerate(area):
         if i > start and (i - start >= max_strokes or acc + a > max_pixels):
@@ -293,23 +308,27 @@ def background_canvas(background, canvas_size, device=None, dtype=torch.float32)
 
 def render(painter, actions: torch.Tensor, boxes: torch.Tensor, canvas_size, background=None, *,
            blend: str = "alpha", layout=None, checkpoint: bool | None = None,
-           group_strokes: int = GROUP_MAX_STROKES, group_pixels: int = GROUP_PIXELS) -> torch.Tensor:
+           group_strokes: int = GROUP_MAX_STROKES, group_pixels: int = GROUP_PIXELS, check=None) -> torch.Tensor:
     """Tensor-level renderer (what render_canvas and the optimiser use).
 
     actions [N, dim] in 0..1, boxes [N, 3] (cx, cy, side) in canvas px, canvas_size (H, W);
     background: None (white), an RGB colour, or an image. Differentiable w.r.t. actions, boxes and
-    a background image. checkpoint: None = automatic (on for large jobs that need gradients)."""
+    a background image. checkpoint: None = automatic (on for large jobs that need gradients).
+    A job above limits.MAX_RENDER_WORK raises ValueError before anything is allocated; `check()`
+    is called before every group of strokes (raise in it to cancel)."""
     p = as_painter(painter)
     if blend not in ("alpha", "linear"):
         raise ValueError(f"blend must be 'alpha' or 'linear', got {blend!r}")
     h, w = int(canvas_size[0]), int(canvas_size[1])
-    device = actions.device
-    canvas = background_canvas(background, (h, w), device, actions.dtype)
     n = actions.shape[0]
-    if n == 0:
-        return canvas
     if boxes.shape != (n, 3):
         raise ValueError(f"boxes must be [N, 3] for {n} actions, got {list(boxes.shape)}")
+    check_work(render_work(boxes, (h, w)), MAX_RENDER_WORK, f"rendering {n} strokes on a {w}x{h} px canvas",
+               "use fewer or smaller strokes, or a smaller canvas (a lower scale)")
+    device = actions.device
+    canvas = background_canvas(background, (h, w), device, actions.dtype)
+    if n == 0:
+        return canvas
     hp, wp = -(-h // TILE_MAX) * TILE_MAX, -(-w // TILE_MAX) * TILE_MAX
     if (hp, wp) != (h, w):
         canvas = F.pad(canvas, (0, wp - w, 0, hp - h))
@@ -327,6 +346,8 @@ def render(painter, actions: torch.Tensor, boxes: torch.Tensor, canvas_size, bac
         return _composite_group(canvas, layers, b, (h, w), T, S)
 
     for s, e in groups:
+        if check is not None:
+            check()
         a, b = actions[s:e], boxes[s:e]
         if checkpoint and need_grad:
             canvas = _checkpoint(run_group, canvas, a, b, use_reentrant=False)
@@ -341,7 +362,7 @@ def render_canvas(painter, strokes: StrokeSet, background=None, **kwargs) -> tor
     background: None uses strokes.backdrop (its background image, else its colour); or pass a colour
     or an image tensor.
     Differentiable w.r.t. strokes.actions and strokes.boxes (build the StrokeSet from tensors that
-    require grad). kwargs: checkpoint, group_strokes, group_pixels (see `render`)."""
+    require grad). kwargs: checkpoint, group_strokes, group_pixels, check (see `render`)."""
     p = as_painter(painter)
     dev = p.device
     return render(p, strokes.actions.to(dev), strokes.boxes.to(dev), strokes.canvas_size,
@@ -353,9 +374,13 @@ def render_canvas(painter, strokes: StrokeSet, background=None, **kwargs) -> tor
 def render_progress(painter, strokes: StrokeSet, every: int = 1, background=None, **kwargs):
     """Yield (k, canvas) after every `every` strokes (and after the last): time-lapse frames.
 
-    Incremental: each chunk is painted over the previous canvas, so the cost is one render."""
+    Incremental: each chunk is painted over the previous canvas, so the cost is one render, checked
+    whole against limits.MAX_RENDER_WORK before the first frame. kwargs as for `render` (`check()`
+    runs before every group)."""
     every = max(1, int(every))
     p = as_painter(painter)
+    check_work(render_work(strokes.boxes, strokes.canvas_size), MAX_RENDER_WORK,
+               f"rendering {len(strokes)} strokes", "use fewer or smaller strokes, or a smaller canvas")
     canvas = background_canvas(strokes.backdrop if background is None else background, strokes.canvas_size, p.device)
     yield 0, canvas
     for k in range(0, len(strokes), every):

@@ -140,11 +140,30 @@ def save_painter(path: str, painter: NeuralPainter | Generator, layout=None, bru
     save_tensors(path, generator.state_dict(), meta)
 
 
+def _check_tensor_shapes(path: str, config: GeneratorConfig):
+    """Compare the file's tensor names and shapes (its header: nothing is read or allocated) with
+    the network its metadata describes, built on the meta device: metadata that lies about the
+    architecture is refused before the real network is built."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in Generator(config).state_dict().items()}
+    with safe_open(path, framework="pt") as f:
+        found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    wrong = [k for k in sorted(set(expected) & set(found)) if expected[k] != found[k]]
+    if missing or unexpected or wrong:
+        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected else
+                  f"{wrong[0]!r} is {list(found[wrong[0]])}, the metadata needs {list(expected[wrong[0]])}")
+        raise CheckpointError(f"{os.path.basename(path)!r}: its weights do not match the architecture in its "
+                              f"metadata ({detail}); the file is damaged or was edited: use the file as trained")
+
+
 def load_painter(path: str, device="cpu", layout: ActionLayout | str | None = None) -> NeuralPainter:
     """Load a painter checkpoint, frozen and in eval mode.
 
     `layout`, when given, is the action layout the caller will feed; a checkpoint trained on
-    another layout is refused rather than silently producing wrong strokes."""
+    another layout is refused rather than silently producing wrong strokes. The metadata is
+    checked (plausible sizes, colour indices within the action) and compared with the tensor
+    shapes before the network is built; weights that are not all finite are refused."""
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is a safetensors file but not a neural painter (metadata format="
@@ -167,12 +186,17 @@ def load_painter(path: str, device="cpu", layout: ActionLayout | str | None = No
                                   f"{wanted.name!r} ({wanted.dim}); use a painter trained on {wanted.name!r}")
     if config.action_dim != file_layout.dim:
         raise CheckpointError(f"{path!r}: generator takes {config.action_dim} numbers but its layout has {file_layout.dim}")
-    generator = Generator(config)
     try:
+        _check_tensor_shapes(path, config)
+        generator = Generator(config)
         state = load_file(path, device="cpu")
         generator.load_state_dict(state)
     except (SafetensorError, OSError, RuntimeError) as e:
         raise CheckpointError(f"{path!r}: weights do not match the architecture in its metadata ({str(e)[:300]})") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{os.path.basename(path)!r}: weight {name!r} holds NaN or infinite values, so every "
+                                  f"stroke would render wrong: the file is damaged; copy or train it again")
     generator.requires_grad_(False)
     generator.eval().to(device)
     return NeuralPainter(generator, file_layout, str(meta.get("brush", "unknown")), config.stroke_size,

@@ -28,6 +28,7 @@ import torch
 
 from .actions import get_layout
 from .checkpoint import atomic_write
+from .limits import MAX_MYPAINT_WORK, MAX_STROKE_FILE_BYTES, MAX_STROKES, check_batch, check_work, finite_positive
 from .png16 import decode_rgb, encode_rgb16, png_size
 from .strokes import StrokeSet
 
@@ -111,6 +112,12 @@ def _jsonable(value):
     return str(value)
 
 
+def _without_local_paths(extra: dict) -> dict:
+    """Provenance fit to share: an absolute path (e.g. the painter file optimize.paint records)
+    becomes its file name, so a stroke file does not reveal where things sit on this machine."""
+    return {k: os.path.basename(v) if isinstance(v, str) and os.path.isabs(v) else v for k, v in extra.items()}
+
+
 def strokes_to_json(strokes: StrokeSet) -> dict:
     """The stroke list as a JSON-ready dict (schema: docs/stroke_json.md, format_version 1)."""
     h, w = strokes.canvas_size
@@ -152,7 +159,7 @@ def strokes_to_json(strokes: StrokeSet) -> dict:
             "start": "two pressure-0 moves to the start point; a pressure-0 lift at the end point",
             "brush": "a fresh brush per stroke; base values color_h/s/v from the colour, radius_logarithmic = log_radius",
         },
-        "extra": _jsonable(dict(strokes.extra)),
+        "extra": _jsonable(_without_local_paths(strokes.extra)),
         "n_strokes": len(strokes),
         "strokes": items,
         **({} if strokes.background_image is None else {"background_image": _image_json(_canvas_image(strokes))}),
@@ -166,7 +173,7 @@ def _image_json(image: np.ndarray) -> dict:
             "png_base64": base64.b64encode(encode_rgb16(image)).decode("ascii")}
 
 
-def _image_from_json(value, canvas_size, source) -> torch.Tensor:
+def _image_from_json(value, canvas_size, source, check=None) -> torch.Tensor:
     """Decode and check the 'background_image' entry -> float32 [3, H, W]."""
     h, w = canvas_size
     drop = "or delete 'background_image' to paint over background.rgb"
@@ -179,7 +186,7 @@ def _image_from_json(value, canvas_size, source) -> torch.Tensor:
                               f"re-save the painting, {drop}") from None
     try:
         size = png_size(data)   # checked before the pixels are inflated
-        image = decode_rgb(data) if size == (h, w) else None
+        image = decode_rgb(data, check) if size == (h, w) else None
     except ValueError as e:
         raise StrokeFileError(f"{source}: background_image.png_base64 is not a readable PNG ({e}); "
                               f"re-save the painting, {drop}") from None
@@ -240,9 +247,11 @@ def _numbers(values, n, where, field):
     return values
 
 
-def strokes_from_json(doc: dict, source: str = "stroke data") -> StrokeSet:
+def strokes_from_json(doc: dict, source: str = "stroke data", check=None) -> StrokeSet:
     """Rebuild the StrokeSet from a dict in the documented schema (only action and box are read
-    per stroke; the derived values are informative). StrokeFileError says what is wrong."""
+    per stroke; the derived values are informative). StrokeFileError says what is wrong, including
+    every limit of painter_models.limits the strokes break. `check()` is called while a
+    background image is decoded (raise in it to cancel)."""
     _need(isinstance(doc, dict), source, f"expected a JSON object, got {type(doc).__name__}")
     _need(doc.get("format") == FORMAT, source,
           f"not a stroke file (format is {doc.get('format')!r}, expected {FORMAT!r}); "
@@ -271,6 +280,8 @@ def strokes_from_json(doc: dict, source: str = "stroke data") -> StrokeSet:
         raise StrokeFileError(f"{source}: bad 'layout' ({e})") from None
     items = doc.get("strokes")
     _need(isinstance(items, list), source, "'strokes' must be a list")
+    _need(len(items) <= MAX_STROKES, source, f"the file holds {len(items)} strokes, more than the {MAX_STROKES} "
+                                             f"a painting may have: split it into several files")
     if "n_strokes" in doc:
         _need(doc["n_strokes"] == len(items), source,
               f"n_strokes says {doc['n_strokes']!r} but the file holds {len(items)} strokes (truncated?)")
@@ -278,7 +289,7 @@ def strokes_from_json(doc: dict, source: str = "stroke data") -> StrokeSet:
     _need(isinstance(extra, dict), source, "'extra' must be an object")
     image = doc.get("background_image")
     if image is not None:
-        image = _image_from_json(image, (canvas["height"], canvas["width"]), source)
+        image = _image_from_json(image, (canvas["height"], canvas["width"]), source, check)
     actions = np.zeros((len(items), layout.dim), np.float64)
     boxes = np.zeros((len(items), 3), np.float64)
     for i, item in enumerate(items):
@@ -294,20 +305,31 @@ def strokes_from_json(doc: dict, source: str = "stroke data") -> StrokeSet:
         raise StrokeFileError(f"{source}: {e}") from None
 
 
-def load_strokes(path: str) -> StrokeSet:
-    """Read a stroke file written by save_strokes; StrokeFileError for anything unusable."""
+def load_strokes(path: str, name: str | None = None, check=None) -> StrokeSet:
+    """Read a stroke file written by save_strokes; StrokeFileError for anything unusable.
+
+    `name` is how messages call the file (default: its path; a server passes the name the user
+    picked, so messages do not reveal its folders). Files over MAX_STROKE_FILE_BYTES are refused
+    before they are read; `check()` is called while a background image is decoded."""
+    label = repr(name if name is not None else path)
     if not os.path.isfile(path):
-        raise StrokeFileError(f"stroke file {path!r} does not exist")
+        raise StrokeFileError(f"stroke file {label} does not exist")
+    size = os.path.getsize(path)
+    if size > MAX_STROKE_FILE_BYTES:
+        raise StrokeFileError(f"{label} is {size / 2 ** 20:.0f} MiB; stroke files may be at most "
+                              f"{MAX_STROKE_FILE_BYTES >> 20} MiB: split the painting or drop its background image")
     try:
         with open(path, "r", encoding="utf-8") as f:
-            doc = json.load(f, parse_constant=_reject_constant)
+            doc = json.loads(f.read(MAX_STROKE_FILE_BYTES + 1), parse_constant=_reject_constant)
     except UnicodeDecodeError:
-        raise StrokeFileError(f"{path!r} is not a text file; stroke files are JSON") from None
+        raise StrokeFileError(f"{label} is not a text file; stroke files are JSON") from None
     except json.JSONDecodeError as e:
-        raise StrokeFileError(f"{path!r} is not valid JSON ({e}); it may be truncated or another format") from None
+        raise StrokeFileError(f"{label} is not valid JSON ({e}); it may be truncated or another format") from None
+    except RecursionError:
+        raise StrokeFileError(f"{label} nests JSON too deeply to be a stroke file") from None
     except StrokeFileError as e:
-        raise StrokeFileError(f"{path!r}: {e}") from None
-    return strokes_from_json(doc, repr(path))
+        raise StrokeFileError(f"{label}: {e}") from None
+    return strokes_from_json(doc, label, check)
 
 
 # -- SVG ------------------------------------------------------------------------------------------
@@ -448,19 +470,28 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
 
 
 def _frame_resizer(strokes: StrokeSet, max_side: int | None):
+    h, w = frame_size(strokes, max_side)
+    if (h, w) == strokes.canvas_size:
+        return lambda frame: frame
+    from PIL import Image
+    return lambda frame: np.asarray(Image.fromarray(frame).resize((w, h), Image.LANCZOS))
+
+
+def frame_size(strokes: StrokeSet, max_side: int | None) -> tuple[int, int]:
+    """(height, width) of time-lapse frames: the canvas, shrunk to max_side if that is smaller."""
     h, w = strokes.canvas_size
     if not max_side or max(h, w) <= max_side:
-        return lambda frame: frame
+        return h, w
     f = max_side / max(h, w)
-    size = (max(1, round(w * f)), max(1, round(h * f)))
-    from PIL import Image
-    return lambda frame: np.asarray(Image.fromarray(frame).resize(size, Image.LANCZOS))
+    return max(1, round(h * f)), max(1, round(w * f))
 
 
 def iter_timelapse(renderer, strokes: StrokeSet, n_frames: int = 48, background=None,
                    incremental: bool = True, max_side: int | None = None,
-                   counts: list[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (stroke count, uint8 frame [H, W, 3]) for the time-lapse; see timelapse_frames."""
+                   counts: list[int] | None = None, check=None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (stroke count, uint8 frame [H, W, 3]) for the time-lapse; see timelapse_frames.
+    `check()` is called before each stroke (MyPaint) or group of strokes (a painter): raise in it
+    to cancel. The painting is checked against the renderer's work budget before the first frame."""
     counts = frame_counts(len(strokes), n_frames) if counts is None else sorted(set(int(c) for c in counts))
     if counts and not 0 <= counts[0] <= counts[-1] <= len(strokes):
         raise ValueError(f"frame stroke counts must be within 0..{len(strokes)}")
@@ -472,16 +503,15 @@ def iter_timelapse(renderer, strokes: StrokeSet, n_frames: int = 48, background=
                              f"render_fn(strokes, background) or 'mypaint' / 'mypaint:<brush>'")
         brush = name.split(":", 1)[1] if ":" in name else None
         with mypaint_canvas(strokes, brush=brush, background=background) as canvas:
-            geo = _cpu(strokes).geometry(N_POINTS) if len(strokes) else None
+            geo = _mypaint_geometry(canvas, strokes, "the time-lapse", "use fewer or smaller strokes")
             done = 0
             for c in counts:
                 if c > done:
-                    canvas.paint_paths(*(geo[k][done:c].numpy() for k in
-                                         ("start", "path", "pressure", "log_radius", "colour")))
+                    canvas.paint_paths(*(p[done:c] for p in geo), check=check)
                     done = c
                 yield c, shrink(canvas.read_rgb(dtype=np.uint8))
         return
-    render = _renderer_function(renderer)
+    render = _renderer_function(renderer, check)
     base = background
     canvas, done = None, 0
     for c in counts:
@@ -501,8 +531,9 @@ def iter_timelapse(renderer, strokes: StrokeSet, n_frames: int = 48, background=
         yield c, shrink(_to_uint8(_to_hwc(out)))
 
 
-def _renderer_function(renderer) -> Callable:
-    """render(strokes, background) for a painter (canvas.render_canvas) or a render function."""
+def _renderer_function(renderer, check=None) -> Callable:
+    """render(strokes, background) for a painter (canvas.render_canvas, checking `check()` per group
+    of strokes) or a render function (checking it per call)."""
     from .checkpoint import NeuralPainter
     from .model import Generator
     if isinstance(renderer, (NeuralPainter, Generator)) or hasattr(renderer, "render_torch") or \
@@ -515,11 +546,13 @@ def _renderer_function(renderer) -> Callable:
             if background is not None and not isinstance(background, torch.Tensor):
                 background = (tuple(float(c) for c in np.asarray(background).reshape(-1)) if _is_colour(background)
                               else torch.from_numpy(_to_hwc(background)).permute(2, 0, 1)[None])
-            return render_canvas(painter, strokes, background=background)
+            return render_canvas(painter, strokes, background=background, check=check)
         return render
     if callable(renderer):
         @torch.no_grad()
         def render_fn(strokes, background):
+            if check is not None:
+                check()
             # a render function need not know about background images: hand it the strokes' image
             image = _canvas_image(strokes) if background is None else None
             return renderer(strokes, background if image is None else torch.from_numpy(image).permute(2, 0, 1)[None])
@@ -540,7 +573,10 @@ def timelapse_frames(renderer, strokes: StrokeSet, n_frames: int = 48, backgroun
     'mypaint' for the real brush on one MyPaint surface. With `incremental`, each frame paints only
     the strokes since the previous frame over it (N strokes rendered in all, not N * T / 2).
     `background`: a colour or image for the first frame, default the StrokeSet's (background_image,
-    else background); `max_side` shrinks frames (Lanczos)."""
+    else background); `max_side` shrinks frames (Lanczos). Frames x pixels above
+    limits.MAX_BATCH_PIXELS are refused before rendering."""
+    h, w = frame_size(strokes, max_side)
+    check_batch(len(frame_counts(len(strokes), n_frames)), h, w, "time-lapse", "use fewer frames or a smaller max_side")
     frames = [frame for _, frame in iter_timelapse(renderer, strokes, n_frames, background, incremental, max_side)]
     return np.stack(frames)
 
@@ -607,9 +643,18 @@ def mypaint_canvas(strokes: StrokeSet, brush: str | None = None, background=None
     return MyPaintCanvas(w, h, preset, strokes.layout, background=bg, brush_seed=brush_seed)
 
 
+def _mypaint_geometry(canvas, strokes: StrokeSet, what: str, lower: str) -> list[np.ndarray]:
+    """The strokes' MyPaint geometry (start, path, pressure, log radius, colour as arrays), after
+    checking the painting against limits.MAX_MYPAINT_WORK (ValueError naming what to lower)."""
+    geo = _cpu(strokes).geometry(N_POINTS)
+    parts = [geo[k].numpy() for k in ("start", "path", "pressure", "log_radius", "colour")]
+    check_work(canvas.work(parts[1], parts[3]), MAX_MYPAINT_WORK, f"MyPaint painting {what}", lower)
+    return parts
+
+
 def rerender_mypaint(strokes: StrokeSet, scale: float = 4.0, brush: str | None = None, background=None,
                      dtype=np.uint8, callback: Callable[[int, int], None] | None = None,
-                     chunk: int = 64, brush_seed: int = 0) -> np.ndarray:
+                     chunk: int = 64, brush_seed: int = 0, check: Callable[[], None] | None = None) -> np.ndarray:
     """Paint the strokes with the real MyPaint brush, in order, on one surface `scale` times the
     canvas size: [round(H * scale), round(W * scale), 3] as uint8 (or float32 in 0..1).
 
@@ -618,23 +663,18 @@ def rerender_mypaint(strokes: StrokeSet, scale: float = 4.0, brush: str | None =
     upsampled. `brush` overrides the StrokeSet's brush (needed for strokes made with the
     'raster' program). `background`: colour or image (resized to fit); default the StrokeSet's
     background_image (stretched to the re-render's size), else its colour.
-    `callback(done, total)` is called after every `chunk` strokes (raise in it to cancel).
+    `callback(done, total)` is called after every `chunk` strokes, `check()` before every stroke
+    (raise in either to cancel). The painting is checked against limits.MAX_MYPAINT_WORK first.
     `brush_seed` picks the brush's random texture (another seed: the same strokes as MyPaint
     would paint them on another day, which is how re-render fidelity is judged).
     Raises MyPaintUnavailable when libmypaint or the brush is missing."""
-    try:
-        ok = float(scale) > 0 and math.isfinite(float(scale))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
-    big = _cpu(strokes).scaled(float(scale))
+    big = _cpu(strokes).scaled(finite_positive(scale, "scale"))
     with mypaint_canvas(big, brush=brush, background=background, brush_seed=brush_seed) as canvas:
         if len(big):
-            geo = big.geometry(N_POINTS)
-            parts = [geo[k].numpy() for k in ("start", "path", "pressure", "log_radius", "colour")]
+            parts = _mypaint_geometry(canvas, big, f"at scale {float(scale):g}",
+                                      "lower the scale, or use fewer or smaller strokes")
             for i in range(0, len(big), chunk):
-                canvas.paint_paths(*(p[i:i + chunk] for p in parts))
+                canvas.paint_paths(*(p[i:i + chunk] for p in parts), check=check)
                 if callback is not None:
                     callback(min(i + chunk, len(big)), len(big))
         return canvas.read_rgb(dtype=dtype)

@@ -15,6 +15,7 @@ checkpoint's metadata rebuilds the exact architecture.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -26,6 +27,9 @@ from .raster import RasterProgram
 
 PRIORS = ("none", "raster")
 COLOURS = ("action", "residual")
+MAX_ACTION_DIM = 256        # plausibility bounds for configs read from checkpoint files
+MAX_STROKE_SIZE = 512
+MAX_CHANNELS = 4096
 
 
 @dataclass
@@ -42,6 +46,21 @@ class GeneratorConfig:
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
         self.colour_indices = tuple(int(c) for c in self.colour_indices)
+        # plausible sizes first: a config read from a file must not ask for an impossible network
+        for name, value, lo, hi in (("action_dim", self.action_dim, 1, MAX_ACTION_DIM),
+                                    ("noise_dim", self.noise_dim, 0, MAX_ACTION_DIM),
+                                    ("stroke_size", self.stroke_size, 8, MAX_STROKE_SIZE)):
+            try:
+                ok = lo <= operator.index(value) <= hi
+            except TypeError:
+                ok = False
+            if not ok:
+                raise ValueError(f"GeneratorConfig: {name} must be an integer in {lo}..{hi}, got {value!r}")
+        if not self.channels or not all(1 <= c <= MAX_CHANNELS for c in self.channels):
+            raise ValueError(f"GeneratorConfig: channels must be 1..{MAX_CHANNELS} each, got {list(self.channels)}")
+        if len(self.colour_indices) != 3 or not all(0 <= i < self.action_dim for i in self.colour_indices):
+            raise ValueError(f"GeneratorConfig: colour_indices must be 3 positions of the {self.action_dim} action "
+                             f"numbers (0..{self.action_dim - 1}), got {list(self.colour_indices)}")
         if self.prior not in PRIORS:
             raise ValueError(f"GeneratorConfig: unknown prior {self.prior!r}; choose one of {PRIORS}")
         if self.colour not in COLOURS:

@@ -10,6 +10,13 @@ generator (dab jitter) when the brush is created and has no public reseed call.
 `brush_seed` > 0 advances that generator with dabs painted outside the surface before the
 stroke, which gives another equally valid rendering of the same action (used to measure the
 program's own repeatability).
+
+No input reaches libmypaint unchecked: it aborts the process on coordinates beyond 1e8 and, for
+dabs far outside a surface, allocates and paints tiles in proportion to the distance and the
+radius. So every stroke is checked before the first stroke_to (finite, within reach of the
+surface), its base radius is capped at limits.MAX_BRUSH_RADIUS (libmypaint draws no larger dab, and
+its random dab offsets grow with the base radius), and MyPaintCanvas.work() estimates a
+painting's cost so callers can refuse it before painting.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from functools import lru_cache
 import numpy as np
 
 from .actions import NAKANO, ActionLayout, bezier_points, get_layout
+from .limits import MAX_BRUSH_RADIUS, SURFACE_MARGIN
 
 TILE = 64
 FIX15 = 1 << 15
@@ -34,6 +42,8 @@ APT_HINT = "apt-get install -y --no-install-recommends libmypaint-1.5-1 mypaint-
 BRUSH_DIRS = ("/usr/share/mypaint-data/2.0/brushes", "/usr/share/mypaint-data/1.0/brushes",
               "/usr/local/share/mypaint-data/2.0/brushes", "/usr/share/mypaint/brushes")
 N_POINTS = 100
+MAX_BRUSH_SEED = 10_000          # throwaway dabs before a stroke (brush_seed); libmypaint asserts |x| < 1e8
+LIBMYPAINT_COORDINATE_LIMIT = 1e7  # stroke_to asserts |x|, |y| < 1e8; nothing legal comes near either
 
 
 class MyPaintUnavailable(RuntimeError):
@@ -199,6 +209,8 @@ class MyPaintProgram:
                  brush_seed: int = 0, workers: int = 1):
         if not 8 <= int(size) <= 4096:
             raise ValueError(f"stroke size {size} px is out of range: use 8..4096 (64 is the default)")
+        if not 0 <= int(brush_seed) <= MAX_BRUSH_SEED:
+            raise ValueError(f"brush_seed {brush_seed} is out of range: use 0..{MAX_BRUSH_SEED}")
         self.brush, self.size, self.layout = brush, int(size), get_layout(layout)
         self.brush_seed, self.workers = int(brush_seed), max(1, int(workers))
         self.lib = load_library()
@@ -207,6 +219,7 @@ class MyPaintProgram:
             self._brush_json = f.read()
         self._settings = {name: self.lib.mypaint_brush_setting_from_cname(name.encode())
                           for name in ("color_h", "color_s", "color_v", "radius_logarithmic")}
+        self.dab_density = _dab_density(self._brush_json)
         self._canvas = None
         self._pool = None
         self._check_brush()
@@ -235,7 +248,16 @@ class MyPaintProgram:
         """Nakano's stroke procedure on a libmypaint surface, with a fresh brush (determinism).
 
         start (x, y) and the path x, y [P] are in surface pixels, pressure [P] physical;
-        `far` is a point outside the surface where brush_seed's throwaway dabs land."""
+        `far` is a point outside the surface where brush_seed's throwaway dabs land. The base
+        radius is capped at MAX_BRUSH_RADIUS px; coordinates that are not finite or that approach
+        libmypaint's assertion limit raise ValueError (callers check reach first: MyPaintCanvas)."""
+        finite = math.isfinite(sum(x) + sum(y) + start[0] + start[1] + far + log_radius)   # NaN / inf spread
+        lo, hi = (min(start[0], start[1], min(x), min(y), far), max(start[0], start[1], max(x), max(y))) \
+            if finite else (math.nan, math.nan)
+        if not (-LIBMYPAINT_COORDINATE_LIMIT < lo and hi < LIBMYPAINT_COORDINATE_LIMIT):
+            raise ValueError(f"a stroke with coordinates {lo:g}..{hi:g} px and log radius {log_radius:g} cannot be "
+                             f"painted: coordinates must be finite and within +-{LIBMYPAINT_COORDINATE_LIMIT:g} px")
+        log_radius = min(log_radius, math.log(MAX_BRUSH_RADIUS))
         lib, st = self.lib, self._settings
         brush = self._new_brush()
         try:
@@ -331,6 +353,22 @@ class MyPaintProgram:
 
 
 _WORKER_PROGRAM: MyPaintProgram | None = None
+
+
+def _dab_density(brush_json: bytes) -> tuple[float, float]:
+    """(dabs per radius, dabs per second) from a brush file's base values: what MyPaintCanvas.work()
+    counts (libmypaint's defaults where the file has none)."""
+    import json
+    try:
+        settings = json.loads(brush_json).get("settings", {})
+    except (ValueError, AttributeError):
+        settings = {}
+
+    def base(name, default):
+        value = settings.get(name, {}).get("base_value", default) if isinstance(settings.get(name), dict) else default
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else default
+    per_radius = max(0.0, base("dabs_per_actual_radius", 2.0)) + max(0.0, base("dabs_per_basic_radius", 0.0))
+    return per_radius, max(0.0, base("dabs_per_second", 0.0))
 
 
 def _worker_init(brush, size, layout, brush_seed):
@@ -456,17 +494,56 @@ class MyPaintCanvas:
         log_radius = lay.to_physical(a, "size") + np.log(side[:, 0] / 64.0)
         self.paint_paths(start, path, p, log_radius, a[:, lay.indices("red", "green", "blue")])
 
-    def paint_paths(self, start, path, pressure, log_radius, colour):
+    def paint_paths(self, start, path, pressure, log_radius, colour, check=None):
         """Paint strokes from their geometry in canvas pixels: start [N, 2], path [N, P, 2],
-        pressure [N, P] (physical, 0..1), MyPaint log radius [N], RGB colour [N, 3] in 0..1."""
+        pressure [N, P] (physical, 0..1), MyPaint log radius [N], RGB colour [N, 3] in 0..1.
+
+        Every stroke is checked before any is painted: finite, and within SURFACE_MARGIN surface
+        sides of the surface (every stroke of a StrokeSet is); ValueError names the first that is
+        not. `check()` is called before each stroke (raise in it to cancel)."""
         start, path = np.asarray(start, np.float64), np.asarray(path, np.float64)
         pressure, log_radius = np.asarray(pressure, np.float64), np.asarray(log_radius, np.float64)
         colour = np.asarray(colour, np.float64)
+        self._check_reach(start, path, pressure, log_radius, colour)
         far = -1e4 - 100.0 * max(self.width, self.height)
         for i in range(len(path)):
+            if check is not None:
+                check()
             self._program.paint_stroke(self.surface, start[i].tolist(), path[i, :, 0].tolist(), path[i, :, 1].tolist(),
                                        pressure[i].tolist(), colour[i].tolist(), float(log_radius[i]), far)
             self.n_painted += 1
+
+    def _check_reach(self, start, path, pressure, log_radius, colour):
+        for name, values in (("start", start), ("path", path), ("pressure", pressure), ("log_radius", log_radius),
+                             ("colour", colour)):
+            if not np.isfinite(values).all():
+                i = int(np.argwhere(~np.isfinite(values.reshape(len(values), -1)))[0, 0])
+                raise ValueError(f"stroke {i}: its {name} is not finite: every number of a stroke must be finite")
+        if not len(path):
+            return
+        margin = SURFACE_MARGIN * max(self.width, self.height)
+        xs = np.concatenate([path[..., 0], start[:, :1]], 1)
+        ys = np.concatenate([path[..., 1], start[:, 1:]], 1)
+        beyond = np.maximum.reduce([-xs.min(1), xs.max(1) - self.width, -ys.min(1), ys.max(1) - self.height])
+        if (beyond > margin).any():
+            i = int(np.argmax(beyond > margin))
+            raise ValueError(f"stroke {i} reaches {beyond[i]:.4g} px beyond the {self.width}x{self.height} px canvas; "
+                             f"a stroke may reach at most {margin:g} px ({SURFACE_MARGIN:g} canvas sides) beyond it")
+
+    def work(self, path, log_radius) -> float:
+        """Estimated pixels libmypaint writes for strokes path [N, P, 2] with log radius [N] (to
+        compare with limits.MAX_MYPAINT_WORK): dabs along the path (the brush's dabs per radius
+        and per second) times the pixels of a dab, plus a fixed cost per dab. Dabs beyond the
+        surface cost as much as the others (libmypaint paints them into a scratch tile)."""
+        path = np.asarray(path, np.float64)
+        if not len(path):
+            return 0.0
+        length = np.hypot(*np.diff(path, axis=1).transpose(2, 0, 1)).sum(1)
+        radius = np.clip(np.exp(np.minimum(np.asarray(log_radius, np.float64), math.log(MAX_BRUSH_RADIUS))),
+                         0.2, MAX_BRUSH_RADIUS)
+        per_radius, per_second = self._program.dab_density
+        dabs = length / radius * per_radius + path.shape[1] * 0.1 * per_second + path.shape[1]
+        return float((dabs * ((2 * radius + 2) ** 2 + 256)).sum())
 
     # -- lifetime -----------------------------------------------------------------------------
     def close(self):

@@ -7,6 +7,9 @@ any position; the order is the painting order (first = bottom).
 
 The strokes are painted over `background`, an RGB colour, or over `background_image` when there is
 one (the colour then stays as the fallback, e.g. the SVG fill under the image).
+
+Every StrokeSet keeps within painter_models.limits (canvas size, stroke count, box centres and
+sides), so no stroke file or node input can hand a renderer geometry it cannot paint in bounded time.
 """
 from __future__ import annotations
 
@@ -16,8 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .actions import NAKANO, ActionLayout, bezier_points, get_layout
-
-MAX_CANVAS = 8192
+from .limits import MAX_CANVAS, check_geometry
 
 
 @dataclass
@@ -48,8 +50,7 @@ class StrokeSet:
         if self.boxes.shape != (len(self.actions), 3):
             raise ValueError(f"boxes must be [N, 3] (cx, cy, side) for {len(self.actions)} strokes, "
                              f"got {list(self.boxes.shape)}")
-        if not torch.isfinite(self.boxes).all() or (self.boxes[:, 2] <= 0).any():
-            raise ValueError("stroke boxes must be finite with a positive side")
+        check_geometry(self.boxes.detach().cpu().numpy(), self.canvas_size)
         if self.background_image is not None:
             self.background_image = _check_background_image(self.background_image)
 
