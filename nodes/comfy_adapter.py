@@ -120,14 +120,23 @@ def list_models(kind: str) -> list[str]:
 
 
 def model_path(kind: str, name: str) -> str | None:
-    """Full path of a listed model file, or None."""
+    """Full path of a listed model file, or None (also for a name that leads out of its folder)."""
     if IN_COMFYUI:
         return folder_paths.get_full_path(kind, name)
     for d in model_dirs(kind):
-        p = os.path.join(d, name)
-        if os.path.isfile(p):
+        p = inside(d, name)
+        if p is not None and os.path.isfile(p):
             return p
     return None
+
+
+def inside(folder: str, name: str) -> str | None:
+    """The path of `name` within `folder` with every symlink resolved, or None when it leads out of
+    the folder (`..`, an absolute name, a link to elsewhere). Existence is not checked, so callers
+    can refuse names without telling whether anything exists outside."""
+    base = os.path.realpath(folder)
+    path = os.path.realpath(os.path.join(base, name))
+    return path if os.path.commonpath([path, base]) == base else None
 
 
 def models_root() -> str:
@@ -165,26 +174,26 @@ def list_files(exts: tuple[str, ...], kinds=("input", "output")) -> list[str]:
         if not os.path.isdir(base):
             continue
         found = []
-        for root, _, files in os.walk(base, followlinks=True):
+        for root, _, files in os.walk(base):
             for f in files:
-                if f.lower().endswith(exts) and not f.startswith("."):
-                    found.append(os.path.relpath(os.path.join(root, f), base).replace(os.sep, "/"))
+                rel = os.path.relpath(os.path.join(root, f), base)
+                if f.lower().endswith(exts) and not f.startswith(".") and inside(base, rel) is not None:
+                    found.append(rel.replace(os.sep, "/"))
         out += [n if kind == "input" else f"{n} [{kind}]" for n in sorted(found)]
     return out
 
 
 def resolve_file(name: str) -> str:
-    """The path of a list_files() value ("a.json", "sub/a.json [output]"); refuses paths that leave
-    the folder."""
+    """The path of a list_files() value ("a.json", "sub/a.json [output]"); refuses names that lead
+    out of the folder, through `..` or a symbolic link, with the same message whatever is there."""
     kind = "input"
     for tag in FOLDER_TAGS:
         if name.endswith(f" [{tag}]"):
             kind, name = tag, name[: -len(tag) - 3]
             break
-    base = os.path.abspath(_folder(kind))
-    path = os.path.abspath(os.path.join(base, name))
-    if os.path.commonpath([path, base]) != base:
-        raise ValueError(f"{name!r} points outside ComfyUI's {kind} folder")
+    path = inside(_folder(kind), name)
+    if path is None:
+        raise ValueError(f"{name!r} is not a file in ComfyUI's {kind} folder: pick a file from the list")
     return path
 
 
@@ -194,9 +203,10 @@ def save_path(filename_prefix: str, kind: str = "output") -> tuple[str, str, str
     base = output_dir() if kind == "output" else temp_dir()
     prefix = (filename_prefix or "neural_painters").replace("\\", "/")
     sub, stem = os.path.split(prefix)
-    folder = os.path.abspath(os.path.join(base, sub))
-    if os.path.commonpath([folder, os.path.abspath(base)]) != os.path.abspath(base):
-        raise ValueError(f"filename_prefix {filename_prefix!r} points outside the {kind} folder")
+    folder = inside(base, sub)
+    if folder is None:
+        raise ValueError(f"filename_prefix {filename_prefix!r} points outside the {kind} folder: use a name like "
+                         f"'paintings/strokes' (sub folders allowed)")
     os.makedirs(folder, exist_ok=True)
     taken = [f for f in os.listdir(folder) if f.startswith(stem + "_")]
     counter = 1

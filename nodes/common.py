@@ -16,8 +16,8 @@ STROKES = "STROKES"                 # painter_models.strokes.StrokeSet
 PAINT_LOSS = "PAINT_LOSS"           # a painter_models loss (callable canvas -> scalar)
 CLIP_MODEL = "CLIP_MODEL"           # an open_clip model with its tokenizer
 
-MAX_SIDE = 8192        # canvas pixels (painter_models.strokes.MAX_CANVAS)
-MAX_STROKES = 20000
+MAX_SIDE = 8192        # canvas pixels (painter_models.limits.MAX_CANVAS)
+MAX_STROKES = 20000    # new strokes one node makes (a StrokeSet may hold more: limits.MAX_STROKES)
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 
 
@@ -45,15 +45,28 @@ def user_errors(node_name: str):
             except NodeError:
                 raise
             except torch.cuda.OutOfMemoryError:
-                raise NodeError(f"{node_name}: out of GPU memory: use fewer strokes, a smaller canvas or "
-                                f"a smaller CLIP model, or free memory (other models loaded)") from None
+                raise NodeError(out_of_memory(node_name, "GPU memory")) from None
+            except MemoryError:
+                raise NodeError(out_of_memory(node_name, "memory")) from None
             except Exception as e:  # noqa: BLE001 - re-raised with a clear message (or as is)
+                if _is_cpu_out_of_memory(e):
+                    raise NodeError(out_of_memory(node_name, "memory")) from None
                 if comfy_adapter.is_interrupt(e) or not _is_user_error(e):
                     raise
                 message = str(e)
                 raise NodeError(message if message.startswith(node_name) else f"{node_name}: {message}") from None
         return run
     return wrap
+
+
+def out_of_memory(node_name: str, what: str) -> str:
+    return (f"{node_name}: out of {what}: use fewer strokes, a smaller canvas or a smaller CLIP model, or free "
+            f"memory (other models loaded)")
+
+
+def _is_cpu_out_of_memory(e: Exception) -> bool:
+    """torch reports a failed CPU allocation as a plain RuntimeError from its allocator."""
+    return isinstance(e, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(e)
 
 
 def _is_user_error(e: Exception) -> bool:

@@ -27,9 +27,10 @@ def random_strokes(count: int, seed: int, width: int, height: int, min_size: flo
     if not 0 < min_size <= max_size:
         raise NodeError(f"Random Actions: stroke size range {min_size}..{max_size} px is empty: "
                         f"min_stroke_size must be positive and at most max_stroke_size")
-    if max_size > 4 * max(width, height):
-        raise NodeError(f"Random Actions: max_stroke_size {max_size} px is more than 4x the canvas "
-                        f"({width}x{height}); use at most {4 * max(width, height)}")
+    largest = submodule("limits").MAX_BOX_SIDE * max(width, height)
+    if max_size > largest:
+        raise NodeError(f"Random Actions: max_stroke_size {max_size} px is more than {largest / max(width, height):g}x "
+                        f"the canvas ({width}x{height}); use at most {largest:g}")
     rng = np.random.default_rng(int(seed))
     actions = torch.from_numpy(layout.sample(count, generator=rng))
     side = np.exp(rng.uniform(math.log(min_size), math.log(max_size), count))

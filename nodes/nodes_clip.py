@@ -1,12 +1,17 @@
 """Load CLIP (an open_clip model and its weights) and CLIP Text Loss (text to painting)."""
 from __future__ import annotations
 
+import re
+
 from . import comfy_adapter as comfy
 from .common import CATEGORY, CLIP_MODEL, PAINT_LOSS, SEED_MAX, NodeError, user_errors
 from .core import submodule
 from .nodes_losses import first_mask, one_term
 
 USE_TAG = "(use the pretrained tag)"
+# an open_clip pretrained tag: letters, digits, '_', '-', '.' (laion2b_s34b_b79k, openai, ...); never a path
+TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
 def clip_dirs() -> list[str]:
@@ -61,9 +66,15 @@ class LoadCLIP:
         if weights_file != USE_TAG:
             pretrained = comfy.model_path("clip", weights_file)
             if pretrained is None:
-                raise NodeError(f"Load CLIP: {weights_file!r} is not in {', '.join(clip_dirs())}")
+                raise NodeError(f"Load CLIP: {weights_file!r} is not in the clip models folder (ComfyUI/models/clip): "
+                                f"pick a file from the list")
         else:
             pretrained = (pretrained_tag or "").strip() or "openai"
+            if not TAG.fullmatch(pretrained) or pretrained.lower().endswith(FILE_SUFFIXES):
+                # a path here would load (or reveal) any file on the server: files come from weights_file only
+                raise NodeError(f"Load CLIP: pretrained_tag {pretrained[:80]!r} is not an open_clip tag (e.g. openai, "
+                                f"laion2b_s34b_b79k); to use a checkpoint file, put it in ComfyUI/models/clip and pick "
+                                f"it in weights_file")
         device = comfy.compute_device()
         if precision != "fp32" and device.type == "cpu":
             precision = "fp32"  # half precision on CPU is slow or unsupported

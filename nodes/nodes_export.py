@@ -1,6 +1,8 @@
 """Stroke Timelapse (the painting stroke by stroke, as an IMAGE batch) and Re-render with MyPaint."""
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 import torch
 
@@ -54,10 +56,14 @@ class StrokeTimelapse:
         export = submodule("export")
         bg = image_to_bchw(background)[:1] if background is not None else None
         counts = export.frame_counts(len(strokes), int(frames))
+        h, w = export.frame_size(strokes, int(max_side) or None)
+        submodule("limits").check_batch(len(counts) + int(hold_last), h, w, "Stroke Timelapse",
+                                        "lower frames or hold_last, or set a smaller max_side")
         out = []
         with comfy.Progress(len(counts), "time-lapse") as progress:
             for i, (_, frame) in enumerate(export.iter_timelapse(painter, strokes, int(frames), bg,
-                                                                 max_side=int(max_side) or None, counts=counts)):
+                                                                 max_side=int(max_side) or None, counts=counts,
+                                                                 check=comfy.check_interrupt)):
                 out.append(frame)
                 progress.update(i + 1, preview=lambda f=frame: torch.tensor(f, dtype=torch.float32) / 255)
         out += [out[-1]] * int(hold_last)
@@ -81,8 +87,8 @@ class RerenderMyPaint:
                 "strokes": (STROKES, {"tooltip": "The strokes, in painting order."}),
                 "scale": ("FLOAT", {"default": 2.0, "min": 0.25, "max": 16.0, "step": 0.25,
                                     "tooltip": "Output size as a multiple of the strokes' canvas."}),
-                "brush": ("STRING", {"default": "", "tooltip": "MyPaint preset (e.g. classic/dry_brush, "
-                                     "classic/charcoal) or a .myb path; empty: the brush the painter imitates."}),
+                "brush": ("STRING", {"default": "", "tooltip": "An installed MyPaint preset (e.g. classic/dry_brush, "
+                                     "classic/charcoal); empty: the brush the strokes were made for."}),
             },
             "optional": {
                 "background": ("IMAGE", {"tooltip": "Optional: paint over this image instead of the strokes' "
@@ -92,13 +98,36 @@ class RerenderMyPaint:
 
     @user_errors("Re-render with MyPaint")
     def rerender(self, strokes, scale=2.0, brush="", background=None):
+        scale = submodule("limits").finite_positive(scale, "scale")
         h, w = strokes.canvas_size
-        if max(h, w) * float(scale) > MAX_RERENDER_SIDE:
+        if max(h, w) * scale > MAX_RERENDER_SIDE:
             raise NodeError(f"Re-render with MyPaint: {w}x{h} at scale {scale:g} is "
                             f"{round(w * scale)}x{round(h * scale)} px; at most {MAX_RERENDER_SIDE} px a side")
         export = submodule("export")
+        preset = installed_preset(brush.strip() or strokes.brush)
         bg = image_to_bchw(background)[:1] if background is not None else None
         with comfy.Progress(max(1, len(strokes)), "MyPaint") as progress:
-            image = export.rerender_mypaint(strokes, float(scale), brush.strip() or None, bg,
+            image = export.rerender_mypaint(strokes, scale, preset, bg, check=comfy.check_interrupt,
                                             callback=lambda done, total: progress.update(done))
         return (frames_to_image([image]),)
+
+
+def installed_preset(brush: str) -> str:
+    """The installed MyPaint preset a brush string names. A shared server paints with installed
+    presets only: a file path (from a stroke file or the widget) is refused without looking at the
+    disk, so the answer never tells whether a file exists."""
+    export, mypaint = submodule("export"), submodule("mypaint")
+    name = export.mypaint_brush_name(brush)
+    if name is None:
+        raise NodeError(f"Re-render with MyPaint: these strokes were made for the torch rasteriser ({brush!r}), "
+                        f"which has no MyPaint brush: type a preset in brush, e.g. classic/dry_brush")
+    installed = mypaint.list_brushes()
+    if name not in installed:
+        if not installed:
+            raise NodeError(f"Re-render with MyPaint: no MyPaint brush presets are installed on this server; "
+                            f"on Debian/Ubuntu: {mypaint.APT_HINT}")
+        close = difflib.get_close_matches(name, installed, 3, 0.6)
+        raise NodeError(f"Re-render with MyPaint: {name!r} is not an installed MyPaint preset"
+                        + (f" (did you mean {', '.join(close)}?)" if close else "")
+                        + ": type a preset name such as classic/dry_brush (file paths are not accepted)")
+    return name

@@ -11,11 +11,13 @@ NO_FILES = "(no stroke files in ComfyUI/input)"
 
 
 def _write(strokes, filename_prefix: str, ext: str, save):
+    """Save into ComfyUI's output folder; returns the file as Load Strokes lists it ("sub/name [output]":
+    no server path in a node's output) and its ui entry."""
     folder, stem, sub = comfy.save_path(filename_prefix)
     name = stem + ext
-    path = os.path.join(folder, name)
-    save(path, strokes)
-    return path, {"filename": name, "subfolder": sub, "type": "output"}
+    save(os.path.join(folder, name), strokes)
+    listed = "/".join(p for p in (sub.replace("\\", "/").strip("/"), name) if p) + " [output]"
+    return listed, {"filename": name, "subfolder": sub, "type": "output"}
 
 
 class SaveStrokes:
@@ -26,7 +28,7 @@ class SaveStrokes:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("path",)
-    OUTPUT_TOOLTIPS = ("Full path of the written .json file.",)
+    OUTPUT_TOOLTIPS = ("The written .json file as Load Strokes lists it: 'sub folder/name [output]'.",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -67,17 +69,14 @@ class LoadStrokes:
         except (OSError, ValueError):
             return file
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, file):
-        if file == NO_FILES:
-            return "no stroke files found: save strokes with Save Strokes, or copy a .json file into ComfyUI/input"
-        return True
-
+    # No VALIDATE_INPUTS: naming `file` there would switch off ComfyUI's check that it is one of the
+    # listed files. load() still refuses names that leave the folder (links included).
     @user_errors("Load Strokes")
     def load(self, file):
         if file == NO_FILES:
-            raise NodeError("Load Strokes: no stroke files found; copy a .json file into ComfyUI/input")
-        return (submodule("export").load_strokes(comfy.resolve_file(file)),)
+            raise NodeError("Load Strokes: no stroke files found: save strokes with Save Strokes, or copy a .json "
+                            "file into ComfyUI/input")
+        return (submodule("export").load_strokes(comfy.resolve_file(file), name=file, check=comfy.check_interrupt),)
 
 
 class StrokesToSVG:
@@ -88,7 +87,7 @@ class StrokesToSVG:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("svg", "path")
-    OUTPUT_TOOLTIPS = ("The SVG document as text.", "Full path of the written .svg file.")
+    OUTPUT_TOOLTIPS = ("The SVG document as text.", "The written .svg file: 'sub folder/name [output]'.")
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -131,6 +131,18 @@ class OptimizeActions:
         if min_stroke_size and max_stroke_size and min_stroke_size > max_stroke_size:
             raise NodeError(f"Optimize Actions: min_stroke_size {min_stroke_size} is larger than max_stroke_size "
                             f"{max_stroke_size}")
+        limits = submodule("limits")
+        largest = limits.MAX_BOX_SIDE * max(int(width), int(height))
+        if max(min_stroke_size, max_stroke_size) > largest:
+            raise NodeError(f"Optimize Actions: stroke sizes of {max(min_stroke_size, max_stroke_size)} px are more than "
+                            f"{limits.MAX_BOX_SIDE:g}x the {width}x{height} canvas; use at most {largest:g}")
+        if learning_rate is not None:
+            learning_rate = limits.finite_positive(learning_rate, "learning_rate")
+        if snapshot_every:
+            # every snapshot_every steps plus one at the end of each round (and of the polish)
+            count = (int(steps) + int(polish_steps)) // int(snapshot_every) + int(rounds) + 1
+            limits.check_batch(count, int(height), int(width), "Optimize Actions: snapshots",
+                               "raise snapshot_every (0: none), or lower steps")
         if strokes == 0 and (init_strokes is None or len(init_strokes) == 0):
             raise NodeError("Optimize Actions: nothing to paint: set strokes above 0 or connect init_strokes")
         device = painter.device

@@ -27,17 +27,16 @@ def painter_file(name: str) -> str:
     """The full path of a painter combo value; a clear error when it is missing."""
     if name == NO_PAINTER or not name:
         raise NodeError("Load Neural Painter: no painter checkpoints found. Put painter .safetensors files "
-                        f"(trained with neural-painters-train) in {os.path.join(comfy.models_root(), 'neural_painters')} "
-                        "and refresh the page")
+                        "(trained with neural-painters-train) in ComfyUI/models/neural_painters and refresh the page")
     if name.startswith(comfy.SHIPPED_PREFIX):
-        path = os.path.join(comfy.SHIPPED_PAINTERS_DIR, name[len(comfy.SHIPPED_PREFIX):])
-        if os.path.isfile(path):
+        path = comfy.inside(comfy.SHIPPED_PAINTERS_DIR, name[len(comfy.SHIPPED_PREFIX):])
+        if path is not None and os.path.isfile(path):
             return path
     path = comfy.model_path("neural_painters", name)
     if path is None or not os.path.isfile(path):
-        where = ", ".join(comfy.model_dirs("neural_painters")) or os.path.join(comfy.models_root(), "neural_painters")
-        raise NodeError(f"Load Neural Painter: painter {name!r} not found (looked in the pack's shipped painters "
-                        f"and {where}); pick one from the list or put the file there")
+        # no folder names in the message: it goes to whoever queued the prompt
+        raise NodeError(f"Load Neural Painter: painter {name!r} not found among the pack's shipped painters and "
+                        f"the files in ComfyUI/models/neural_painters; pick one from the list")
     return path
 
 
@@ -64,7 +63,7 @@ def painter_info(painter) -> str:
     if painter.training:
         lines.append("training: " + json.dumps(painter.training, sort_keys=True)[:500])
     if painter.path:
-        lines.append(f"file: {painter.path}")
+        lines.append(f"file: {os.path.basename(painter.path)}")
     return "\n".join(lines)
 
 
@@ -97,5 +96,9 @@ class LoadNeuralPainter:
 
     @user_errors("Load Neural Painter")
     def load(self, painter_name):
-        painter = load_painter_cached(painter_file(painter_name), comfy.compute_device())
+        path = painter_file(painter_name)
+        try:
+            painter = load_painter_cached(path, comfy.compute_device())
+        except ValueError as e:   # CheckpointError: name the painter as the user knows it, not by its server path
+            raise NodeError(f"Load Neural Painter: {str(e).replace(repr(path), repr(painter_name))}") from None
         return painter, painter_info(painter)

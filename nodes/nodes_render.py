@@ -14,15 +14,18 @@ MAX_RENDER_SIDE = 16384
 
 
 def render(painter, strokes, background=None, scale: float = 1.0) -> torch.Tensor:
-    """[1, 3, H, W] painting of `strokes` by `painter` (no gradients), on the painter's device."""
+    """[1, 3, H, W] painting of `strokes` by `painter` (no gradients), on the painter's device.
+    Cancel is checked before every group of strokes; a render above the work budget is refused."""
     canvas = submodule("canvas")
+    scale = submodule("limits").finite_positive(scale, "scale")
+    h, w = strokes.canvas_size
+    if max(h, w) * scale > MAX_RENDER_SIDE:
+        raise NodeError(f"a {round(w * scale)}x{round(h * scale)} px render is too large (at most {MAX_RENDER_SIDE} "
+                        f"px a side): lower the scale")
     if scale != 1.0:
         strokes = strokes.scaled(scale)
-    h, w = strokes.canvas_size
-    if max(h, w) > MAX_RENDER_SIDE:
-        raise NodeError(f"a {w}x{h} px render is too large (at most {MAX_RENDER_SIDE} px a side): lower the scale")
     with torch.no_grad():
-        return canvas.render_canvas(painter, strokes, background)
+        return canvas.render_canvas(painter, strokes, background, check=comfy.check_interrupt)
 
 
 def with_blend(strokes, blend: str):

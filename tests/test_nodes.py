@@ -379,28 +379,32 @@ def test_load_clip_from_the_clip_folder(models_dir, tmp_path):
 def test_save_and_load_strokes_round_trip(strokes, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # outside ComfyUI the input/output folders are ./input, ./output
     result = node("Save Strokes").save(strokes, "np/strokes")
-    path = Path(result["result"][0])
-    assert path == tmp_path / "output" / "np" / "strokes_00001_.json" and path.is_file()
+    assert result["result"][0] == "np/strokes_00001_.json [output]", "as Load Strokes lists it: no server path"
+    assert (tmp_path / "output" / "np" / "strokes_00001_.json").is_file()
     assert result["ui"]["strokes_files"] == [{"filename": "strokes_00001_.json", "subfolder": "np", "type": "output"}]
     choices = NODES[NAMES["Load Strokes"]].INPUT_TYPES()["required"]["file"][0]
     assert "np/strokes_00001_.json [output]" in choices
-    loaded = node("Load Strokes").load("np/strokes_00001_.json [output]")[0]
+    loaded = node("Load Strokes").load(result["result"][0])[0]
     assert torch.equal(loaded.actions, strokes.actions) and torch.equal(loaded.boxes, strokes.boxes)
     assert loaded.canvas_size == strokes.canvas_size
     (tmp_path / "input").mkdir()
     (tmp_path / "input" / "bad.json").write_text('{"format": "something else"}')
     with pytest.raises(NodeError, match="Load Strokes: .*not a stroke file"):
         node("Load Strokes").load("bad.json")
-    with pytest.raises(NodeError, match="outside"):
+    with pytest.raises(NodeError, match="not a file in ComfyUI's input folder"):
         node("Load Strokes").load("../../etc/passwd")
-    assert NODES[NAMES["Load Strokes"]].VALIDATE_INPUTS("(no stroke files in ComfyUI/input)") != True  # noqa: E712
+    with pytest.raises(NodeError, match="no stroke files found"):
+        node("Load Strokes").load("(no stroke files in ComfyUI/input)")
+    # ComfyUI checks a combo value against the list only when VALIDATE_INPUTS does not take it
+    assert not hasattr(NODES[NAMES["Load Strokes"]], "VALIDATE_INPUTS")
 
 
 def test_strokes_to_svg(strokes, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = node("Strokes to SVG").save(strokes, "svg/painting", "my painting")
     svg, path = result["result"]
-    assert Path(path).read_text() == svg
+    assert path == "svg/painting_00001_.svg [output]"
+    assert (tmp_path / "output" / "svg" / "painting_00001_.svg").read_text() == svg
     assert svg.count("<path ") == len(strokes) and "<title>my painting</title>" in svg
     import xml.dom.minidom
     xml.dom.minidom.parseString(svg)  # well-formed
