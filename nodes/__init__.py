@@ -7,7 +7,7 @@ from .nodes_actions import RandomActions
 from .nodes_clip import CLIPTextLoss, LoadCLIP
 from .nodes_export import RerenderMyPaint, StrokeTimelapse
 from .nodes_files import LoadStrokes, SaveStrokes, StrokesToSVG
-from .nodes_losses import CombineLosses, PixelLoss, VGGFeatureLoss
+from .nodes_losses import CombineLosses, ImageNetClassLoss, PixelLoss, VGGFeatureLoss
 from .nodes_optimize import OptimizeActions
 from .nodes_painter import LoadNeuralPainter
 from .nodes_render import BlendCanvas, RenderStrokes
@@ -25,6 +25,7 @@ NODE_CLASS_MAPPINGS = {
     "NeuralPaintersCLIPTextLoss": CLIPTextLoss,
     "NeuralPaintersVGGFeatureLoss": VGGFeatureLoss,
     "NeuralPaintersPixelLoss": PixelLoss,
+    "NeuralPaintersImageNetClassLoss": ImageNetClassLoss,
     "NeuralPaintersCombineLosses": CombineLosses,
     "NeuralPaintersOptimizeActions": OptimizeActions,
     "NeuralPaintersSaveStrokes": SaveStrokes,
@@ -43,6 +44,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "NeuralPaintersCLIPTextLoss": "CLIP Text Loss",
     "NeuralPaintersVGGFeatureLoss": "VGG Feature Loss",
     "NeuralPaintersPixelLoss": "Pixel Loss",
+    "NeuralPaintersImageNetClassLoss": "ImageNet Class Loss",
     "NeuralPaintersCombineLosses": "Combine Losses",
     "NeuralPaintersOptimizeActions": "Optimize Actions",
     "NeuralPaintersSaveStrokes": "Save Strokes",

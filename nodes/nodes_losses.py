@@ -1,4 +1,5 @@
-"""Painting objectives: VGG Feature Loss, Pixel Loss and Combine Losses (CLIP Text Loss: nodes_clip.py).
+"""Painting objectives: VGG Feature Loss, Pixel Loss, ImageNet Class Loss and Combine Losses (CLIP Text
+Loss: nodes_clip.py).
 
 A PAINT_LOSS is a painter_models.losses.WeightedLoss: named terms with weights, callable on a canvas
 [B, 3, H, W] -> scalar. Each loss node makes one term with its own weight; Combine Losses merges
@@ -7,7 +8,7 @@ terms (scaling each input's weights), so any mix of objectives reaches Optimize 
 from __future__ import annotations
 
 from . import comfy_adapter as comfy
-from .common import CATEGORY, PAINT_LOSS, NodeError, image_to_bchw, user_errors
+from .common import CATEGORY, PAINT_LOSS, SEED_MAX, NodeError, image_to_bchw, user_errors
 from .core import submodule
 
 BACKBONES = ["efficientnet_lite0", "vgg16", "vgg16_bn"]
@@ -137,6 +138,61 @@ class PixelLoss:
         loss = submodule("losses").PixelLoss(first_image(image, "Pixel Loss"), kind=kind,
                                              blur_sigma=float(blur_sigma), mask=first_mask(mask))
         return (one_term("pixel", weight, loss),)
+
+
+_CLASSIFIER: dict = {}
+
+
+def imagenet_classifier():
+    """The offline EfficientNet-Lite0 ImageNet classifier, built once per process."""
+    if "lite0" not in _CLASSIFIER:
+        _CLASSIFIER["lite0"] = submodule("backbones").build_efficientnet_classifier()
+    return _CLASSIFIER["lite0"]
+
+
+class ImageNetClassLoss:
+    DESCRIPTION = ("Semantic guidance without CLIP: the painting should be recognised as an ImageNet class "
+                   "('goldfish', 'lemon', 'volcano') by EfficientNet-Lite0, whose real ImageNet weights ship "
+                   "with a pip package (works offline). Scores augmented cutouts of the painting, like CLIP "
+                   "Text Loss.")
+    CATEGORY = CATEGORY
+    FUNCTION = "make"
+    RETURN_TYPES = (PAINT_LOSS,)
+    RETURN_NAMES = ("loss",)
+    OUTPUT_TOOLTIPS = ("The classifier loss (one weighted term), for Optimize Actions or Combine Losses.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "class_name": ("STRING", {"multiline": True, "default": "goldfish", "tooltip":
+                                          "An ImageNet-1k class: any of its names ('goldfish', 'Carassius "
+                                          "auratus') or its index (0-999). Several: one per line (averaged)."}),
+                "cutouts": ("INT", {"default": 4, "min": 1, "max": 64, "step": 1, "tooltip":
+                                    "Augmented crops of the painting scored per step (more: steadier, slower)."}),
+                "input_size": ("INT", {"default": 224, "min": 64, "max": 512, "step": 32, "tooltip":
+                                       "Side of the crops the classifier sees (224 is its own; 128-160 is "
+                                       "faster on a CPU)."}),
+                "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1000.0, "step": 0.01,
+                                     "tooltip": "Weight of this term in the total loss."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True,
+                                 "tooltip": "Seed of the random cutouts."}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "Optional: the classifier sees only the masked region (white elsewhere)."}),
+            },
+        }
+
+    @user_errors("ImageNet Class Loss")
+    def make(self, class_name, cutouts=4, input_size=224, weight=1.0, seed=0, mask=None):
+        names = [n.strip() for n in (class_name or "").splitlines() if n.strip()]
+        if not names:
+            raise NodeError("ImageNet Class Loss: the class name is empty; give an ImageNet class, e.g. goldfish")
+        # an unknown class raises UnknownImageNetClass (a ValueError): user_errors shows its message
+        loss = submodule("imagenet_loss").ImageNetClassLoss(names, classifier=imagenet_classifier(),
+                                                            cutouts=int(cutouts), input_size=int(input_size),
+                                                            mask=first_mask(mask), seed=int(seed) % 2**63)
+        return (one_term("imagenet", weight, loss),)
 
 
 class CombineLosses:

@@ -30,11 +30,14 @@ from urllib.parse import urlparse
 import torch
 import torch.nn as nn
 
-__all__ = ["ClipModel", "ClipWeightsMissing", "TINY_CLIP_CONFIG", "load_clip", "clip_file_candidates"]
+__all__ = ["ClipModel", "ClipWeightsMissing", "PACK_CLIP_CONFIGS", "TINY_CLIP_CONFIG", "load_clip",
+           "clip_file_candidates", "register_pack_configs"]
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 _EXTS = (".safetensors", ".pt", ".pth", ".bin")
+# open_clip configs that ship with the pack (np-tiny-rn-64: the shapes CLIP trained by training/tiny_clip.py)
+PACK_CLIP_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shapes_clip")
 
 # A 7 M parameter CLIP (6.3 M of it the token embedding) that builds in ~0.1 s: for tests only.
 TINY_CLIP_CONFIG = {
@@ -42,6 +45,18 @@ TINY_CLIP_CONFIG = {
     "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2},
 }
+
+
+_pack_configs_registered = False
+
+
+def register_pack_configs() -> None:
+    """Make the pack's own open_clip model names known to open_clip (once per process)."""
+    global _pack_configs_registered
+    if not _pack_configs_registered:
+        import open_clip
+        open_clip.add_model_config(PACK_CLIP_CONFIGS)
+        _pack_configs_registered = True
 
 
 class ClipWeightsMissing(FileNotFoundError):
@@ -252,6 +267,7 @@ def load_clip(model_name="ViT-B-32", pretrained: str | os.PathLike | None = "ope
     import open_clip
     if isinstance(model_name, dict):
         return _from_config(model_name, device, seed)
+    register_pack_configs()
     name = _clean_name(model_name)
     if open_clip.get_model_config(name) is None:
         raise ValueError(f"unknown open_clip model {model_name!r}; e.g. ViT-B-32, ViT-B-16, ViT-L-14 "

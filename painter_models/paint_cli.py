@@ -3,11 +3,13 @@
     neural-painters paint IMAGE --strokes 300 --size 384 --out painting.png
     neural-painters paint IMAGE --json strokes.json --svg strokes.svg --frames timelapse.webp --rerender big.png
     neural-painters paint --prompt "black sheep" --clip ViT-B-32 --clip-weights openai --out sheep.png
+    neural-painters paint --imagenet-class goldfish --strokes 200 --out goldfish.png
 
 Image mode minimises a pixel distance (L2), optionally plus a perceptual feature loss
 (--feature-weight; offline EfficientNet-Lite0 by default, or VGG16 with local weights); text mode
 minimises a CLIP text loss (weights needed: a file or an open_clip tag). Both together paint the
-image steered by the prompt.
+image steered by the prompt. --imagenet-class paints what the offline EfficientNet-Lite0 ImageNet
+classifier recognises as that class (no CLIP, no download), alone or with the other objectives.
 """
 from __future__ import annotations
 
@@ -138,7 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CLIP checkpoint file or open_clip pretrained tag (e.g. openai); required for --prompt")
     p.add_argument("--clip-weight", type=_float_range(0, 1e6, "--clip-weight"), default=1.0,
                    help="weight of the CLIP text loss (default 1)")
-    p.add_argument("--cutouts", type=_positive_int(1, 64, "--cutouts"), default=4, help="CLIP augmentations per step")
+    p.add_argument("--negative-weight", type=_float_range(0, 10, "--negative-weight"), default=0.3,
+                   help="weight of the negative prompts (default 0.3, CLIPDraw's)")
+    p.add_argument("--cutouts", type=_positive_int(1, 64, "--cutouts"), default=4,
+                   help="augmented crops scored per step by CLIP and the ImageNet classifier (default 4)")
+    p.add_argument("--imagenet-class", action="append", default=None, metavar="NAME",
+                   help="paint an ImageNet-1k class (e.g. goldfish, lemon, volcano; a name or an index), "
+                        "judged by the offline EfficientNet-Lite0; repeat for several")
+    p.add_argument("--imagenet-weight", type=_float_range(0, 1e6, "--imagenet-weight"), default=1.0,
+                   help="weight of the ImageNet class loss (default 1)")
+    p.add_argument("--imagenet-size", type=_positive_int(64, 512, "--imagenet-size"), default=224,
+                   help="side of the crops the classifier sees (default 224, its own; 160 is faster on a CPU)")
     # constraints
     p.add_argument("--palette", default=None,
                    help="a number k (k-means palette of the image) or hex colours '#112233,#ddeeff,...'")
@@ -285,8 +297,15 @@ def run_paint(args) -> int:
         if not any(prompts):
             raise CliError("--prompt is empty: say what to paint, e.g. --prompt \"a black sheep\"")
         prompts = [p for p in prompts if p]
-    if args.image is None and not text_mode:
-        raise CliError("give an IMAGE to paint, or --prompt TEXT (see neural-painters paint --help)")
+    if args.image is None and not text_mode and not args.imagenet_class:
+        raise CliError("give an IMAGE to paint, --prompt TEXT or --imagenet-class NAME (see neural-painters paint --help)")
+    classes = None
+    if args.imagenet_class:
+        from .imagenet_loss import UnknownImageNetClass, imagenet_class
+        try:  # before anything slow
+            classes = [imagenet_class(c) for c in args.imagenet_class]
+        except UnknownImageNetClass as e:
+            raise CliError(f"--imagenet-class: {e}") from None
     if text_mode and not args.clip_weights:
         raise CliError("--prompt needs CLIP weights: pass --clip-weights with a checkpoint file "
                        "(e.g. ViT-B-32.pt / open_clip_model.safetensors) or an open_clip tag such as 'openai' "
@@ -325,7 +344,11 @@ def run_paint(args) -> int:
         except ValueError as e:
             raise CliError(f"--clip/--clip-weights: {e}") from None
         terms.append(("clip", args.clip_weight, ClipTextLoss(clip, prompts, args.negative, cutouts=args.cutouts,
-                                                            seed=args.seed)))
+                                                            negative_weight=args.negative_weight, seed=args.seed)))
+    if classes:
+        from .imagenet_loss import ImageNetClassLoss
+        terms.append(("imagenet", args.imagenet_weight, ImageNetClassLoss(
+            classes, cutouts=args.cutouts, input_size=args.imagenet_size, seed=args.seed)))
     if image is not None:
         feature_weight = args.feature_weight or 0.0
         if args.pixel_weight:
