@@ -120,22 +120,25 @@ def list_models(kind: str) -> list[str]:
 
 
 def model_path(kind: str, name: str) -> str | None:
-    """Full path of a listed model file, or None (also for a name that leads out of its folder)."""
+    """Full path of a listed model file, or None (also for a name that leads out of its folder:
+    `..`, an absolute name). Links the server's owner put in a model folder are followed, as
+    ComfyUI does."""
     if IN_COMFYUI:
         return folder_paths.get_full_path(kind, name)
     for d in model_dirs(kind):
-        p = inside(d, name)
+        p = inside(d, name, links_may_leave=True)
         if p is not None and os.path.isfile(p):
             return p
     return None
 
 
-def inside(folder: str, name: str) -> str | None:
-    """The path of `name` within `folder` with every symlink resolved, or None when it leads out of
-    the folder (`..`, an absolute name, a link to elsewhere). Existence is not checked, so callers
-    can refuse names without telling whether anything exists outside."""
-    base = os.path.realpath(folder)
-    path = os.path.realpath(os.path.join(base, name))
+def inside(folder: str, name: str, links_may_leave: bool = False) -> str | None:
+    """The path of `name` within `folder`, or None when it leads out of the folder: through `..` or
+    an absolute name, and (unless links_may_leave) through a symbolic link to elsewhere. Existence
+    is not checked, so callers can refuse a name without telling whether anything exists outside."""
+    resolve = os.path.abspath if links_may_leave else os.path.realpath
+    base = resolve(folder)
+    path = resolve(os.path.join(base, name))
     return path if os.path.commonpath([path, base]) == base else None
 
 

@@ -149,7 +149,7 @@ def decode_rgb(data: bytes, check=None) -> np.ndarray:
         try:
             with Image.open(io.BytesIO(data)) as im:
                 return np.asarray(im.convert("RGB"), np.float32) / 255.0
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise ValueError(f"unreadable PNG ({e})") from None
     if colour not in CHANNELS:
         raise ValueError(f"corrupt PNG (colour type {colour} cannot have 16 bits)")

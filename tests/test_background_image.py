@@ -258,3 +258,19 @@ def test_mypaint_rerender_and_timelapse_default_to_the_image():
     assert (over_white[:, :30] == 255).all(-1).mean() > 0.3 and (out[:, :30] < 100).all(-1).mean() > 0.3
     frames = timelapse_frames("mypaint", s, n_frames=2)
     assert np.abs(frames[0].astype(int) - np.round(img.permute(1, 2, 0).numpy() * 255)).max() <= 1
+
+
+def test_decoding_a_16_bit_png_can_be_cancelled():
+    u16 = (np.random.default_rng(3).random((8, 700, 3)) * 65535).astype(np.uint16)
+    data = _reference_png16(u16, 2, [4, 3])
+    calls = []
+    assert np.array_equal(np.round(png16.decode_rgb(data, lambda: calls.append(1)) * 65535), u16)
+    assert len(calls) >= 3, "checked while the diagonals are decoded"
+
+    class Cancel(Exception):
+        pass
+
+    def cancel():
+        raise Cancel
+    with pytest.raises(Cancel):
+        png16.decode_rgb(data, cancel)

@@ -210,6 +210,42 @@ def test_metadata_and_weights_disagree(tmp_path, tmp_painter):
         load_painter(path)
 
 
+@pytest.mark.parametrize("edit, message", [
+    ({"colour_indices": [100, 200, 300]}, "colour_indices must be 3 positions of the 12 action numbers"),
+    ({"channels": [60000, 16, 16, 8]}, "channels must be 1..4096"),
+    ({"noise_dim": -1}, "noise_dim must be an integer"),
+    ({"stroke_size": 1 << 20}, "stroke_size must be an integer in 8..512"),
+])
+def test_implausible_metadata_is_refused_before_the_network_is_built(tmp_path, tmp_painter, tiny_generator,
+                                                                      monkeypatch, edit, message):
+    meta = read_metadata(tmp_painter)
+    meta["generator_config"].update(edit)
+    path = str(tmp_path / "lies.safetensors")
+    save_tensors(path, tiny_generator.state_dict(), meta)
+    monkeypatch.setattr("painter_models.checkpoint.Generator", lambda *a: pytest.fail("network built"))
+    with pytest.raises(CheckpointError, match=f"damaged painter header.*{message}"):
+        load_painter(path)
+
+
+def test_metadata_is_compared_with_the_tensor_shapes_before_the_weights_are_read(tmp_path, tmp_painter, monkeypatch):
+    meta = read_metadata(tmp_painter)
+    meta["generator_config"]["channels"] = [512, 16, 16, 8]     # plausible, but not what the file holds
+    path = str(tmp_path / "lies.safetensors")
+    save_tensors(path, Generator(generator_config("tiny")).state_dict(), meta)
+    monkeypatch.setattr("painter_models.checkpoint.load_file", lambda *a, **k: pytest.fail("weights read"))
+    with pytest.raises(CheckpointError, match="do not match the architecture in its metadata \\('fc.bias' is \\[512\\], the metadata needs \\[8192\\]\\)"):
+        load_painter(path)
+
+
+def test_non_finite_weights_are_refused(tmp_path, tmp_painter):
+    state = Generator(generator_config("tiny")).state_dict()
+    state["stages.0.weight"].view(-1)[3] = float("inf")
+    path = str(tmp_path / "corrupt.safetensors")
+    save_tensors(path, state, read_metadata(tmp_painter))
+    with pytest.raises(CheckpointError, match="'corrupt.safetensors': weight 'stages.0.weight' holds NaN or infinite"):
+        load_painter(path)
+
+
 def test_painter_from_before_the_colour_option_loads_with_its_colour_head(tmp_path, tmp_painter):
     meta = read_metadata(tmp_painter)
     del meta["generator_config"]["colour"]          # written before GeneratorConfig.colour existed

@@ -463,3 +463,49 @@ def test_rerender_brush_seed_changes_texture_not_the_painting():
     b = rerender_mypaint(s, scale=1.0, dtype=np.float32, brush_seed=1)
     assert not np.array_equal(a, b)
     assert abs(float(a.mean()) - float(b.mean())) < 0.02   # same strokes, other texture
+
+
+# -- untrusted stroke files: limits, names, no local paths -------------------------------------------
+
+@pytest.mark.parametrize("box, message", [
+    ([5e8, 32, 16], "stroke 0: box centre x = 5e\\+08 px is too far from the 128 px wide canvas"),
+    ([32, 32, 1e7], "stroke 0: box side 1e\\+07 px is more than 4x the canvas's longer side"),
+])
+def test_stroke_files_beyond_the_limits_are_refused(tmp_path, box, message):
+    doc = strokes_to_json(_strokes(1))
+    doc["strokes"][0]["box"] = box
+    with pytest.raises(StrokeFileError, match=message):
+        load_strokes(_write(tmp_path, doc))
+
+
+def test_stroke_count_and_file_size_are_checked_before_the_work(tmp_path, monkeypatch):
+    path = _write(tmp_path, strokes_to_json(_strokes(5)))
+    monkeypatch.setattr(ex, "MAX_STROKES", 4)
+    with pytest.raises(StrokeFileError, match="holds 5 strokes, more than the 4 a painting may have: split it"):
+        load_strokes(path)
+    monkeypatch.setattr(ex, "MAX_STROKES", 5)
+    assert len(load_strokes(path)) == 5
+    monkeypatch.setattr(ex, "MAX_STROKE_FILE_BYTES", os.path.getsize(path) - 1)
+    monkeypatch.setattr(ex.json, "loads", lambda *a, **k: pytest.fail("parsed"))
+    with pytest.raises(StrokeFileError, match="stroke files may be at most"):
+        load_strokes(path)
+
+
+def test_deeply_nested_json_is_a_clear_refusal(tmp_path):
+    with pytest.raises(StrokeFileError, match="nests JSON too deeply to be a stroke file"):
+        load_strokes(_write(tmp_path, "[" * 100_000 + "]" * 100_000))
+
+
+def test_messages_name_the_file_as_the_caller_names_it(tmp_path):
+    path = _write(tmp_path, "not json")
+    with pytest.raises(StrokeFileError) as e:
+        load_strokes(path, name="mine.json")
+    assert "'mine.json' is not valid JSON" in str(e.value) and str(tmp_path) not in str(e.value)
+    with pytest.raises(StrokeFileError, match="stroke file 'gone.json' does not exist"):
+        load_strokes(str(tmp_path / "gone.json"), name="gone.json")
+
+
+def test_saved_provenance_keeps_file_names_not_local_paths(tmp_path):
+    s = _strokes(2, extra={"painter": "/home/someone/models/neural_painters/mine.safetensors", "note": "a/b", "n": 3})
+    doc = strokes_to_json(s)
+    assert doc["extra"] == {"painter": "mine.safetensors", "note": "a/b", "n": 3}

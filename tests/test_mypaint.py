@@ -308,3 +308,41 @@ def test_missing_libmypaint_names_the_apt_package(monkeypatch):
 def test_libmypaint_path_from_the_environment_is_tried_first(monkeypatch):
     monkeypatch.setenv("NEURAL_PAINTERS_LIBMYPAINT", "/opt/custom/libmypaint.so")
     assert next(mp._library_candidates()) == "/opt/custom/libmypaint.so"
+
+
+# ---------------------------------------------------------------------------------------------------
+# nothing unchecked reaches libmypaint (the crashing cases themselves run in tests/test_fuzz.py)
+
+@skip_no_mypaint
+@pytest.mark.mypaint
+def test_the_base_radius_is_capped_at_libmypaints_largest_dab():
+    # libmypaint draws no dab over 1000 px but scatters dabs by the uncapped base radius
+    path = np.stack([np.linspace(10, 86, 20), np.linspace(20, 70, 20)], -1)[None]
+    images = []
+    for log_radius in (np.log(1000.0), 12.0):
+        with mp.MyPaintCanvas(96, 96) as canvas:
+            canvas.paint_paths(path[:, 0], path, np.full((1, 20), 0.6), [log_radius], [[0.2, 0.3, 0.4]])
+            images.append(canvas.read_rgba())
+    assert images[0][..., 3].mean() > 1e-3, "the capped stroke paints the surface"
+    np.testing.assert_array_equal(images[0], images[1])
+
+
+@skip_no_mypaint
+@pytest.mark.mypaint
+def test_strokes_out_of_reach_are_refused_before_any_is_painted():
+    path = np.stack([np.linspace(10, 50, 20), np.full(20, 30.0)], -1)[None]
+    far = path + [64 * 4 + 65, 0]      # more than four surface sides beyond the 64 px surface
+    with mp.MyPaintCanvas(64, 64) as canvas:
+        with pytest.raises(ValueError, match="stroke 1 reaches 307 px beyond the 64x64 px canvas; a stroke may reach "
+                                             "at most 256 px"):
+            canvas.paint_paths(np.concatenate([path, far])[:, 0], np.concatenate([path, far]), np.full((2, 20), 0.5),
+                               [1.0, 1.0], [[0, 0, 0]] * 2)
+        assert canvas.n_painted == 0 and canvas.read_rgba()[..., 3].max() == 0
+        with pytest.raises(ValueError, match="stroke 0: its log_radius is not finite"):
+            canvas.paint_paths(path[:, 0], path, np.full((1, 20), 0.5), [np.nan], [[0, 0, 0]])
+
+
+def test_brush_seed_out_of_range_is_refused():
+    # its throwaway dabs walk from `far` one pixel per seed: 2e8 of them would cross libmypaint's x < 1e8
+    with pytest.raises(ValueError, match="brush_seed 200000000 is out of range: use 0..10000"):
+        MyPaintProgram("classic/dry_brush", brush_seed=200_000_000)

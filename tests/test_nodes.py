@@ -77,7 +77,8 @@ def test_pack_imports_without_comfyui():
 def test_display_names_and_node_contract():
     expected = {"Load Neural Painter", "Random Actions", "Render Strokes", "Load CLIP", "CLIP Text Loss",
                 "VGG Feature Loss", "Optimize Actions", "Blend Canvas", "Pixel Loss", "Combine Losses",
-                "Save Strokes", "Load Strokes", "Strokes to SVG", "Stroke Timelapse", "Re-render with MyPaint"}
+                "Save Strokes", "Load Strokes", "Strokes to SVG", "Stroke Timelapse", "Re-render with MyPaint",
+                "ImageNet Class Loss"}
     assert set(NAMES) == expected
     for cls_name, cls in NODES.items():
         assert cls_name.startswith("NeuralPainters"), cls_name
@@ -601,3 +602,147 @@ def test_optimize_actions_palette_greyscale_and_opaque(painter):
     assert torch.allclose(p, torch.ones_like(p))
     with pytest.raises(NodeError, match="1..256 colours"):
         optimize(painter, loss, palette="0")
+
+
+# ------------------------------------------------------------------------------------------------
+# a shared server: file inputs stay in their folders, nothing reveals what exists elsewhere, work is
+# bounded and cancellable (issue 14)
+
+
+def test_file_inputs_stay_inside_their_folder_links_included(strokes, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from painter_models.export import save_strokes
+    (tmp_path / "input").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    save_strokes(str(tmp_path / "elsewhere" / "secret.json"), strokes)
+    save_strokes(str(tmp_path / "input" / "mine.json"), strokes)
+    (tmp_path / "input" / "link.json").symlink_to(tmp_path / "elsewhere" / "secret.json")
+    (tmp_path / "input" / "linked_folder").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert adapter.list_files((".json",), kinds=("input",)) == ["mine.json"]
+    assert len(node("Load Strokes").load("mine.json")[0]) == len(strokes)
+    messages = set()
+    for name in ("link.json", "linked_folder/secret.json", "../elsewhere/secret.json", "../elsewhere/missing.json",
+                 str(tmp_path / "elsewhere" / "secret.json")):
+        with pytest.raises(NodeError) as e:
+            node("Load Strokes").load(name)
+        messages.add(str(e.value).replace(repr(name), "NAME"))
+    assert messages == {"Load Strokes: NAME is not a file in ComfyUI's input folder: pick a file from the list"}
+    (tmp_path / "output").mkdir()
+    (tmp_path / "output" / "out_link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(ValueError, match="points outside the output folder"):
+        adapter.save_path("out_link/np")
+
+
+def test_model_files_stay_inside_their_folder(models_dir, painter_file, tmp_path):
+    assert adapter.model_path("clip", "../neural_painters/tiny.safetensors") is None
+    assert adapter.model_path("clip", str(painter_file)) is None
+    # a link the server's owner put in a model folder is followed (as ComfyUI does): models live anywhere
+    (models_dir / "clip" / "elsewhere.safetensors").symlink_to(painter_file)
+    assert adapter.model_path("clip", "elsewhere.safetensors") == str(models_dir / "clip" / "elsewhere.safetensors")
+    out_of_shipped = adapter.SHIPPED_PREFIX + os.path.relpath(painter_file, adapter.SHIPPED_PAINTERS_DIR)
+    with pytest.raises(NodeError, match="not found among the pack's shipped painters and the files in ComfyUI/models"):
+        node("Load Neural Painter").load(out_of_shipped)
+
+
+def test_load_clip_takes_a_tag_never_a_path(models_dir, tmp_path):
+    existing = tmp_path / "ViT-B-32-openai.safetensors"
+    existing.write_bytes(b"not a checkpoint")
+    messages = set()
+    for tag in (str(existing), str(tmp_path / "missing.safetensors"), "../clip/x.pt", "~/weights.bin", "a b"):
+        with pytest.raises(NodeError) as e:
+            node("Load CLIP").load("ViT-B-32", "(use the pretrained tag)", tag)
+        messages.add(str(e.value).split("' is not an open_clip tag")[1])
+    assert len(messages) == 1 and "put it in ComfyUI/models/clip and pick it in weights_file" in messages.pop()
+
+
+@pytest.mark.mypaint
+def test_rerender_paints_with_installed_presets_only(strokes, tmp_path):
+    from painter_models.mypaint import list_brushes, resolve_brush
+    if "classic/dry_brush" not in list_brushes():
+        pytest.skip("the MyPaint brush presets are not installed")
+    copy = tmp_path / "copy.myb"
+    copy.write_bytes(open(resolve_brush("classic/dry_brush"), "rb").read())
+    messages = set()
+    for brush in (str(copy), str(tmp_path / "missing.myb"), "../../etc/passwd"):
+        with pytest.raises(NodeError) as e:
+            node("Re-render with MyPaint").rerender(strokes, 1.0, brush)
+        messages.add(str(e.value).replace(repr(brush), "BRUSH"))
+    assert messages == {"Re-render with MyPaint: BRUSH is not an installed MyPaint preset: type a preset name such "
+                        "as classic/dry_brush (file paths are not accepted)"}
+    import dataclasses
+    from_file = dataclasses.replace(strokes, brush=str(copy))      # a stroke file names the brush too
+    with pytest.raises(NodeError, match="is not an installed MyPaint preset"):
+        node("Re-render with MyPaint").rerender(from_file, 1.0, "")
+    with pytest.raises(NodeError, match="did you mean classic/dry_brush"):
+        node("Re-render with MyPaint").rerender(strokes, 1.0, "classic/dry_brsh")
+
+
+def test_outputs_carry_no_local_paths(painter_file, painter):
+    info = node("Load Neural Painter").load("tiny.safetensors")[1]
+    assert "file: tiny.safetensors" in info and str(painter_file.parent) not in info
+    (painter_file.parent / "broken.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(NodeError) as e:
+        node("Load Neural Painter").load("broken.safetensors")
+    assert "'broken.safetensors'" in str(e.value) and str(painter_file.parent) not in str(e.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0])
+def test_scales_and_learning_rates_must_be_finite_positive_numbers(painter, strokes, value):
+    with pytest.raises(NodeError, match="Render Strokes: scale must be a finite positive number"):
+        node("Render Strokes").render(painter, strokes, value)
+    with pytest.raises(NodeError, match="Re-render with MyPaint: scale must be a finite positive number"):
+        node("Re-render with MyPaint").rerender(strokes, value, "")
+    loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0]
+    with pytest.raises(NodeError, match="Optimize Actions: learning_rate must be a finite positive number"):
+        optimize(painter, loss, learning_rate=value)
+
+
+def test_image_batches_and_stroke_sizes_are_bounded_before_the_work(painter, strokes, monkeypatch):
+    limits = sys.modules["painter_models.limits"]
+    monkeypatch.setattr(limits, "MAX_BATCH_PIXELS", 20 * 64 * 96)
+    assert len(node("Stroke Timelapse").frames(painter, strokes, 10, 0, 10)[0]) == 20
+    with pytest.raises(NodeError, match="Stroke Timelapse: 21 images of 96x64 px .*lower frames or hold_last, or set "
+                                        "a smaller max_side"):
+        node("Stroke Timelapse").frames(painter, strokes, 10, 0, 11)
+    loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0]
+    monkeypatch.setattr(sys.modules["painter_models.optimize"], "paint", lambda *a, **k: pytest.fail("painted"))
+    with pytest.raises(NodeError, match="Optimize Actions: snapshots: .*raise snapshot_every"):
+        optimize(painter, loss, steps=100, snapshot_every=1)
+    with pytest.raises(NodeError, match="stroke sizes of 300 px are more than 4x the 64x48 canvas; use at most 256"):
+        optimize(painter, loss, max_stroke_size=300)
+
+
+@pytest.mark.parametrize("error, message", [
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                  "tried to allocate 400000000000000 bytes. Error code 12 (Cannot allocate memory)"), "out of memory"),
+    (MemoryError("Unable to allocate 728. TiB"), "out of memory"),
+    (torch.cuda.OutOfMemoryError("CUDA out of memory"), "out of GPU memory"),
+])
+def test_out_of_memory_is_a_clear_message_on_cpu_as_on_gpu(error, message):
+    @common.user_errors("Some Node")
+    def run():
+        raise error
+    with pytest.raises(NodeError, match=f"^Some Node: {message}: use fewer strokes, a smaller canvas"):
+        run()
+
+
+def test_cancel_reaches_every_long_node(painter, strokes, tmp_path, monkeypatch):
+    import dataclasses
+    monkeypatch.chdir(tmp_path)
+    long_ones = [lambda: node("Render Strokes").render(painter, strokes, 1.0),
+                 lambda: node("Blend Canvas").blend(torch.ones(1, 64, 96, 3), painter, strokes),
+                 lambda: node("Stroke Timelapse").frames(painter, strokes, 4, 0, 0)]
+    from painter_models.mypaint import MyPaintUnavailable, load_library
+    try:
+        load_library()
+        long_ones.append(lambda: node("Re-render with MyPaint").rerender(strokes, 1.0, ""))
+    except MyPaintUnavailable:
+        pass
+    over_image = dataclasses.replace(strokes, background_image=torch.rand(3, 64, 96))
+    listed = node("Save Strokes").save(over_image, "np/photo")["result"][0]
+    long_ones.append(lambda: node("Load Strokes").load(listed))
+    for run in long_ones:
+        adapter.request_interrupt()
+        with pytest.raises(adapter.Interrupted):
+            run()
+        assert not adapter.interrupted()
