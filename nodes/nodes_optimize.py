@@ -133,9 +133,10 @@ class OptimizeActions:
                             f"{max_stroke_size}")
         limits = submodule("limits")
         largest = limits.MAX_BOX_SIDE * max(int(width), int(height))
-        if max(min_stroke_size, max_stroke_size) > largest:
-            raise NodeError(f"Optimize Actions: stroke sizes of {max(min_stroke_size, max_stroke_size)} px are more than "
-                            f"{limits.MAX_BOX_SIDE:g}x the {width}x{height} canvas; use at most {largest:g}")
+        biggest = max(min_stroke_size, max_stroke_size)
+        if biggest > largest:
+            raise NodeError(f"Optimize Actions: stroke sizes of {biggest} px are more than {limits.MAX_BOX_SIDE:g}x the "
+                            f"{width}x{height} canvas; use at most {largest:g}")
         if learning_rate is not None:
             learning_rate = limits.finite_positive(learning_rate, "learning_rate")
         if snapshot_every:

@@ -101,6 +101,8 @@ class BlendCanvas:
     @user_errors("Blend Canvas")
     def blend(self, canvas, painter, strokes, blend="as strokes", opacity=1.0, mask=None):
         check_painter_matches(painter, strokes, "Blend Canvas")
+        if not 0.0 <= float(opacity) <= 1.0:   # NaN too: ComfyUI's min / max checks let it through
+            raise NodeError(f"Blend Canvas: opacity must be a number in 0..1, got {opacity!r}")
         images = image_to_bchw(canvas)
         b, _, h, w = images.shape
         ch, cw = strokes.canvas_size

@@ -233,7 +233,8 @@ def test_metadata_is_compared_with_the_tensor_shapes_before_the_weights_are_read
     path = str(tmp_path / "lies.safetensors")
     save_tensors(path, Generator(generator_config("tiny")).state_dict(), meta)
     monkeypatch.setattr("painter_models.checkpoint.load_file", lambda *a, **k: pytest.fail("weights read"))
-    with pytest.raises(CheckpointError, match="do not match the architecture in its metadata \\('fc.bias' is \\[512\\], the metadata needs \\[8192\\]\\)"):
+    with pytest.raises(CheckpointError, match=r"do not match the architecture in its metadata \('fc.bias' is \[512\], "
+                                              r"the metadata needs \[8192\]\)"):
         load_painter(path)
 
 

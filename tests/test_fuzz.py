@@ -273,9 +273,8 @@ coordinates = st.one_of(st.floats(-400, 400), wild_numbers)
 @example(path=[[(0.0, 0.0), (64.0, 64.0)]], log_radius=13.0)
 def test_generated_mypaint_geometry_is_painted_or_refused(runner, path, log_radius):
     needs_mypaint(runner)
-    case = {"kind": "mypaint_paths", "path": [[list(p) for p in stroke] for stroke in path if len(stroke) == len(path[0])],
-            "log_radius": [log_radius] * len(path)}
-    case["log_radius"] = case["log_radius"][:len(case["path"])]
+    same_length = [[list(p) for p in stroke] for stroke in path if len(stroke) == len(path[0])]   # an array
+    case = {"kind": "mypaint_paths", "path": same_length, "log_radius": [log_radius] * len(same_length)}
     result = runner.run(case)
     assert result["seconds"] < FAST_SECONDS, (result, case)
 

@@ -30,7 +30,8 @@ def test_the_edges_of_the_limits_are_legal():
 
 
 @pytest.mark.parametrize("box, message", [
-    ([5e8, 32, 16], "stroke 1: box centre x = 5e\\+08 px is too far from the 80 px wide canvas; keep it within -80..160"),
+    ([5e8, 32, 16], "stroke 1: box centre x = 5e\\+08 px is too far from the 80 px wide canvas; keep it within "
+                    "-80..160"),
     ([32, -65 - 1.5, 16], "box centre y = -66.5 px is too far from the 64 px high canvas"),
     ([32, 32, 1e7], "box side 1e\\+07 px is more than 4x the canvas's longer side \\(80 px\\); make it at most 320"),
     ([32, 32, 0.05], "box side 0.05 px is below 0.0625 px"),

@@ -695,6 +695,9 @@ def test_scales_and_learning_rates_must_be_finite_positive_numbers(painter, stro
     loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0]
     with pytest.raises(NodeError, match="Optimize Actions: learning_rate must be a finite positive number"):
         optimize(painter, loss, learning_rate=value)
+    if value != 0.0:
+        with pytest.raises(NodeError, match="Blend Canvas: opacity must be a number in 0..1"):
+            node("Blend Canvas").blend(torch.ones(1, 64, 96, 3), painter, strokes, "as strokes", value)
 
 
 def test_image_batches_and_stroke_sizes_are_bounded_before_the_work(painter, strokes, monkeypatch):
