@@ -13,12 +13,13 @@ from .core import painter_models, submodule
 
 def random_strokes(count: int, seed: int, width: int, height: int, min_size: float, max_size: float,
                    layout=None, brush: str = "classic/dry_brush", background=(1.0, 1.0, 1.0), order: str = "coarse_to_fine",
-                   blend: str = "alpha", image: torch.Tensor | None = None):
+                   blend: str = "alpha", image: torch.Tensor | None = None, reach=None):
     """A StrokeSet of `count` uniform random actions placed in random boxes.
 
     Box sides are log-uniform in [min_size, max_size] canvas pixels, centres uniform over the canvas;
     "coarse_to_fine" orders them large to small (large strokes painted first). With `image`
-    ([1, 3, H, W] in 0..1) each stroke takes its colour from the image at its centre."""
+    ([1, 3, H, W] in 0..1) each stroke takes its colour from the image at its centre. Every stroke fits
+    whole in a box (actions.keep_inside, with the painter's `reach`, else an upper bound for MyPaint's brushes)."""
     layout = painter_models.get_layout(layout or painter_models.NAKANO)
     if not 1 <= count <= MAX_STROKES:
         raise NodeError(f"Random Actions: count {count} is out of range 1..{MAX_STROKES}")
@@ -48,6 +49,7 @@ def random_strokes(count: int, seed: int, width: int, height: int, min_size: flo
         rgb = img[:, yi, xi].T.clamp(0, 1)                                  # [count, 3]
         actions[:, layout.indices("red", "green", "blue")] = rgb.to(actions.dtype)
     boxes = torch.from_numpy(np.stack([cx, cy, side], 1)).float()
+    actions = painter_models.keep_inside(layout, actions, reach or painter_models.BrushReach())   # strokes whole
     return submodule("strokes").StrokeSet(actions, boxes, (height, width), layout, brush, tuple(background), blend,
                                           {"made_by": "Random Actions", "seed": int(seed)})
 
@@ -103,4 +105,5 @@ class RandomActions:
         brush = painter.brush if painter is not None else "classic/dry_brush"
         img = image_to_bchw(image) if image is not None else None
         return (random_strokes(count, seed, width, height, float(min_stroke_size), float(max_stroke_size),
-                               layout, brush, colour_from_int(background), order, blend, img),)
+                               layout, brush, colour_from_int(background), order, blend, img,
+                               painter.reach if painter is not None else None),)

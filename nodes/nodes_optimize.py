@@ -44,6 +44,7 @@ def report(result, loss) -> str:
     history = result.history
     first, last = (history[0]["loss"], history[-1]["loss"]) if history else (None, None)
     return json.dumps({"strokes": len(result.strokes), "steps": len(history), "seconds": round(result.seconds, 2),
+                       "painted_by": result.renderer, **({"note": result.note} if result.note else {}),
                        "loss_first": first, "loss_last": last, "terms_last": history[-1]["terms"] if history else {},
                        "objective": describe(loss), "cancelled": result.cancelled}, indent=1)
 
@@ -116,6 +117,12 @@ class OptimizeActions:
                                          "init strokes too) is optimised again together, smoothing the seams "
                                          "between rounds; 0: none. Not used when strokes is 0 (then the init "
                                          "strokes train in every step anyway)."}),
+                "real_brush": ("BOOLEAN", {"default": True, "tooltip":
+                                           "Paint with the real MyPaint brush in the loop: the loss sees what "
+                                           "MyPaint paints (its grain, every stroke whole) and the image is MyPaint's "
+                                           "own painting of the strokes, what Re-render with MyPaint gives at scale 1. "
+                                           "Needs libmypaint; without it the painter's canvas, and the report says "
+                                           "so. Off: the neural painter's canvas."}),
             },
         }
 
@@ -123,7 +130,7 @@ class OptimizeActions:
     def optimize(self, painter, loss, width=512, height=512, strokes=300, rounds=4, steps=300, learning_rate=None,
                  min_stroke_size=0, max_stroke_size=0, seed=0, blend="alpha", init_strokes=None, keep_training=False,
                  palette="", greyscale=False, opaque=False, background=0xFFFFFF, background_image=None,
-                 snapshot_every=0, polish_steps=0):
+                 snapshot_every=0, polish_steps=0, real_brush=True):
         optimize = submodule("optimize")
         if init_strokes is not None:
             check_painter_matches(painter, init_strokes, "Optimize Actions")
@@ -171,7 +178,8 @@ class OptimizeActions:
                     max_size=float(max_stroke_size) or None, palette=parse_palette(palette),
                     greyscale=bool(greyscale), opaque=bool(opaque), blend=blend, background=bg,
                     seed=int(seed) % 2**63, init=init_strokes, keep_training=bool(keep_training),
-                    polish_steps=polish_steps, callback=on_step, preview_every=1,
+                    polish_steps=polish_steps, real_brush="auto" if real_brush else False, callback=on_step,
+                    preview_every=1,
                     snapshot_every=int(snapshot_every), device=device)
         except FloatingPointError as e:
             raise NodeError(f"Optimize Actions: {e}; lower the learning rate or the loss weights") from None

@@ -3,7 +3,7 @@
 Painting programs (MyPaint through ctypes, a torch rasteriser) turn action vectors into
 brushstrokes; a generator learns to imitate them; strokes are blended onto canvases.
 """
-from .actions import NAKANO, ActionLayout, Field, get_layout
+from .actions import NAKANO, ActionLayout, BrushReach, Field, get_layout, hold_whole, keep_inside
 from .blending import alpha_blend, darkness_mask, linear_blend, premultiplied_over
 from .checkpoint import CheckpointError, NeuralPainter, load_painter, read_metadata, save_painter
 from .model import (Critic, CriticConfig, Generator, GeneratorConfig, count_parameters, critic_config,

@@ -151,3 +151,88 @@ def bezier_points(layout: ActionLayout, actions, n_points: int):
     pressure = xp.where(t < head, p_in + (p_mid - p_in) * t / head,
                         xp.where(t <= tail, p_mid + 0 * t, p_mid + (p_out - p_mid) * (t - tail) / (1 - tail)))
     return x, y, pressure
+
+
+# ---------------------------------------------------------------------------------------------
+# Strokes are never clipped by their box.
+#
+# A stroke's action places its path in a box (the painter's square tile); a real brush paints
+# beyond the path (the dab radius, plus random dab offsets: about 4 radii for classic/dry_brush at
+# full pressure). MyPaint on the canvas paints the whole stroke, but a painter learnt its 64 px
+# tile, where MyPaint cut off whatever fell outside it. So before a painter renders a stroke, the
+# stroke is moved into a box large enough to hold it: the same path and radius on the canvas, in a
+# box k times larger (points pulled towards the centre by 1/k, log radius at 64 px lowered by
+# ln k). The size field cannot go below 0, so k <= e^(size); the thinnest strokes are instead kept
+# away from their box's edge by `keep_inside` (in the stored actions, so every renderer agrees).
+
+
+@dataclass(frozen=True)
+class BrushReach:
+    """How far a brush paints from its stroke's path, in pixels of the layout's 64 px stroke box:
+    base + per_radius * radius, radius = e^(log radius) at 64 px (an upper bound, measured at full
+    pressure: painter_models.mypaint.brush_reach)."""
+    base: float = 1.5
+    per_radius: float = 4.5
+
+    def px(self, radius):
+        return self.base + self.per_radius * radius
+
+    def to_dict(self) -> dict:
+        return {"base": self.base, "per_radius": self.per_radius}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BrushReach":
+        return cls(float(d["base"]), float(d["per_radius"]))
+
+
+_POINTS = ("start_x", "start_y", "control_x", "control_y", "end_x", "end_y")
+BOX = 64.0          # the stroke box the layout's size is defined for (see NAKANO's size field)
+
+
+def _path_reach(layout: ActionLayout, actions: torch.Tensor) -> torch.Tensor:
+    """How far each stroke's path goes from its box centre, in box units (0.5 = the edge): the
+    farthest of start, end and the through-point, plus the 1/8 of the point spread by which a
+    quadratic Bezier can overshoot them."""
+    pts = actions[:, layout.indices(*_POINTS)] - 0.5
+    far = pts.abs().amax(1)
+    spread = torch.stack([pts[:, 0::2].amax(1) - pts[:, 0::2].amin(1), pts[:, 1::2].amax(1) - pts[:, 1::2].amin(1)],
+                         1).amax(1)
+    return far + spread / 8
+
+
+def _radius(layout: ActionLayout, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(radius at 64 px, the most a box can grow: the factor that brings the size field to 0)."""
+    log_radius = layout.to_physical(actions, "size")
+    return torch.exp(log_radius), torch.exp(log_radius - layout.fields[layout.index("size")].low)
+
+
+def keep_inside(layout: ActionLayout, actions: torch.Tensor, reach: BrushReach) -> torch.Tensor:
+    """Actions whose strokes a box can hold: paths of strokes too thin to be moved into a larger box
+    are pulled towards the centre until the brush's reach stays inside. Differentiable; other
+    strokes come back unchanged."""
+    radius, most = _radius(layout, actions)
+    limit = (most * (0.5 - reach.base / BOX) - reach.per_radius * radius / BOX).clamp(min=1e-3)
+    far = _path_reach(layout, actions)
+    shrink = torch.where(far > limit, limit / far.clamp(min=1e-6), torch.ones_like(far))
+    cols = list(actions.unbind(1))
+    for i in layout.indices(*_POINTS):
+        cols[i] = 0.5 + (cols[i] - 0.5) * shrink
+    return torch.stack(cols, 1)
+
+
+def hold_whole(layout: ActionLayout, actions: torch.Tensor, boxes: torch.Tensor, reach: BrushReach):
+    """(actions, boxes) of the same strokes on the canvas in boxes that hold them whole (see above).
+
+    The growth k is computed without gradient (the canvas geometry does not depend on it); the
+    transformed actions and boxes stay differentiable in the originals."""
+    with torch.no_grad():
+        radius, most = _radius(layout, actions)
+        need = (_path_reach(layout, actions) + reach.per_radius * radius / BOX) / (0.5 - reach.base / BOX)
+        k = torch.minimum(need, most).clamp(min=1.0)
+    size = layout.index("size")
+    f = layout.fields[size]
+    cols = list(actions.unbind(1))
+    for i in layout.indices(*_POINTS):
+        cols[i] = 0.5 + (cols[i] - 0.5) / k
+    cols[size] = (cols[size] - torch.log(k) / (f.high - f.low)).clamp(min=0.0)   # k <= e^size: rounding only
+    return torch.stack(cols, 1), torch.cat([boxes[:, :2], boxes[:, 2:3] * k[:, None]], 1)

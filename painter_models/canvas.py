@@ -31,13 +31,13 @@ with a `stroke_size` attribute.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from .actions import NAKANO, get_layout
+from .actions import NAKANO, BrushReach, get_layout, hold_whole
 from .blending import EMPTY_STROKE
 from .limits import MAX_RENDER_WORK, PAINTER_STROKE_WORK, check_work
 from .strokes import StrokeSet
@@ -59,6 +59,9 @@ class PainterFn:
     stroke_size: int
     device: torch.device
     layout: object = NAKANO
+    # how far the brush paints from a path: strokes are moved into boxes that hold them whole (None:
+    # a painter that draws what its tile shows, e.g. a test double)
+    reach: BrushReach | None = field(default_factory=BrushReach)
 
 
 def as_painter(painter) -> PainterFn:
@@ -68,23 +71,29 @@ def as_painter(painter) -> PainterFn:
     from .checkpoint import NeuralPainter
     from .model import Generator
     if isinstance(painter, NeuralPainter):
-        return PainterFn(painter.generator, painter.stroke_size, painter.device, painter.layout)
+        return PainterFn(painter.generator, painter.stroke_size, painter.device, painter.layout, painter.reach)
     if isinstance(painter, Generator):
         dev = next(painter.parameters()).device
         return PainterFn(painter, painter.config.stroke_size, dev, NAKANO)
     if hasattr(painter, "render_torch"):  # RasterProgram
         return PainterFn(painter.render_torch, int(painter.size), torch.device(getattr(painter, "device", "cpu")),
-                         getattr(painter, "layout", NAKANO))
+                         getattr(painter, "layout", NAKANO), painter.reach)
     if callable(painter) and hasattr(painter, "stroke_size"):
         return PainterFn(painter, int(painter.stroke_size), torch.device(getattr(painter, "device", "cpu")),
-                         get_layout(getattr(painter, "layout", NAKANO)))
+                         get_layout(getattr(painter, "layout", NAKANO)), getattr(painter, "reach", None))
     raise TypeError(f"not a painter: {type(painter).__name__}; pass a NeuralPainter (load_painter), a Generator, "
                     f"a RasterProgram or a callable actions -> (colour, alpha) with a stroke_size attribute")
 
 
 def stroke_layers(painter: PainterFn, actions: torch.Tensor, blend: str, layout=None) -> torch.Tensor:
-    """[N, 4, S, S]: premultiplied colour (3) and alpha (1) of each stroke in its own square."""
+    """[N, 4, S, S]: premultiplied colour (3) and alpha (1) of each stroke in its own square.
+
+    For a painter of strokes held whole (painter.reach), alpha fades to 0 over the tile's outer
+    EDGE_FADE pixels: the brush paints nothing there (a pixel of margin past its reach), so what a
+    network leaves there is haze, and it would show as the box's straight edge on the canvas."""
     colour, alpha = painter.fn(actions)
+    if painter.reach is not None:
+        alpha = alpha * _edge_fade(alpha.shape[-1], alpha.device, alpha.dtype)
     if blend == "alpha":
         return torch.cat([colour * alpha, alpha], 1)
     layout = get_layout(layout or painter.layout)
@@ -93,6 +102,16 @@ def stroke_layers(painter: PainterFn, actions: torch.Tensor, blend: str, layout=
     mask = dark / dark.amax(dim=(-2, -1), keepdim=True).clamp_min(EMPTY_STROKE)
     rgb = actions[:, layout.indices("red", "green", "blue")]
     return torch.cat([mask * rgb[:, :, None, None], mask], 1)
+
+
+EDGE_FADE = 2.0
+
+
+def _edge_fade(size: int, device, dtype) -> torch.Tensor:
+    """[S, S] weights: 1 inside, ramping down across the outer EDGE_FADE pixels to 0 on the outermost."""
+    i = torch.arange(size, device=device, dtype=dtype)
+    ramp = (torch.minimum(i, size - 1 - i) / EDGE_FADE).clamp(max=1.0)
+    return ramp[:, None] * ramp[None, :]
 
 
 def fast_painter(painter) -> PainterFn:
@@ -108,7 +127,7 @@ def fast_painter(painter) -> PainterFn:
         except Exception:  # noqa: BLE001 - an exotic module: use it as it is
             return p
         fn = fn.to(memory_format=torch.channels_last)
-    return PainterFn(fn, p.stroke_size, p.device, p.layout)
+    return PainterFn(fn, p.stroke_size, p.device, p.layout, p.reach)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -323,6 +342,8 @@ def render(painter, actions: torch.Tensor, boxes: torch.Tensor, canvas_size, bac
     n = actions.shape[0]
     if boxes.shape != (n, 3):
         raise ValueError(f"boxes must be [N, 3] for {n} actions, got {list(boxes.shape)}")
+    if n and p.reach is not None:   # every stroke whole, in a box that holds all the brush paints
+        actions, boxes = hold_whole(get_layout(layout or p.layout), actions, boxes, p.reach)
     check_work(render_work(boxes, (h, w)), MAX_RENDER_WORK, f"rendering {n} strokes on a {w}x{h} px canvas",
                "use fewer or smaller strokes, or a smaller canvas (a lower scale)")
     device = actions.device

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
-from .actions import ActionLayout, get_layout
+from .actions import NAKANO, ActionLayout, BrushReach, get_layout
 from .model import Generator, GeneratorConfig, config_to_dict
 
 FORMAT = "neural-painter"
@@ -43,6 +43,7 @@ class NeuralPainter:
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     path: str | None = None
+    reach: BrushReach = field(default_factory=BrushReach)   # how far the brush paints from a path
 
     @property
     def device(self) -> torch.device:
@@ -199,5 +200,24 @@ def load_painter(path: str, device="cpu", layout: ActionLayout | str | None = No
                                   f"stroke would render wrong: the file is damaged; copy or train it again")
     generator.requires_grad_(False)
     generator.eval().to(device)
-    return NeuralPainter(generator, file_layout, str(meta.get("brush", "unknown")), config.stroke_size,
-                         meta.get("training", {}), meta.get("metrics", {}), path)
+    brush = str(meta.get("brush", "unknown"))
+    return NeuralPainter(generator, file_layout, brush, config.stroke_size, meta.get("training", {}),
+                         meta.get("metrics", {}), path, _reach(meta, brush, file_layout))
+
+
+def _reach(meta: dict, brush: str, layout: ActionLayout) -> BrushReach:
+    """The brush's reach: from the metadata (written at training), else measured with MyPaint where
+    it is installed, else BrushReach()'s upper bound for MyPaint's brushes."""
+    if "reach" in meta:
+        try:
+            return BrushReach.from_dict(meta["reach"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"bad 'reach' in the painter's metadata ({e})") from None
+    from .mypaint import MyPaintUnavailable, brush_reach
+    preset = brush[len("mypaint:"):] if brush.startswith("mypaint:") else None
+    if preset is None:
+        return BrushReach()
+    try:
+        return brush_reach(preset, layout.name) if layout.name == NAKANO.name else BrushReach()
+    except MyPaintUnavailable:
+        return BrushReach()

@@ -488,7 +488,8 @@ def frame_size(strokes: StrokeSet, max_side: int | None) -> tuple[int, int]:
 
 def iter_timelapse(renderer, strokes: StrokeSet, n_frames: int = 48, background=None,
                    incremental: bool = True, max_side: int | None = None,
-                   counts: list[int] | None = None, check=None) -> Iterator[tuple[int, np.ndarray]]:
+                   counts: list[int] | None = None, check=None,
+                   brush_seed: int = 0) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (stroke count, uint8 frame [H, W, 3]) for the time-lapse; see timelapse_frames.
     `check()` is called before each stroke (MyPaint) or group of strokes (a painter): raise in it
     to cancel. The painting is checked against the renderer's work budget before the first frame."""
@@ -502,7 +503,7 @@ def iter_timelapse(renderer, strokes: StrokeSet, n_frames: int = 48, background=
             raise ValueError(f"unknown renderer {renderer!r}: pass a NeuralPainter, a render function "
                              f"render_fn(strokes, background) or 'mypaint' / 'mypaint:<brush>'")
         brush = name.split(":", 1)[1] if ":" in name else None
-        with mypaint_canvas(strokes, brush=brush, background=background) as canvas:
+        with mypaint_canvas(strokes, brush=brush, background=background, brush_seed=brush_seed) as canvas:
             geo = _mypaint_geometry(canvas, strokes, "the time-lapse", "use fewer or smaller strokes")
             done = 0
             for c in counts:
@@ -562,7 +563,7 @@ def _renderer_function(renderer, check=None) -> Callable:
 
 
 def timelapse_frames(renderer, strokes: StrokeSet, n_frames: int = 48, background=None,
-                     incremental: bool = True, max_side: int | None = None) -> np.ndarray:
+                     incremental: bool = True, max_side: int | None = None, brush_seed: int = 0) -> np.ndarray:
     """Frames of the painting stroke by stroke: uint8 [T, H, W, 3], T = min(n_frames, N + 1).
 
     Frame k shows the first c_k strokes, c evenly spaced from 0 (the background) to N (the full
@@ -570,14 +571,16 @@ def timelapse_frames(renderer, strokes: StrokeSet, n_frames: int = 48, backgroun
     render_fn(strokes, background) -> image ([1, 3, H, W] / [H, W, 3], 0..1) that paints `strokes`
     over `background` (None: the StrokeSet's colour; the StrokeSet's background image is passed as
     a [1, 3, H, W] tensor; later calls get what the previous call returned), or
-    'mypaint' for the real brush on one MyPaint surface. With `incremental`, each frame paints only
+    'mypaint' for the real brush on one MyPaint surface (with `brush_seed`'s texture: the frames end on
+    rerender_mypaint(strokes, 1.0, brush_seed=...)). With `incremental`, each frame paints only
     the strokes since the previous frame over it (N strokes rendered in all, not N * T / 2).
     `background`: a colour or image for the first frame, default the StrokeSet's (background_image,
     else background); `max_side` shrinks frames (Lanczos). Frames x pixels above
     limits.MAX_BATCH_PIXELS are refused before rendering."""
     h, w = frame_size(strokes, max_side)
     check_batch(len(frame_counts(len(strokes), n_frames)), h, w, "time-lapse", "use fewer frames or a smaller max_side")
-    frames = [frame for _, frame in iter_timelapse(renderer, strokes, n_frames, background, incremental, max_side)]
+    frames = [frame for _, frame in iter_timelapse(renderer, strokes, n_frames, background, incremental, max_side,
+                                                   brush_seed=brush_seed)]
     return np.stack(frames)
 
 

@@ -568,3 +568,41 @@ class MyPaintCanvas:
 
     def __getstate__(self):
         raise TypeError("MyPaintCanvas holds native handles and cannot be pickled")
+
+
+@lru_cache(maxsize=None)
+def brush_reach(brush: str, layout_name: str = NAKANO.name, samples: int = 60):
+    """How far `brush` paints from a stroke's path (actions.BrushReach, pixels of a 64 px stroke box):
+    measured on strokes at full and random pressure, sizes 0..1, each on a surface large enough to hold
+    all of it, as the farthest visible pixel (8-bit alpha > 0) from the path; the envelope
+    base + per_radius * radius over all of them, plus a pixel for the strokes not sampled. Deterministic;
+    about 1 s."""
+    from .actions import BrushReach
+    layout = get_layout(layout_name)
+    rng = np.random.default_rng(0)
+    side, box = 3 * TILE, float(TILE)
+    points = layout.indices("start_x", "start_y", "control_x", "control_y", "end_x", "end_y")
+    radii, reaches = [], []
+    with MyPaintCanvas(side, side, brush, layout) as canvas:
+        for size in np.linspace(0.0, 1.0, 6):
+            for k in range(samples):
+                a = rng.random(layout.dim)
+                a[points] = 0.4 + 0.2 * a[points]             # near the centre: nothing leaves the surface
+                a[layout.index("size")] = size
+                if k % 2 == 0:
+                    a[layout.indices("entry_pressure", "exit_pressure")] = 1.0
+                canvas.fill(None)
+                canvas.paint(a[None].astype(np.float32), [[side / 2, side / 2, box]])
+                ys, xs = np.nonzero(canvas.read_rgba()[..., 3] >= 0.5 / 255)
+                if not len(xs):
+                    continue
+                x, y, _ = bezier_points(layout, a[None], 400)
+                px, py = side / 2 + (x[0] - 0.5) * box, side / 2 + (y[0] - 0.5) * box
+                d2 = (xs[:, None] + 0.5 - px[None]) ** 2 + (ys[:, None] + 0.5 - py[None]) ** 2
+                reaches.append(float(np.sqrt(d2.min(1).max())))
+                radii.append(math.exp(float(layout.to_physical(a, "size"))))
+    r, w = np.asarray(radii), np.asarray(reaches)
+    levels = np.unique(r)
+    farthest = np.array([w[r == level].max() for level in levels])     # the envelope: one point per size
+    per_radius = max(0.0, float(np.polyfit(levels, farthest, 1)[0]))
+    return BrushReach(round(float((w - per_radius * r).max()) + 1.0, 3), round(per_radius, 3))

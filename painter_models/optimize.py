@@ -24,12 +24,13 @@ API (stable; the ComfyUI nodes and the CLI wrap it):
         keep_training=False,        # False: earlier rounds are frozen (fast); True: all strokes keep training
         polish_steps=0,             # after the rounds, this many more steps with every stroke trainable
         optimize_boxes=True,        # positions and scales are optimised too (scale clamped to [min_size, max_size])
+        real_brush="auto",          # MyPaint in the loop (see below): "auto", True (required) or False
+        brush_seed=0,               # the real brush's random texture (as export.rerender_mypaint's brush_seed)
         callback=None,              # callback(PaintProgress) each step; return True (or raise StopPainting) to stop
         preview_every=0,            # put the current canvas in PaintProgress.preview every k steps
         snapshot_every=0,           # keep (step, canvas) in result.snapshots every k steps (and at round ends)
         device=None,                # default: the painter's device
-    ) -> PaintResult(strokes: StrokeSet, canvas: Tensor [1, 3, H, W], history: list[dict],
-                     snapshots: list[(step, Tensor)], cancelled: bool, seconds: float)
+    ) -> PaintResult(strokes, canvas, neural_canvas, renderer, history, snapshots, cancelled, seconds, note)
 
 How it paints:
   * Parameters are raw logits; actions = sigmoid(logits) (gradients stay alive at the edges).
@@ -45,6 +46,12 @@ How it paints:
     colour. Frozen earlier rounds are rendered once into the background of the next round.
   * Adam with a cosine schedule per round (lr -> lr * min_lr_ratio); the best parameters of each
     round (lowest loss) are kept.
+  * The real brush: when the painter imitates a MyPaint brush and libmypaint is installed
+    (real_brush="auto"), every canvas the loss sees is MyPaint's own painting of the strokes (frozen
+    rounds included) and the gradient is the painter's (real_brush.straight_through). The error map
+    that places new strokes is then the real brush's, and result.canvas is MyPaint's painting of the
+    returned strokes: exactly what export.rerender_mypaint(result.strokes, 1.0) gives. Otherwise the
+    painting is the painter's canvas and result.note says why.
   * Cancellation: the callback returns True or raises StopPainting -> paint returns the best result so
     far with cancelled=True. Any other exception from the callback (e.g. ComfyUI's interrupt)
     propagates with the best result so far attached as `exception.paint_result`.
@@ -52,17 +59,18 @@ How it paints:
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from .actions import get_layout
+from .actions import get_layout, keep_inside
 from .canvas import background_canvas, fast_painter, render
 from .strokes import MAX_CANVAS, StrokeSet
 
-__all__ = ["paint", "PaintResult", "PaintProgress", "StopPainting", "round_plan", "default_sizes",
+__all__ = ["paint", "PaintResult", "PaintProgress", "StopPainting", "PaintingJob", "round_plan", "default_sizes",
            "image_objective", "find_target"]
 
 MAX_STROKES = 100_000
@@ -89,11 +97,14 @@ class PaintProgress:
 @dataclass
 class PaintResult:
     strokes: StrokeSet
-    canvas: torch.Tensor            # [1, 3, H, W] in 0..1 (detached)
+    canvas: torch.Tensor            # [1, 3, H, W] in 0..1 (detached): the painting delivered
+    neural_canvas: torch.Tensor     # the neural painter's canvas of the same strokes
+    renderer: str                   # what painted `canvas`: "mypaint:<brush>" or "neural painter"
     history: list = field(default_factory=list)      # per step: step, round, loss, terms, lr, n_strokes
     snapshots: list = field(default_factory=list)    # (step, canvas [1, 3, H, W] on the CPU)
     cancelled: bool = False
     seconds: float = 0.0
+    note: str = ""                  # why the real brush did not paint, when it did not
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,6 +139,14 @@ def round_plan(n_strokes: int, rounds: int, min_size: float, max_size: float) ->
         counts[i] -= 1
         counts[-1] += 1
     return list(zip(counts, sides))
+
+
+def split_steps(steps: int, rounds: int) -> list[int]:
+    """`steps` split over `rounds` as evenly as possible, the remainder going to the last rounds."""
+    per_round = [steps // rounds] * rounds
+    for i in range(steps - sum(per_round)):
+        per_round[-1 - i] += 1
+    return per_round
 
 
 def find_target(objective):
@@ -168,11 +187,11 @@ def image_objective(image, pixel: float = 1.0, feature: float = 0.0, backbone="e
 
 
 # ----------------------------------------------------------------------------------------------
-# parameters
+# strokes as parameters
 
 
-class _Params:
-    """Trainable strokes of one round (or the init strokes)."""
+class StrokeGroup:
+    """The trainable parameters of the strokes seeded together (one round, or the init strokes)."""
 
     def __init__(self, actions, boxes, palette_logits=None, trainable=True):
         a = actions.clamp(1e-3, 1 - 1e-3)
@@ -182,9 +201,16 @@ class _Params:
         self.s = torch.zeros(len(boxes), 1, device=boxes.device, requires_grad=trainable)
         self.pal = None if palette_logits is None else palette_logits.clone().requires_grad_(trainable)
 
-    def tensors(self, boxes: bool = True):
-        t = [self.logits] + ([self.d, self.s] if boxes else []) + ([self.pal] if self.pal is not None else [])
-        return t
+    def tensors(self):
+        return [self.logits, self.d, self.s] + ([self.pal] if self.pal is not None else [])
+
+    @property
+    def trainable(self) -> bool:
+        return self.logits.requires_grad
+
+    def set_trainable(self, on: bool):
+        for t in self.tensors():
+            t.requires_grad_(on)
 
     def state(self):
         return [t.detach().clone() for t in self.tensors()]
@@ -198,11 +224,13 @@ class _Params:
         return len(self.box0)
 
 
-class _Painting:
-    """Materialises parameters into actions and boxes under the user's constraints."""
+class StrokeConstraints:
+    """Turns a group's parameters into actions and boxes under the user's constraints (palette,
+    greyscale, opaque, box sizes, canvas) and the brush's: a stroke stays whole in a box
+    (actions.keep_inside)."""
 
-    def __init__(self, layout, canvas_size, min_size, max_size, palette, greyscale, opaque):
-        self.layout = layout
+    def __init__(self, layout, canvas_size, min_size, max_size, palette, greyscale, opaque, reach):
+        self.layout, self.reach = layout, reach
         self.h, self.w = canvas_size
         self.min_size, self.max_size = float(min_size), float(max_size)
         self.palette = palette
@@ -211,40 +239,38 @@ class _Painting:
         self.rgb = layout.indices("red", "green", "blue")
         self.pressure = layout.indices("entry_pressure", "exit_pressure")
 
-    def actions(self, p: _Params) -> torch.Tensor:
-        a = torch.sigmoid(p.logits)
-        cols = list(range(a.shape[1]))
+    def actions(self, g: StrokeGroup) -> torch.Tensor:
+        a = torch.sigmoid(g.logits)
         replace = {}
         if self.palette is not None:
-            probs = torch.softmax(p.pal, -1)
+            probs = torch.softmax(g.pal, -1)
             hard = F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
             rgb = (hard + probs - probs.detach()) @ self.palette
             replace.update(zip(self.rgb, rgb.unbind(1)))
         elif self.greyscale:
-            g = a[:, self.rgb[0]]
-            replace.update({i: g for i in self.rgb})
+            grey = a[:, self.rgb[0]]
+            replace.update({i: grey for i in self.rgb})
         if self.opaque:
             one = torch.ones_like(a[:, 0])
             replace.update({i: one for i in self.pressure})
-        if not replace:
-            return a
-        return torch.stack([replace.get(i, a[:, i]) for i in cols], 1)
+        if replace:
+            a = torch.stack([replace.get(i, a[:, i]) for i in range(a.shape[1])], 1)
+        return keep_inside(self.layout, a, self.reach)
 
-    def boxes(self, p: _Params) -> torch.Tensor:
-        b0 = p.box0
-        side0 = b0[:, 2:3]
-        centre = b0[:, :2] + side0 * p.d
-        side = side0 * torch.exp(p.s)
+    def boxes(self, g: StrokeGroup) -> torch.Tensor:
+        side0 = g.box0[:, 2:3]
+        centre = g.box0[:, :2] + side0 * g.d
+        side = side0 * torch.exp(g.s)
         return torch.cat([centre, side], 1)
 
     @torch.no_grad()
-    def project(self, p: _Params):
-        side0 = p.box0[:, 2:3]
-        p.s.clamp_(min=torch.log(self.min_size / side0).clamp(max=0), max=torch.log(self.max_size / side0).clamp(min=0))
-        lo = (-p.box0[:, :2]) / side0
-        hi = (torch.tensor([self.w, self.h], device=side0.device, dtype=side0.dtype) - p.box0[:, :2]) / side0
-        p.d.copy_(torch.maximum(torch.minimum(p.d, hi), lo))
-        p.logits.clamp_(-LOGIT_LIMIT, LOGIT_LIMIT)
+    def project(self, g: StrokeGroup):
+        side0 = g.box0[:, 2:3]
+        g.s.clamp_(min=torch.log(self.min_size / side0).clamp(max=0), max=torch.log(self.max_size / side0).clamp(min=0))
+        lo = (-g.box0[:, :2]) / side0
+        hi = (torch.tensor([self.w, self.h], device=side0.device, dtype=side0.dtype) - g.box0[:, :2]) / side0
+        g.d.copy_(torch.maximum(torch.minimum(g.d, hi), lo))
+        g.logits.clamp_(-LOGIT_LIMIT, LOGIT_LIMIT)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -371,7 +397,7 @@ def _evaluate(objective, canvas):
 
 
 # ----------------------------------------------------------------------------------------------
-# main entry
+# the painting job
 
 
 def _canvas_size(canvas_size):
@@ -383,239 +409,334 @@ def _canvas_size(canvas_size):
     return h, w
 
 
+def _open_real_brush(painter, real_brush, canvas_size, layout, brush_seed):
+    """(RealBrush or None, note): MyPaint in the loop where the painter imitates a MyPaint brush and
+    libmypaint is here; real_brush=True makes that a requirement, False switches it off."""
+    if real_brush not in (True, False, "auto"):
+        raise ValueError(f"real_brush must be True, False or 'auto', got {real_brush!r}")
+    if real_brush is False:
+        return None, "real brush switched off: the painting is the neural painter's canvas"
+    from .export import mypaint_brush_name
+    from .mypaint import MyPaintUnavailable
+    from .real_brush import RealBrush
+    brush = getattr(painter, "brush", None)
+    preset = mypaint_brush_name(brush) if brush and brush != "unknown" else None
+    if preset is None:
+        if real_brush is True:
+            raise ValueError(f"real_brush=True needs a painter that imitates a MyPaint brush; this one imitates "
+                             f"{brush!r}: load a painter trained on a MyPaint brush, or pass real_brush=False")
+        return None, f"the painter imitates no MyPaint brush ({brush!r}): the painting is its own canvas"
+    try:
+        return RealBrush(preset, canvas_size, layout, brush_seed), ""
+    except MyPaintUnavailable as e:
+        if real_brush is True:
+            raise
+        reason = str(e).splitlines()[0]
+        return None, f"no real brush ({reason}): the painting is the neural painter's canvas"
+
+
+class PaintingJob:
+    """One painting: plan the rounds, then per round seed strokes where the error is largest and
+    optimise them; optionally polish everything together. See the module docs for the method.
+
+    Strokes live in StrokeGroups (one per round, plus the init strokes). Groups that no longer train
+    are painted once into `frozen` (the canvas under the trainable strokes): by the real brush when it
+    is in the loop, else by the neural painter."""
+
+    def __init__(self, painter, objective, canvas_size, strokes, rounds, steps, lr, min_size, max_size, palette,
+                 greyscale, opaque, blend, background, seed, init, target_for_seeding, keep_training,
+                 optimize_boxes, box_lr_scale, min_lr_ratio, polish_steps, real_brush, brush_seed, callback,
+                 preview_every, snapshot_every, device, render_options):
+        self.t0 = time.perf_counter()
+        if device is not None and hasattr(painter, "to"):
+            painter.to(device)
+        self.source = painter
+        self.painter = fast_painter(painter)
+        self.device = dev = self.painter.device
+        self.layout = get_layout(self.painter.layout)
+        self.size = h, w = _canvas_size(canvas_size)
+        self.n_new = int(strokes)
+        if not 0 <= self.n_new <= MAX_STROKES:
+            raise ValueError(f"strokes must be 0..{MAX_STROKES}, got {strokes}")
+        if self.n_new == 0 and (init is None or len(init) == 0):
+            raise ValueError("nothing to paint: strokes=0 and no init strokes")
+        self.steps = int(steps)
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        self.polish_steps = int(polish_steps)
+        if self.polish_steps < 0:
+            raise ValueError(f"polish_steps must be >= 0, got {polish_steps}")
+        if blend not in ("alpha", "linear"):
+            raise ValueError(f"blend must be 'alpha' or 'linear', got {blend!r}")
+        if not callable(objective):
+            raise TypeError("objective must be a callable loss(canvas) -> scalar (e.g. losses.combine(...))")
+        self.objective, self.blend = objective, blend
+        lo, hi = default_sizes(self.size, max(1, self.n_new))
+        min_size = float(min_size) if min_size else lo
+        max_size = float(max_size) if max_size else max(hi, min_size)
+        if not (1 <= min_size <= max_size):
+            raise ValueError(f"stroke sizes must satisfy 1 <= min_size <= max_size, got {min_size}, {max_size}")
+        self.render_options = dict(render_options or {})
+        self.lr, self.box_lr_scale, self.min_lr_ratio = lr, box_lr_scale, min_lr_ratio
+        self.optimize_boxes, self.keep_training, self.seed = optimize_boxes, keep_training, seed
+        self.callback, self.preview_every, self.snapshot_every = callback, preview_every, snapshot_every
+
+        target = target_for_seeding if target_for_seeding is not None else find_target(objective)
+        if target is not None:
+            from .losses import fit_to, to_image_tensor
+            target = fit_to(to_image_tensor(target).to(dev), h, w)
+        self.target = target
+        self.palette = self._palette(palette, greyscale)
+        self.constraints = StrokeConstraints(self.layout, self.size, min_size, max_size, self.palette, greyscale,
+                                             opaque, self.painter.reach)
+        self.gen = torch.Generator().manual_seed(int(seed))
+        self.backdrop = background_canvas(background, self.size, dev)
+        self.over_image = isinstance(background, torch.Tensor) and background.numel() > 3
+        self.background_colour = (1.0, 1.0, 1.0) if self.over_image else \
+            tuple(float(c) for c in self.backdrop[0, :, 0, 0])
+        self.real_brush, self.note = _open_real_brush(painter, real_brush, self.size, self.layout, brush_seed)
+        self.brush_seed = int(brush_seed)
+
+        self.groups: list[StrokeGroup] = []
+        if init is not None and len(init):
+            if tuple(init.canvas_size) != self.size:
+                init = init.scaled(h / init.canvas_size[0])
+            ia, ib = init.actions.to(dev).float(), init.boxes.to(dev).float()
+            self.groups.append(StrokeGroup(ia, ib, self._palette_logits(ia[:, self.constraints.rgb]),
+                                           trainable=keep_training or self.n_new == 0))
+        self.rounds = round_plan(self.n_new, rounds, min_size, max_size)
+        self.round_steps = split_steps(self.steps, max(1, len(self.rounds)))
+        if self.n_new == 0:
+            self.polish_steps = 0    # the init strokes train in every step already
+        self.total_steps = self.steps + self.polish_steps
+        self.n_rounds = max(1, len(self.rounds)) + (1 if self.polish_steps else 0)
+        self.frozen = self.backdrop
+        if self.groups and not self.groups[0].trainable:
+            with torch.no_grad():    # frozen init strokes: painted once, under everything new
+                self.frozen = self.canvas(self.groups, self.backdrop)
+        self.step = 0
+        self.history, self.snapshots = [], []
+        self._training: list[StrokeGroup] = []
+        self._best_state = None
+        self.min_size, self.max_size, self.greyscale, self.opaque = min_size, max_size, greyscale, opaque
+
+    # -- set-up helpers ---------------------------------------------------------------------------
+    def _palette(self, palette, greyscale):
+        if palette is None or (isinstance(palette, (list, tuple, str)) and len(palette) == 0):
+            return None
+        from .palette import greyscale_palette, kmeans_palette, parse_palette
+        if isinstance(palette, int) and not isinstance(palette, bool):
+            if self.target is None:
+                raise ValueError("a k-means palette (palette=k) needs a target image (target_for_seeding)")
+            pal = kmeans_palette(self.target, palette, seed=self.seed, greyscale=greyscale)
+        else:
+            pal = parse_palette(palette)
+            if greyscale:
+                pal = greyscale_palette(pal)
+        return pal.to(self.device)
+
+    def _palette_logits(self, rgb):
+        if self.palette is None:
+            return None
+        distance = torch.cdist(rgb.to(self.device).float(), self.palette.float())
+        return -10.0 * distance      # nearest entry first, the others within reach of a few Adam steps
+
+    # -- canvases ---------------------------------------------------------------------------------
+    def materialise(self, groups):
+        if not groups:
+            return (torch.zeros(0, self.layout.dim, device=self.device), torch.zeros(0, 3, device=self.device))
+        c = self.constraints
+        return torch.cat([c.actions(g) for g in groups]), torch.cat([c.boxes(g) for g in groups])
+
+    def neural_canvas(self, groups, under):
+        actions, boxes = self.materialise(groups)
+        return render(self.painter, actions, boxes, self.size, under, blend=self.blend, layout=self.layout,
+                      **self.render_options)
+
+    def canvas(self, groups, under):
+        """The canvas the loss sees: `groups` painted over `under`, by the real brush when it is in the
+        loop (with the neural painter's gradient), else by the neural painter."""
+        neural = self.neural_canvas(groups, under)
+        if self.real_brush is None:
+            return neural
+        from .real_brush import straight_through
+        actions, boxes = self.materialise(groups)
+        return straight_through(neural, self.real_brush.paint(actions, boxes, under))
+
+    def trainable_groups(self):
+        return [g for g in self.groups if g.trainable]
+
+    # -- phases -----------------------------------------------------------------------------------
+    def run(self) -> PaintResult:
+        try:
+            for index, ((count, side), steps) in enumerate(zip(self.rounds, self.round_steps)):
+                self.seed_round(count, side)
+                self.optimise(steps, index)
+            if not self.rounds:          # no new strokes: the init strokes are refined
+                self.optimise(self.steps, 0)
+            if self.polish_steps:
+                self.polish()
+        except StopPainting:
+            self._restore_best()
+            return self.result(cancelled=True)
+        except BaseException as e:
+            self._restore_best()
+            try:
+                e.paint_result = self.result(cancelled=True)
+            except Exception:  # noqa: BLE001 - never hide the original error
+                pass
+            raise
+        finally:
+            if self.real_brush is not None:
+                self.real_brush.close()
+        return self.result(cancelled=False)
+
+    @torch.no_grad()
+    def seed_round(self, count: int, side: float):
+        """Add `count` strokes of box side ~`side` where the error of the current canvas is largest;
+        unless keep_training, everything painted so far is frozen into the canvas under them."""
+        current = self.canvas(self.trainable_groups(), self.frozen)
+        grad = None
+        if self.target is None:
+            with torch.enable_grad():
+                probe = current.detach().requires_grad_(True)
+                loss, _ = _evaluate(self.objective, probe)
+                grad = torch.autograd.grad(loss, probe)[0]
+        err, f = _error_map(current, self.target, grad, side)
+        gen = self.gen
+        pos = _seed_positions(err, f, count, side, gen)
+        colours = theta = strength = None
+        if self.target is not None:
+            colours = _local_colour(self.target, pos, side).cpu()
+            theta, strength = _orientation(self.target, pos, side)
+        actions = _seed_actions(self.layout, count, colours, gen, theta, strength)
+        rgb = self.constraints.rgb
+        if self.greyscale and self.palette is None:
+            from .palette import luminance
+            actions[:, rgb[0]] = luminance(actions[:, rgb]).clamp(0.02, 0.98)
+        jitter = torch.exp((torch.rand(count, generator=gen) - 0.5) * 0.3)
+        sides = (side * jitter).clamp(self.min_size, self.max_size)
+        boxes = torch.cat([pos, sides[:, None]], 1).to(self.device)
+        if not self.keep_training:
+            self.frozen = current
+            for g in self.groups:
+                g.set_trainable(False)
+        self.groups.append(StrokeGroup(actions.to(self.device), boxes, self._palette_logits(actions[:, rgb])))
+
+    def polish(self):
+        """Every stroke (earlier rounds and init strokes too) trains again, over the bare backdrop."""
+        for g in self.groups:
+            g.set_trainable(True)
+        self.frozen = self.backdrop
+        self.optimise(self.polish_steps, self.n_rounds - 1)
+
+    def optimise(self, n_steps: int, round_index: int):
+        """Adam on the trainable groups with a cosine schedule; keeps the round's best parameters."""
+        train = self._training = self.trainable_groups()
+        params = []
+        for g in train:
+            params.append({"params": [g.logits] + ([g.pal] if g.pal is not None else []), "lr": self.lr,
+                           "base": self.lr})
+            if self.optimize_boxes:
+                scaled = self.lr * self.box_lr_scale
+                params.append({"params": [g.d, g.s], "lr": scaled, "base": scaled})
+        opt = torch.optim.Adam(params, betas=(0.9, 0.99)) if n_steps and params else None
+        best_loss, self._best_state = math.inf, None
+        n_on_canvas = sum(len(g) for g in self.groups)
+        for i in range(n_steps):
+            frac = i / max(1, n_steps - 1)
+            scale = self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+            for group in opt.param_groups:
+                group["lr"] = group["base"] * scale
+            canvas = self.canvas(train, self.frozen)
+            loss, terms = _evaluate(self.objective, canvas)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the loss became {value} at step {self.step + 1}")
+            if value < best_loss:
+                best_loss, self._best_state = value, [g.state() for g in train]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for g in train:
+                self.constraints.project(g)
+            self.step += 1
+            self.history.append({"step": self.step, "round": round_index, "loss": value, "terms": terms,
+                                 "lr": self.lr * scale, "n_strokes": n_on_canvas})
+            if self.snapshot_every and self.step % self.snapshot_every == 0:
+                self.snapshots.append((self.step, canvas.detach().cpu().clone()))
+            self._report(canvas, value, terms, round_index, n_on_canvas)
+        # the last step's update is unevaluated: keep the best evaluated parameters unless the final
+        # state is at least as good
+        if self._best_state is not None and n_steps:
+            with torch.no_grad():
+                final_loss = float(_evaluate(self.objective, self.canvas(train, self.frozen))[0])
+            if final_loss > best_loss:
+                self._restore_best()
+        self._best_state = None
+        if self.snapshot_every:
+            with torch.no_grad():
+                self.snapshots.append((self.step, self.canvas(self.trainable_groups(), self.frozen).cpu()))
+
+    def _report(self, canvas, loss, terms, round_index, n_on_canvas):
+        if self.callback is None:
+            return
+        preview = None
+        if self.preview_every and (self.step % self.preview_every == 0 or self.step == self.total_steps):
+            preview = canvas.detach().clone()
+        stop = self.callback(PaintProgress(self.step, self.total_steps, round_index, self.n_rounds, loss, terms,
+                                           n_on_canvas, time.perf_counter() - self.t0, preview))
+        if stop is True:
+            raise StopPainting()
+
+    def _restore_best(self):
+        if self._best_state is not None:
+            for g, s in zip(self._training, self._best_state):
+                g.load(s)
+
+    # -- the result -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def result(self, cancelled: bool) -> PaintResult:
+        actions, boxes = self.materialise(self.groups)
+        neural = render(self.painter, actions, boxes, self.size, self.backdrop, blend=self.blend,
+                        layout=self.layout, **self.render_options)
+        painter_file = getattr(self.source, "path", None)
+        extra = {"painter": os.path.basename(painter_file) if painter_file else None, "steps": self.step,
+                 "rounds": self.n_rounds, "seed": self.seed, "min_size": self.min_size, "max_size": self.max_size,
+                 "greyscale": self.greyscale, "opaque": self.opaque}
+        if self.palette is not None:
+            from .palette import to_hex
+            extra["palette"] = to_hex(self.palette)
+        brush = getattr(self.source, "brush", None) or getattr(self.painter.fn, "brush", None) or "unknown"
+        strokes = StrokeSet(actions.detach().clamp(0, 1).cpu(), boxes.detach().cpu(), self.size, self.layout, brush,
+                            self.background_colour, self.blend, extra,
+                            self.backdrop[0].detach().float().cpu() if self.over_image else None)
+        canvas, renderer = neural, "neural painter"
+        if self.real_brush is not None:
+            from .export import rerender_mypaint
+            image = rerender_mypaint(strokes, 1.0, dtype="float32", brush_seed=self.brush_seed)
+            canvas = torch.from_numpy(image).permute(2, 0, 1)[None].to(self.device)
+            renderer = f"mypaint:{self.real_brush.brush}"
+            extra.update(renderer=renderer, brush_seed=self.brush_seed)
+        extra["seconds"] = round(time.perf_counter() - self.t0, 3)
+        return PaintResult(strokes, canvas.detach(), neural.detach(), renderer, self.history, self.snapshots,
+                           cancelled, time.perf_counter() - self.t0, self.note)
+
+
 def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 4, steps: int = 300,
           lr: float = 0.2, min_size: float | None = None, max_size: float | None = None, palette=None,
           greyscale: bool = False, opaque: bool = False, blend: str = "alpha", background=(1.0, 1.0, 1.0),
           seed: int = 0, init: StrokeSet | None = None, target_for_seeding=None, keep_training: bool = False,
           optimize_boxes: bool = True, box_lr_scale: float = 0.3, min_lr_ratio: float = 0.05,
-          polish_steps: int = 0,
+          polish_steps: int = 0, real_brush="auto", brush_seed: int = 0,
           callback=None, preview_every: int = 0, snapshot_every: int = 0, device=None,
           render_options: dict | None = None) -> PaintResult:
     """Paint by optimising strokes through `painter` to minimise `objective` (see the module docs).
 
     Gradients are switched on inside, so it can be called under torch.no_grad() (as ComfyUI runs nodes)."""
     with torch.enable_grad():
-        return _paint(**locals())
-
-
-def _paint(painter, objective, canvas_size, strokes, rounds, steps, lr, min_size, max_size, palette, greyscale,
-           opaque, blend, background, seed, init, target_for_seeding, keep_training, optimize_boxes, box_lr_scale,
-           min_lr_ratio, polish_steps, callback, preview_every, snapshot_every, device, render_options):
-    t0 = time.perf_counter()
-    if device is not None and hasattr(painter, "to"):
-        painter.to(device)
-    p = fast_painter(painter)
-    dev = p.device
-    layout = get_layout(p.layout)
-    h, w = _canvas_size(canvas_size)
-    strokes = int(strokes)
-    if not 0 <= strokes <= MAX_STROKES:
-        raise ValueError(f"strokes must be 0..{MAX_STROKES}, got {strokes}")
-    if strokes == 0 and (init is None or len(init) == 0):
-        raise ValueError("nothing to paint: strokes=0 and no init strokes")
-    steps = int(steps)
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    if blend not in ("alpha", "linear"):
-        raise ValueError(f"blend must be 'alpha' or 'linear', got {blend!r}")
-    if not callable(objective):
-        raise TypeError("objective must be a callable loss(canvas) -> scalar (e.g. losses.combine(...))")
-    lo, hi = default_sizes((h, w), max(1, strokes))
-    min_size = float(min_size) if min_size else lo
-    max_size = float(max_size) if max_size else max(hi, min_size)
-    if not (1 <= min_size <= max_size):
-        raise ValueError(f"stroke sizes must satisfy 1 <= min_size <= max_size, got {min_size}, {max_size}")
-    ropts = dict(render_options or {})
-
-    target = target_for_seeding if target_for_seeding is not None else find_target(objective)
-    if target is not None:
-        from .losses import fit_to, to_image_tensor
-        target = fit_to(to_image_tensor(target).to(dev), h, w)
-
-    pal = None
-    if palette is not None and not (isinstance(palette, (list, tuple, str)) and len(palette) == 0):
-        from .palette import greyscale_palette, kmeans_palette, parse_palette
-        if isinstance(palette, int) and not isinstance(palette, bool):
-            if target is None:
-                raise ValueError("a k-means palette (palette=k) needs a target image (target_for_seeding)")
-            pal = kmeans_palette(target, palette, seed=seed, greyscale=greyscale)
-        else:
-            pal = parse_palette(palette)
-            if greyscale:
-                pal = greyscale_palette(pal)
-        pal = pal.to(dev)
-
-    gen = torch.Generator().manual_seed(int(seed))
-    P = _Painting(layout, (h, w), min_size, max_size, pal, greyscale, opaque)
-    base = background_canvas(background, (h, w), dev)
-    over_image = isinstance(background, torch.Tensor) and background.numel() > 3
-    bg_colour = (1.0, 1.0, 1.0) if over_image else tuple(float(c) for c in base[0, :, 0, 0])
-
-    def palette_logits(rgb):
-        if pal is None:
-            return None
-        d = torch.cdist(rgb.to(dev).float(), pal.float())
-        return -10.0 * d      # nearest entry first, the others within reach of a few Adam steps
-
-    groups: list[_Params] = []
-    if init is not None and len(init):
-        if tuple(init.canvas_size) != (h, w):
-            init = init.scaled(h / init.canvas_size[0])
-        ia, ib = init.actions.to(dev).float(), init.boxes.to(dev).float()
-        groups.append(_Params(ia, ib, palette_logits(ia[:, P.rgb]), trainable=keep_training or strokes == 0))
-
-    plan = round_plan(strokes, rounds, min_size, max_size)
-    if strokes == 0:
-        plan = [(0, 0.0)]
-    n_rounds = len(plan)
-    per_round = [steps // n_rounds] * n_rounds
-    for i in range(steps - sum(per_round)):
-        per_round[-1 - i] += 1
-    polish_steps = int(polish_steps)
-    if polish_steps < 0:
-        raise ValueError(f"polish_steps must be >= 0, got {polish_steps}")
-    if polish_steps and strokes > 0:
-        plan.append((0, 0.0))       # a last round with no new strokes: everything trains together
-        per_round.append(polish_steps)
-        n_rounds += 1
-    total_steps = sum(per_round)
-
-    history, snapshots = [], []
-    state = {"step": 0, "cancelled": False}
-    frozen_canvas = base
-    train: list[_Params] = []
-    best_state = None
-
-    def trainable_groups():
-        return [g for g in groups if g.logits.requires_grad]
-
-    def materialise(gs):
-        if not gs:
-            return (torch.zeros(0, layout.dim, device=dev), torch.zeros(0, 3, device=dev))
-        return (torch.cat([P.actions(g) for g in gs]), torch.cat([P.boxes(g) for g in gs]))
-
-    def draw(gs, under):
-        a, b = materialise(gs)
-        return render(p, a, b, (h, w), under, blend=blend, layout=layout, **ropts)
-
-    def result(cancelled):
-        with torch.no_grad():
-            a, b = materialise(groups)
-            canvas = render(p, a, b, (h, w), base, blend=blend, layout=layout, **ropts)
-        extra = {"painter": getattr(painter, "path", None), "steps": state["step"], "rounds": n_rounds,
-                 "seed": seed, "min_size": min_size, "max_size": max_size, "greyscale": greyscale,
-                 "opaque": opaque, "seconds": round(time.perf_counter() - t0, 3)}
-        if pal is not None:
-            from .palette import to_hex
-            extra["palette"] = to_hex(pal)
-        s = StrokeSet(a.detach().clamp(0, 1).cpu(), b.detach().cpu(), (h, w), layout,
-                      getattr(painter, "brush", None) or getattr(p.fn, "brush", None) or "unknown",
-                      bg_colour, blend, extra, base[0].detach().float().cpu() if over_image else None)
-        return PaintResult(s, canvas.detach(), history, snapshots, cancelled, time.perf_counter() - t0)
-
-    try:
-        for r, ((count, side), n_steps) in enumerate(zip(plan, per_round)):
-            # ---- seed this round's strokes where the error is largest
-            if count > 0:
-                with torch.no_grad():
-                    current = draw(trainable_groups(), frozen_canvas)
-                grad = None
-                if target is None:
-                    cur = current.detach().requires_grad_(True)
-                    loss, _ = _evaluate(objective, cur)
-                    grad = torch.autograd.grad(loss, cur)[0]
-                err, f = _error_map(current, target, grad, side)
-                pos = _seed_positions(err, f, count, side, gen)
-                colours = theta = strength = None
-                if target is not None:
-                    colours = _local_colour(target, pos, side).cpu()
-                    theta, strength = _orientation(target, pos, side)
-                acts = _seed_actions(layout, count, colours, gen, theta, strength)
-                if greyscale and pal is None:
-                    from .palette import luminance
-                    acts[:, P.rgb[0]] = luminance(acts[:, P.rgb]).clamp(0.02, 0.98)
-                jitter = torch.exp((torch.rand(count, generator=gen) - 0.5) * 0.3)
-                sides = (side * jitter).clamp(min_size, max_size)
-                boxes = torch.cat([pos, sides[:, None]], 1).to(dev)
-                if not keep_training:
-                    # freeze everything painted so far into the background
-                    with torch.no_grad():
-                        frozen_canvas = current.detach()
-                    for g in groups:
-                        g.logits.requires_grad_(False), g.d.requires_grad_(False), g.s.requires_grad_(False)
-                        if g.pal is not None:
-                            g.pal.requires_grad_(False)
-                groups.append(_Params(acts.to(dev), boxes, palette_logits(acts[:, P.rgb])))
-
-            if count == 0 and r == n_rounds - 1 and polish_steps and strokes > 0:
-                for g in groups:  # the polish round: every stroke trains again
-                    for t in g.tensors():
-                        t.requires_grad_(True)
-                frozen_canvas = base
-            train = trainable_groups()
-            params = []
-            for g in train:
-                params.append({"params": [g.logits] + ([g.pal] if g.pal is not None else []), "lr": lr, "base": lr})
-                if optimize_boxes:
-                    params.append({"params": [g.d, g.s], "lr": lr * box_lr_scale, "base": lr * box_lr_scale})
-            opt = torch.optim.Adam(params, betas=(0.9, 0.99)) if n_steps and params else None
-            best_loss, best_state = math.inf, None
-            n_on_canvas = sum(len(g) for g in groups)
-            for i in range(n_steps):
-                frac = i / max(1, n_steps - 1)
-                scale = min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
-                for group in opt.param_groups:
-                    group["lr"] = group["base"] * scale
-                canvas = draw(train, frozen_canvas)
-                loss, terms = _evaluate(objective, canvas)
-                lv = float(loss.detach())
-                if not math.isfinite(lv):
-                    raise FloatingPointError(f"the loss became {lv} at step {state['step'] + 1}")
-                if lv < best_loss:
-                    best_loss, best_state = lv, [g.state() for g in train]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                for g in train:
-                    P.project(g)
-                state["step"] += 1
-                step = state["step"]
-                history.append({"step": step, "round": r, "loss": lv, "terms": terms,
-                                "lr": lr * scale, "n_strokes": n_on_canvas})
-                if snapshot_every and step % snapshot_every == 0:
-                    snapshots.append((step, canvas.detach().cpu().clone()))
-                if callback is not None:
-                    prev = None
-                    if preview_every and (step % preview_every == 0 or step == total_steps):
-                        prev = canvas.detach().clone()
-                    stop = callback(PaintProgress(step, total_steps, r, n_rounds, lv, terms, n_on_canvas,
-                                                  time.perf_counter() - t0, prev))
-                    if stop is True:
-                        raise StopPainting()
-            # end of round: the last step's update is unevaluated; keep the best evaluated parameters
-            # unless the final state is at least as good
-            if best_state is not None and n_steps:
-                with torch.no_grad():
-                    final_loss = float(_evaluate(objective, draw(train, frozen_canvas))[0])
-                if final_loss > best_loss:
-                    for g, s in zip(train, best_state):
-                        g.load(s)
-            if snapshot_every:
-                with torch.no_grad():
-                    snapshots.append((state["step"], draw(trainable_groups(), frozen_canvas).cpu()))
-    except StopPainting:
-        state["cancelled"] = True
-        if best_state is not None:
-            for g, s in zip(train, best_state):
-                g.load(s)
-        return result(True)
-    except BaseException as e:
-        if best_state is not None:
-            for g, s in zip(train, best_state):
-                g.load(s)
-        try:
-            e.paint_result = result(True)
-        except Exception:  # noqa: BLE001 - never hide the original error
-            pass
-        raise
-    return result(False)
+        job = PaintingJob(painter, objective, canvas_size, strokes, rounds, steps, lr, min_size, max_size, palette,
+                          greyscale, opaque, blend, background, seed, init, target_for_seeding, keep_training,
+                          optimize_boxes, box_lr_scale, min_lr_ratio, polish_steps, real_brush, brush_seed,
+                          callback, preview_every, snapshot_every, device, render_options)
+        return job.run()

@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     # constraints
     p.add_argument("--palette", default=None,
                    help="a number k (k-means palette of the image) or hex colours '#112233,#ddeeff,...'")
+    p.add_argument("--no-real-brush", dest="real_brush", action="store_false",
+                   help="paint with the neural painter's canvas only (default: where libmypaint is installed, "
+                        "MyPaint paints every canvas the loss sees and the painting is MyPaint's own)")
+    p.add_argument("--brush-seed", type=_positive_int(0, 1000, "--brush-seed"), default=0,
+                   help="the real brush's random texture (as a re-render's brush seed; default 0)")
     p.add_argument("--greyscale", "--grayscale", action="store_true", help="grey strokes only")
     p.add_argument("--opaque", action="store_true", help="opaque strokes (full pressure)")
     # outputs
@@ -392,7 +397,8 @@ def run_paint(args) -> int:
         result = paint(painter, objective, (h, w), strokes=args.strokes, rounds=args.rounds, steps=steps,
                        min_size=args.min_size, max_size=args.max_size, palette=palette, greyscale=args.greyscale,
                        opaque=args.opaque, blend=args.blend, background=background, seed=args.seed,
-                       target_for_seeding=image, callback=progress,
+                       target_for_seeding=image, callback=progress, brush_seed=args.brush_seed,
+                       real_brush="auto" if args.real_brush else False,
                        snapshot_every=args.snapshot_every if args.snapshots else 0, device=dev, **kwargs)
     except KeyboardInterrupt as e:
         result = getattr(e, "paint_result", None)
@@ -416,6 +422,7 @@ def run_paint(args) -> int:
         from .metrics import psnr
         target = fit_to(image.to(result.canvas.device), h, w)
         msg += f", PSNR {float(psnr(result.canvas, target)):.2f} dB"
+    msg += f", painted by {result.renderer}" + (f" ({result.note})" if result.note else "")
     from . import export
     if args.json:
         export.save_strokes(args.json, strokes)
@@ -424,7 +431,10 @@ def run_paint(args) -> int:
         export.save_svg(args.svg, strokes)
         written.append(args.svg)
     if args.frames:
-        frames = export.timelapse_frames(painter, strokes, n_frames=args.frame_count, background=background)
+        # the painting's own time-lapse: the real brush's strokes where it painted them
+        renderer = "mypaint" if result.renderer.startswith("mypaint:") else painter
+        frames = export.timelapse_frames(renderer, strokes, n_frames=args.frame_count, background=background,
+                                         brush_seed=args.brush_seed)
         export.save_animation(frames, args.frames, fps=args.fps)
         written.append(args.frames)
     if args.snapshots:

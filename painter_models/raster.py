@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .actions import NAKANO, ActionLayout, bezier_points, get_layout
+from .actions import NAKANO, ActionLayout, BrushReach, bezier_points, get_layout
 
 N_POINTS = 48
 
@@ -30,6 +30,9 @@ class RasterProgram:
             raise ValueError(f"stroke size {size} px is out of range: use 8..4096 (64 is the default)")
         self.size, self.layout, self.softness = int(size), get_layout(layout), softness
         self.batch, self.device = batch, torch.device(device)
+        # how far it paints from the path: radius * (0.35 + pressure <= 0.8), plus the soft edge down to
+        # an 8-bit alpha of 0.5 / 255 (sigmoid(-6.23) at full opacity), plus a pixel (centres lie inside it)
+        self.reach = BrushReach(6.3 * softness + 1.0, 1.15)
 
     def render_torch(self, actions: torch.Tensor):
         """Differentiable (colour [N, 3, S, S], alpha [N, 1, S, S]) for actions in [0, 1].

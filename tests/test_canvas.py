@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from painter_models import NAKANO, Generator, RasterProgram, generator_config
+from painter_models.actions import hold_whole
 from painter_models.canvas import (_plan_groups, as_painter, background_canvas, fast_painter, render,
                                    render_canvas, render_progress, stroke_layers)
 from painter_models.strokes import StrokeSet
@@ -49,9 +50,12 @@ class BlobPainter:
 
 def reference(painter, actions, boxes, hw, background=1.0, blend="alpha"):
     """Naive renderer: each stroke placed on the whole canvas with grid_sample (bilinear, zeros
-    outside: valid for boxes at least as large as the stroke tile), composited one by one."""
+    outside: valid for boxes at least as large as the stroke tile), composited one by one, after the
+    strokes are moved into boxes that hold them whole like render() does."""
     p = as_painter(painter)
     S = p.stroke_size
+    if p.reach is not None:
+        actions, boxes = hold_whole(NAKANO, actions, boxes, p.reach)
     layers = stroke_layers(p, actions, blend)
     h, w = hw
     canvas = torch.full((1, 3, h, w), float(background), dtype=actions.dtype)

@@ -472,7 +472,13 @@ def test_optimize_actions_paints_towards_the_target(painter):
     assert snapshots.shape[1:] == image.shape[1:] and snapshots.shape[0] >= 3
     assert info["steps"] == 12 and not info["cancelled"] and info["objective"] == "pixel x1"
     assert info["loss_last"] < info["loss_first"]
-    # the painting is the painter's render of the returned strokes
+    # the painting is MyPaint's painting of the returned strokes (what Re-render gives at scale 1) ...
+    assert info["painted_by"] == "mypaint:classic/dry_brush"
+    again = node("Re-render with MyPaint").rerender(strokes, 1.0)[0]
+    assert (again - image).abs().max() <= 0.5 / 255 + 1e-6
+    # ... or, with the real brush off, the painter's
+    strokes, image, _, text = optimize(painter, loss, real_brush=False)
+    assert json.loads(text)["painted_by"] == "neural painter" and "switched off" in json.loads(text)["note"]
     again = node("Render Strokes").render(painter, strokes, 1.0)[0]
     assert (again - image).abs().max() < 1e-4
     # same seed, same painting
@@ -487,8 +493,9 @@ def test_optimize_actions_takes_the_engines_defaults_and_polishes(painter):
     spec = node("Optimize Actions").INPUT_TYPES()
     assert spec["required"]["learning_rate"][1]["default"] == engine["lr"].default
     assert spec["optional"]["polish_steps"][1]["default"] == engine["polish_steps"].default
-    # appended last: workflows saved before it still fit their positional widgets_values
-    assert list(spec["optional"])[-1] == "polish_steps"
+    # appended last, in the order they came: workflows saved before them still fit their positional
+    # widgets_values
+    assert list(spec["optional"])[-2:] == ["polish_steps", "real_brush"]
     loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0]
     # no learning_rate given: the engine's own default, not some other number
     unset = optimize(painter, loss, steps=3, learning_rate=None)[0].actions

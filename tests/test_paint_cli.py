@@ -11,7 +11,7 @@ from PIL import Image
 
 from painter_models import load_painter
 from painter_models.canvas import render_canvas
-from painter_models.export import load_strokes
+from painter_models.export import load_strokes, rerender_mypaint
 from painter_models.paint_cli import main, resolve_painter_path, CliError
 
 
@@ -43,19 +43,33 @@ def test_paint_image_end_to_end(tmp_path, photo, tmp_painter, capsys):
                    "--frame-count", "4", "--snapshots", str(snaps), "--snapshot-every", "3", "--seed", "1",
                    "--palette", "3", "--opaque"], capsys)
     assert rc == 0, err
-    assert "8 strokes" in err and "PSNR" in err
+    assert "8 strokes" in err and "PSNR" in err and "painted by mypaint:classic/dry_brush" in err
     img = Image.open(out)
     assert img.size == (32, 24)                          # long side 32, aspect of the 40x30 photo kept
     strokes = load_strokes(str(js))
     assert len(strokes) == 8 and strokes.canvas_size == (24, 32)
     assert len(strokes.extra["palette"]) == 3
-    # the JSON reloads to the same painting
-    again = render_canvas(load_painter(tmp_painter), strokes)
-    saved = torch.from_numpy(np.asarray(img, np.float32) / 255).permute(2, 0, 1)[None]
-    assert (again - saved).abs().max() <= 1.0 / 255 + 1e-6
+    # the JSON re-renders with MyPaint to the painting, bit for bit
+    assert np.array_equal(rerender_mypaint(strokes, 1.0), np.asarray(img))
     assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
-    assert Image.open(gif).n_frames >= 2
+    # the time-lapse is the real brush's too: it ends on the painting
+    timelapse = Image.open(gif)
+    assert timelapse.n_frames >= 2
+    timelapse.seek(timelapse.n_frames - 1)
+    last = np.asarray(timelapse.convert("RGB"), np.float32)
+    assert np.abs(last - np.asarray(img, np.float32)).mean() < 3     # a 256-colour GIF of it
     assert sorted(os.listdir(snaps))[:2] == ["step_00003.png", "step_00006.png"]
+
+
+def test_no_real_brush_paints_the_painters_canvas(tmp_path, photo, tmp_painter, capsys):
+    out, js = tmp_path / "painting.png", tmp_path / "s.json"
+    rc, err = run([photo, "--painter", tmp_painter, "--strokes", "6", "--size", "32", "--steps", "4",
+                   "--rounds", "2", "--out", str(out), "--json", str(js), "--no-real-brush"], capsys)
+    assert rc == 0, err
+    assert "painted by neural painter (real brush switched off" in err
+    again = render_canvas(load_painter(tmp_painter), load_strokes(str(js)))
+    saved = torch.from_numpy(np.asarray(Image.open(out), np.float32) / 255).permute(2, 0, 1)[None]
+    assert (again - saved).abs().max() <= 1.0 / 255 + 1e-6
 
 
 def test_progress_bar_and_quiet(tmp_path, photo, tmp_painter, capsys):
