@@ -90,10 +90,12 @@ def stroke_layers(painter: PainterFn, actions: torch.Tensor, blend: str, layout=
 
     For a painter of strokes held whole (painter.reach), alpha fades to 0 over the tile's outer
     EDGE_FADE pixels: the brush paints nothing there (a pixel of margin past its reach), so what a
-    network leaves there is haze, and it would show as the box's straight edge on the canvas."""
+    network leaves there is haze, and it would show as the box's straight edge on the canvas. Alpha
+    below HAZE is dropped too: the brush's strokes the painters learnt are 8-bit, so fainter paint is a
+    network's haze, and boxes that hold whole strokes would spread it over the canvas."""
     colour, alpha = painter.fn(actions)
     if painter.reach is not None:
-        alpha = alpha * _edge_fade(alpha.shape[-1], alpha.device, alpha.dtype)
+        alpha = alpha * _edge_fade(alpha.shape[-1], alpha.device, alpha.dtype) * (alpha >= HAZE)
     if blend == "alpha":
         return torch.cat([colour * alpha, alpha], 1)
     layout = get_layout(layout or painter.layout)
@@ -104,7 +106,8 @@ def stroke_layers(painter: PainterFn, actions: torch.Tensor, blend: str, layout=
     return torch.cat([mask * rgb[:, :, None, None], mask], 1)
 
 
-EDGE_FADE = 2.0
+EDGE_FADE = 2.0        # pixels
+HAZE = 1.0 / 255       # alpha
 
 
 def _edge_fade(size: int, device, dtype) -> torch.Tensor:
