@@ -10,7 +10,7 @@ import torch
 from conftest import skip_no_mypaint
 from painter_models import NAKANO, MyPaintProgram, RasterProgram, load_painter
 from painter_models.actions import BrushReach, hold_whole, keep_inside
-from painter_models.canvas import as_painter, render, stroke_layers
+from painter_models.canvas import HAZE, as_painter, render, stroke_layers
 from painter_models.strokes import StrokeSet
 
 SHIPPED = "painter_models/weights/dry_brush.safetensors"
@@ -125,9 +125,12 @@ def test_shipped_painter_paints_extreme_strokes_whole(shipped):
         _, alpha_moved = shipped(moved)
     assert float(border(tiles[:, 3].numpy()).max()) < 0.5 / 255
     assert float(border(alpha_cut[:, 0].numpy()).max()) > 0.2
-    # the fade only removes the network's haze: inside the tile the stroke is the painter's own
+    # the fade only removes the network's haze: inside the tile the stroke is the painter's own, but
+    # for alpha fainter than the 8-bit strokes it learnt
     inner = (slice(None), 0, slice(3, -3), slice(3, -3))
-    assert torch.equal(tiles[:, 3:4][inner], alpha_moved[inner])
+    own = alpha_moved[inner]
+    assert torch.equal(tiles[:, 3:4][inner], torch.where(own >= HAZE, own, torch.zeros_like(own)))
+    assert (own[own < HAZE] > 0).any()
 
 
 def test_raster_program_reach_holds_its_discs():
