@@ -33,7 +33,7 @@ from .backbones import FeatureExtractor, build_backbone
 from .clip_loader import ClipModel
 
 __all__ = ["ClipTextLoss", "FeatureLoss", "PixelLoss", "StyleLoss", "WeightedLoss", "combine",
-           "fit_to", "gaussian_blur", "make_cutouts", "to_image_tensor", "to_mask_tensor"]
+           "fit_to", "gaussian_blur", "make_cutouts", "srgb_to_oklab", "to_image_tensor", "to_mask_tensor"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -273,42 +273,100 @@ class _BackboneLoss(_Fitted):
         return super().train(False)
 
 
+def srgb_to_oklab(x: torch.Tensor) -> torch.Tensor:
+    """sRGB [B, 3, H, W] in 0..1 -> OKLab (L 0..1, a and b about -0.3..0.3; Ottosson 2020). The cube
+    root has a linear toe below (6/29)^3, as CIELab's, so black has a finite gradient."""
+    x = x.clamp(0, 1)
+    linear = torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
+    lms = torch.einsum("ij,bjhw->bihw", x.new_tensor(_OKLAB_M1), linear)
+    toe = (6 / 29) ** 3
+    root = torch.where(lms > toe, lms.clamp_min(toe) ** (1 / 3), lms * toe ** (-2 / 3))
+    return torch.einsum("ij,bjhw->bihw", x.new_tensor(_OKLAB_M2), root)
+
+
+_OKLAB_M1 = [[0.4122214708, 0.5363325363, 0.0514459929],
+             [0.2119034982, 0.6806995451, 0.1073969566],
+             [0.0883024619, 0.2817188376, 0.6299787005]]
+_OKLAB_M2 = [[0.2104542553, 0.7936177850, -0.0040720468],
+             [1.9779984951, -2.4285922050, 0.4505937099],
+             [0.0259040371, 0.7827717662, -0.8086757660]]
+
+# Calibrated on the bench photographs (bench/bench_feature_colour.py, BENCHMARKS.md): with these, a
+# feature loss of weight 1 beside a pixel L2 loss of weight 1 adds structure and keeps the colours.
+FEATURE_STRUCTURE_SCALE = 0.01
+FEATURE_COLOUR_WEIGHT = 4.0
+FEATURE_COLOUR_SIGMA = 1 / 128  # of the canvas's shorter side: 2 px at 256 px
+
+
 class FeatureLoss(_BackboneLoss):
-    """Perceptual loss: weighted sum over layers of the mean (squared or absolute) difference between
-    the canvas's and the content image's features. `layer_weights`: list aligned with the layers, a
-    dict by layer name, or None for the backbone's defaults. `.last_layers` keeps the per-layer terms."""
+    """Perceptual loss for painting a photograph: structure from a frozen image network, colour from a
+    blurred OKLab comparison.
+
+      FEATURE_STRUCTURE_SCALE * sum_l w_l * |f_l(canvas) - f_l(content)|^2 / |f_l(content)|^2
+      + colour_weight * mean |OKLab(blur(canvas)) - OKLab(blur(content))|^2
+
+    Each layer's term is a relative error (divided by the content's own mean squared feature, or mean
+    absolute feature for kind="l1"), so layers and backbones are on one scale (VGG's raw activations
+    are orders of magnitude larger than EfficientNet's). `layer_weights`: a list aligned with the
+    layers, a dict by layer name, or None for equal weights summing to 1. Why the colour term: image
+    features barely see colour (a 90 degree hue rotation costs them less than a 2 px blur), so on its
+    own the feature term trades colour for texture and paints false colours; the blur
+    (FEATURE_COLOUR_SIGMA of the canvas's shorter side) leaves brushwork and texture to the features.
+    `.last_layers` keeps the per-layer relative errors, `.last_colour` the colour term (unweighted)."""
 
     def __init__(self, content, backbone="efficientnet_lite0", layers=None, layer_weights=None,
-                 kind: str = "mse", mask=None):
+                 kind: str = "mse", mask=None, colour_weight: float = FEATURE_COLOUR_WEIGHT):
         super().__init__(content, backbone, layers, layer_weights, mask)
+        if layer_weights is None:
+            self.layer_weights = [1.0 / len(self.layer_names)] * len(self.layer_names)
         kind = kind.lower()
         kind = {"l2": "mse"}.get(kind, kind)
         if kind not in ("mse", "l1"):
             raise ValueError(f"FeatureLoss kind must be 'mse' or 'l1', got {kind!r}")
-        self.kind = kind
+        if not colour_weight >= 0:
+            raise ValueError(f"FeatureLoss colour_weight must be >= 0, got {colour_weight}")
+        self.kind, self.colour_weight = kind, float(colour_weight)
+        self.last_colour: torch.Tensor | None = None
+
+    def _distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a - b).abs() if self.kind == "l1" else (a - b) ** 2
+
+    def _colour(self, x: torch.Tensor) -> torch.Tensor:
+        return srgb_to_oklab(gaussian_blur(x, FEATURE_COLOUR_SIGMA * min(x.shape[-2:])))
 
     def _targets(self, canvas):
+        """(content features, their mean square (or mean absolute value) per layer, blurred OKLab)."""
         h, w = canvas.shape[-2:]
 
         def make():
             with torch.no_grad():
-                return [f.detach() for f in self.backbone(fit_to(self.image.to(canvas.device, canvas.dtype), h, w))]
+                content = fit_to(self.image.to(canvas.device, canvas.dtype), h, w)
+                feats = [f.detach() for f in self.backbone(content)]
+                scales = [self._distance(f, torch.zeros_like(f)).mean().clamp_min(1e-12) for f in feats]
+                return feats, scales, self._colour(content)
         return self._cached("features", canvas, make)
 
     def forward(self, canvas: torch.Tensor) -> torch.Tensor:
         _check_canvas(canvas)
         self._follow(canvas)
         m = self.mask_for(canvas)
-        feats = self.backbone(_gate(canvas, m))
-        total = canvas.new_zeros(())
+        gated = _gate(canvas, m)
+        feats = self.backbone(gated)
+        targets, scales, colour = self._targets(canvas)
+        structure = canvas.new_zeros(())
         self.last_layers = {}
-        for name, w, f, t in zip(self.layer_names, self.layer_weights, feats, self._targets(canvas)):
+        for name, w, f, t, scale in zip(self.layer_names, self.layer_weights, feats, targets, scales):
             if w == 0:
                 continue
-            d = (f - t).abs() if self.kind == "l1" else (f - t) ** 2
-            term = _weighted_mean(d, _mask_at(m, f))
+            term = _weighted_mean(self._distance(f, t), _mask_at(m, f)) / scale
             self.last_layers[name] = term.detach()
-            total = total + w * term
+            structure = structure + w * term
+        total = FEATURE_STRUCTURE_SCALE * structure
+        self.last_colour = None
+        if self.colour_weight:
+            colour_term = _weighted_mean((self._colour(gated) - colour) ** 2, m)
+            self.last_colour = colour_term.detach()
+            total = total + self.colour_weight * colour_term
         return total
 
 
