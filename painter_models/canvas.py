@@ -95,7 +95,9 @@ def stroke_layers(painter: PainterFn, actions: torch.Tensor, blend: str, layout=
     network's haze, and boxes that hold whole strokes would spread it over the canvas."""
     colour, alpha = painter.fn(actions)
     if painter.reach is not None:
-        alpha = alpha * _edge_fade(alpha.shape[-1], alpha.device, alpha.dtype) * (alpha >= HAZE)
+        faded = alpha * _edge_fade(alpha.shape[-1], alpha.device, alpha.dtype)
+        # haze dropped from the values only: its gradient still tells a stroke where to grow
+        alpha = faded + (faded * (alpha >= HAZE) - faded).detach()
     if blend == "alpha":
         return torch.cat([colour * alpha, alpha], 1)
     layout = get_layout(layout or painter.layout)
