@@ -68,12 +68,12 @@ import torch.nn.functional as F
 
 from .actions import get_layout, keep_inside
 from .canvas import background_canvas, fast_painter, render
+from .limits import MAX_BOX_SIDE, MAX_STROKES, check_batch, finite_positive
 from .strokes import MAX_CANVAS, StrokeSet
 
 __all__ = ["paint", "PaintResult", "PaintProgress", "StopPainting", "PaintingJob", "round_plan", "default_sizes",
            "image_objective", "find_target"]
 
-MAX_STROKES = 100_000
 LOGIT_LIMIT = 6.0
 
 
@@ -456,10 +456,13 @@ class PaintingJob:
         self.layout = get_layout(self.painter.layout)
         self.size = h, w = _canvas_size(canvas_size)
         self.n_new = int(strokes)
-        if not 0 <= self.n_new <= MAX_STROKES:
-            raise ValueError(f"strokes must be 0..{MAX_STROKES}, got {strokes}")
-        if self.n_new == 0 and (init is None or len(init) == 0):
+        n_init = 0 if init is None else len(init)
+        if not 0 <= self.n_new <= MAX_STROKES - n_init:
+            raise ValueError(f"strokes must be 0..{MAX_STROKES - n_init} (at most {MAX_STROKES} with the "
+                             f"{n_init} init strokes), got {strokes}")
+        if self.n_new == 0 and n_init == 0:
             raise ValueError("nothing to paint: strokes=0 and no init strokes")
+        lr = finite_positive(lr, "lr")
         self.steps = int(steps)
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
@@ -476,6 +479,9 @@ class PaintingJob:
         max_size = float(max_size) if max_size else max(hi, min_size)
         if not (1 <= min_size <= max_size):
             raise ValueError(f"stroke sizes must satisfy 1 <= min_size <= max_size, got {min_size}, {max_size}")
+        if max_size > MAX_BOX_SIDE * max(h, w):
+            raise ValueError(f"max_size {max_size:g} px is more than {MAX_BOX_SIDE:g}x the {w}x{h} canvas; "
+                             f"use at most {MAX_BOX_SIDE * max(h, w):g}")
         self.render_options = dict(render_options or {})
         self.lr, self.box_lr_scale, self.min_lr_ratio = lr, box_lr_scale, min_lr_ratio
         self.optimize_boxes, self.keep_training, self.seed = optimize_boxes, keep_training, seed
@@ -494,8 +500,6 @@ class PaintingJob:
         self.over_image = isinstance(background, torch.Tensor) and background.numel() > 3
         self.background_colour = (1.0, 1.0, 1.0) if self.over_image else \
             tuple(float(c) for c in self.backdrop[0, :, 0, 0])
-        self.real_brush, self.note = _open_real_brush(painter, real_brush, self.size, self.layout, brush_seed)
-        self.brush_seed = int(brush_seed)
 
         self.groups: list[StrokeGroup] = []
         if init is not None and len(init):
@@ -509,7 +513,12 @@ class PaintingJob:
         if self.n_new == 0:
             self.polish_steps = 0    # the init strokes train in every step already
         self.total_steps = self.steps + self.polish_steps
+        if snapshot_every:   # every snapshot_every steps, plus one at the end of each round and of the polish
+            check_batch((self.steps + self.polish_steps) // int(snapshot_every) + len(self.rounds) + 1, h, w,
+                        "snapshots", "raise snapshot_every (0: none), or lower steps")
         self.n_rounds = max(1, len(self.rounds)) + (1 if self.polish_steps else 0)
+        self.real_brush, self.note = _open_real_brush(painter, real_brush, self.size, self.layout, brush_seed)
+        self.brush_seed = int(brush_seed)
         self.frozen = self.backdrop
         if self.groups and not self.groups[0].trainable:
             with torch.no_grad():    # frozen init strokes: painted once, under everything new

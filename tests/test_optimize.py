@@ -217,6 +217,16 @@ def test_bad_arguments(painter):
         paint(painter, "pixel", 48, strokes=3)
     with pytest.raises(ValueError, match="k-means"):
         paint(painter, lambda c: c.mean(), 48, strokes=3, palette=4)
+    # refused up front, not after a long run
+    with pytest.raises(ValueError, match="lr"):
+        paint(painter, obj, 48, strokes=3, lr=float("nan"))
+    with pytest.raises(ValueError, match="max_size 200 px is more than 4x"):
+        paint(painter, obj, 48, strokes=3, max_size=200)
+    with pytest.raises(ValueError, match="snapshots"):
+        paint(painter, obj, 4096, strokes=3, steps=100, snapshot_every=1)
+    init = StrokeSet(torch.rand(99_999, 12), torch.tensor([[24.0, 24.0, 8.0]]).expand(99_999, 3), (48, 48))
+    with pytest.raises(ValueError, match="at most 100000 with the 99999 init strokes"):
+        paint(painter, obj, 48, strokes=3, init=init)
 
 
 def test_polish_round_trains_every_stroke(painter):
