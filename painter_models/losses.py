@@ -293,7 +293,7 @@ _OKLAB_M2 = [[0.2104542553, 0.7936177850, -0.0040720468],
 
 # Calibrated on the bench photographs (bench/bench_feature_colour.py, BENCHMARKS.md): with these, a
 # feature loss of weight 1 beside a pixel L2 loss of weight 1 adds structure and keeps the colours.
-FEATURE_STRUCTURE_SCALE = 0.01
+FEATURE_STRUCTURE_SCALE = 0.005
 FEATURE_COLOUR_WEIGHT = 4.0
 FEATURE_COLOUR_SIGMA = 1 / 128  # of the canvas's shorter side: 2 px at 256 px
 
