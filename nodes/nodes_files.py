@@ -80,8 +80,9 @@ class LoadStrokes:
 
 
 class StrokesToSVG:
-    DESCRIPTION = ("Writes the strokes as an SVG drawing (one quadratic Bezier path per stroke, with the brush's "
-                   "width, colour and opacity) into ComfyUI's output folder, for plotters and vector editors.")
+    DESCRIPTION = ("Writes the strokes as an SVG drawing (each stroke a filled outline that follows its pressure, "
+                   "with the brush's width, colour and opacity as MyPaint paints them) into ComfyUI's output folder, "
+                   "for plotters and vector editors.")
     CATEGORY = CATEGORY
     FUNCTION = "save"
     OUTPUT_NODE = True
@@ -100,7 +101,7 @@ class StrokesToSVG:
 
     @user_errors("Strokes to SVG")
     def save(self, strokes, filename_prefix="neural_painters/painting", title=""):
-        export = submodule("export")
-        svg = export.strokes_to_svg(strokes, title=title or None)
-        path, entry = _write(strokes, filename_prefix, ".svg", lambda p, s: export.save_svg(p, s, title=title or None))
+        svg_module = submodule("svg")
+        svg = svg_module.strokes_to_svg(strokes, title=title or None)
+        path, entry = _write(strokes, filename_prefix, ".svg", lambda p, _: svg_module.write_svg(p, svg))
         return {"ui": {"svg_files": [entry]}, "result": (svg, path)}

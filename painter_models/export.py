@@ -1,4 +1,4 @@
-"""Outputs of a painting: the stroke list as JSON, SVG, time-lapse frames and animations, and a
+"""Outputs of a painting: the stroke list as JSON, time-lapse frames and animations, and a
 re-rendering with the real MyPaint brush at any scale.
 
 JSON (schema in docs/stroke_json.md): every stroke keeps its raw normalised action and its box, so
@@ -7,21 +7,17 @@ human- and plotter-friendly values in canvas pixels (Bezier points, pressures, M
 and radius, colour). The derived values are informative: loading reads only the action and box.
 A background image is stored as a 16-bit RGB PNG (base64), exact to half a 16-bit step.
 
-SVG: one quadratic Bezier path per stroke (M start Q control end) in painting order over a
-background rectangle (and the background image, embedded as a PNG); width and opacity come from
-the brush's radius and the stroke's pressure (see SVG_CALIBRATION).
+The SVG writer is painter_models.svg.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import colorsys
-import io
 import json
 import math
 import os
 from typing import Callable, Iterator
-from xml.sax.saxutils import escape
 
 import numpy as np
 import torch
@@ -330,85 +326,6 @@ def load_strokes(path: str, name: str | None = None, check=None) -> StrokeSet:
     except StrokeFileError as e:
         raise StrokeFileError(f"{label}: {e}") from None
     return strokes_from_json(doc, label, check)
-
-
-# -- SVG ------------------------------------------------------------------------------------------
-
-# Pressure -> (width factor, opacity) of one stroke drawn as a single SVG path of constant width:
-# width = 2 * radius_px * width_factor(p), opacity = opacity(p), p = the stroke's mean pressure
-# (entry + exit) / 2. Measured for MyPaint's classic/dry_brush on straight strokes (scale-invariant
-# across radii 2.7-20 px): "opacity" is the stroke's peak alpha across its width and the width is
-# the one that carries the same ink (integral of alpha across the stroke / peak alpha). Its
-# opacity grows with pressure (opaque_multiply = pressure) and so does its spread
-# (offset_by_random = 1.4 * pressure radii); the radius itself does not depend on pressure.
-SVG_CALIBRATION = {
-    "mypaint": {"pressure": [0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0],
-                "width": [0.30, 0.50, 0.67, 1.03, 1.45, 1.87, 2.30],
-                "opacity": [0.0, 0.48, 0.67, 0.80, 0.85, 0.88, 0.90]},
-}
-
-
-def svg_stroke_style(brush: str, radius_px, pressure, calibration: dict | None = None):
-    """(stroke width px, opacity) arrays for strokes of MyPaint radius `radius_px` at mean pressure
-    `pressure`. The torch rasteriser ('raster') is drawn exactly as it renders: a band of width
-    2 * radius * (0.35 + p) at opacity 0.25 + 0.75 p / 0.8; MyPaint brushes use SVG_CALIBRATION."""
-    r, p = np.asarray(radius_px, np.float64), np.asarray(pressure, np.float64)
-    if calibration is None and mypaint_brush_name(brush) is None:
-        return 2 * r * (0.35 + p), np.clip(0.25 + p / 0.8 * 0.75, 0, 1)
-    cal = calibration or SVG_CALIBRATION["mypaint"]
-    width = 2 * r * np.interp(p, cal["pressure"], cal["width"])
-    return width, np.clip(np.interp(p, cal["pressure"], cal["opacity"]), 0, 1)
-
-
-def _num(v: float) -> str:
-    s = f"{v:.2f}".rstrip("0").rstrip(".")
-    return "0" if s in ("-0", "") else s
-
-
-def strokes_to_svg(strokes: StrokeSet, calibration: dict | None = None, title: str | None = None) -> str:
-    """The painting as SVG 1.1: a background rect (and the background image over it, an embedded
-    8-bit PNG at the image's own size stretched to the canvas), then one path per stroke in painting
-    order, `M start Q control end` in canvas pixels, with stroke colour, width, opacity and round caps."""
-    h, w = strokes.canvas_size
-    s = _cpu(strokes)
-    out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" version="1.1" '
-           f'width="{w}" height="{h}" viewBox="0 0 {w} {h}">',
-           f"<title>{escape(title or f'{len(s)} brushstrokes')}</title>",
-           f"<desc>{escape(f'neural-painters strokes: brush {s.brush}, blend {s.blend}, {len(s)} strokes')}</desc>",
-           f'<rect x="0" y="0" width="{w}" height="{h}" fill="{_hex(s.background)}"/>']
-    if s.background_image is not None:
-        from PIL import Image
-        buf = io.BytesIO()
-        Image.fromarray(_to_uint8(s.background_image.permute(1, 2, 0).numpy())).save(buf, format="PNG")
-        out.append(f'<image x="0" y="0" width="{w}" height="{h}" preserveAspectRatio="none" '
-                   f'xlink:href="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode("ascii")}"/>')
-    out.append('<g fill="none" stroke-linecap="round" stroke-linejoin="round">')
-    if len(s):
-        geo = s.geometry(2)   # endpoints and control only; the sampled path is not needed
-        mean_p = 0.5 * (geo["entry_pressure"] + geo["exit_pressure"])
-        widths, opacities = svg_stroke_style(s.brush, torch.exp(geo["log_radius"]).numpy(), mean_p.numpy(),
-                                             calibration)
-        start, control, end = geo["start"].numpy(), geo["control"].numpy(), geo["end"].numpy()
-        colours = geo["colour"].numpy()
-        for i in range(len(s)):
-            d = (f"M{_num(start[i, 0])} {_num(start[i, 1])} Q{_num(control[i, 0])} {_num(control[i, 1])} "
-                 f"{_num(end[i, 0])} {_num(end[i, 1])}")
-            out.append(f'<path d="{d}" stroke="{_hex(colours[i])}" stroke-width="{_num(max(widths[i], 0.01))}" '
-                       f'stroke-opacity="{opacities[i]:.3f}"/>')
-    out += ["</g>", "</svg>", ""]
-    return "\n".join(out)
-
-
-def save_svg(path: str, strokes: StrokeSet, **kwargs) -> str:
-    """Write strokes_to_svg(strokes) to `path` (atomically)."""
-    text = strokes_to_svg(strokes, **kwargs)
-
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-    atomic_write(path, write)
-    return path
 
 
 # -- time-lapse -----------------------------------------------------------------------------------

@@ -606,3 +606,44 @@ def brush_reach(brush: str, layout_name: str = NAKANO.name, samples: int = 60):
     farthest = np.array([w[r == level].max() for level in levels])     # the envelope: one point per size
     per_radius = max(0.0, float(np.polyfit(levels, farthest, 1)[0]))
     return BrushReach(round(float((w - per_radius * r).max()) + 1.0, 3), round(per_radius, 3))
+
+
+PROFILE_RADII = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)       # px
+PROFILE_PRESSURES = tuple(np.linspace(0.0, 1.0, 9))    # the layout's normalised pressure
+
+
+@lru_cache(maxsize=None)
+def brush_profile(brush: str, layout_name: str = NAKANO.name) -> dict:
+    """What `brush` paints across a stroke, by radius and pressure, for drawing strokes as vector outlines
+    (painter_models.svg): {"radius": [R] px, "pressure": [P] physical, "width": [R][P], "opacity": [R][P]}.
+    Measured on straight strokes at constant pressure, across their middle fifth: opacity is the peak
+    alpha of the cross-section, width the width that carries the same paint at that opacity, in units
+    of 2 * radius. Deterministic; well under a second."""
+    layout = get_layout(layout_name)
+    size_field = layout.fields[layout.index("size")]
+    size = 0.5                                          # any size: the box sets the radius
+    log_radius64 = size_field.low + size * (size_field.high - size_field.low)
+    widths, opacities = [], []
+    for radius in PROFILE_RADII:
+        box = TILE * radius / math.exp(log_radius64)     # the box in which this size has this radius
+        side = int(math.ceil(box * 1.2 + 8 * radius + 8))
+        row_w, row_o = [], []
+        for pressure in PROFILE_PRESSURES:
+            a = np.zeros(layout.dim, np.float32)
+            for role, v in (("start_x", 0.2), ("start_y", 0.5), ("control_x", 0.5), ("control_y", 0.5),
+                            ("end_x", 0.8), ("end_y", 0.5), ("size", size), ("entry_pressure", pressure),
+                            ("exit_pressure", pressure)):
+                a[layout.index(role)] = v
+            with MyPaintCanvas(side, side, brush, layout) as canvas:
+                canvas.paint(a[None], [[side / 2, side / 2, box]])
+                alpha = canvas.read_rgba()[..., 3]
+            middle = slice(int(side / 2 - 0.06 * box), int(math.ceil(side / 2 + 0.06 * box)) + 1)
+            section = alpha[:, middle].mean(1)
+            peak = float(section.max())
+            row_o.append(peak)
+            row_w.append(float(section.sum()) / peak / (2 * radius) if peak > 1e-3 else 0.0)
+        widths.append(row_w)
+        opacities.append(row_o)
+    pressure_field = layout.fields[layout.index("entry_pressure")]
+    physical = [pressure_field.low + p * (pressure_field.high - pressure_field.low) for p in PROFILE_PRESSURES]
+    return {"radius": list(PROFILE_RADII), "pressure": physical, "width": widths, "opacity": opacities}

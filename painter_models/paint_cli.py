@@ -428,7 +428,8 @@ def run_paint(args) -> int:
         export.save_strokes(args.json, strokes)
         written.append(args.json)
     if args.svg:
-        export.save_svg(args.svg, strokes)
+        from .svg import save_svg
+        save_svg(args.svg, strokes)
         written.append(args.svg)
     if args.frames:
         # the painting's own time-lapse: the real brush's strokes where it painted them
