@@ -22,8 +22,9 @@ def frames_to_image(frames: list[np.ndarray]) -> torch.Tensor:
 
 
 class StrokeTimelapse:
-    DESCRIPTION = ("The painting stroke by stroke: frames from the bare canvas to the finished painting, as an "
-                   "IMAGE batch for ComfyUI's animated save nodes (Save Animated WEBP / PNG).")
+    DESCRIPTION = ("The painting stroke by stroke: frames from the bare canvas to the finished painting (by the "
+                   "real MyPaint brush where it is installed), as an IMAGE batch for ComfyUI's animated save nodes "
+                   "(Save Animated WEBP / PNG).")
     CATEGORY = CATEGORY
     FUNCTION = "frames"
     RETURN_TYPES = ("IMAGE",)
@@ -47,13 +48,27 @@ class StrokeTimelapse:
             "optional": {
                 "background": ("IMAGE", {"tooltip": "Optional: start from this image instead of the strokes' "
                                                     "own background (colour or image)."}),
+                "real_brush": ("BOOLEAN", {"default": True, "tooltip":
+                                           "Frames of the real brush's painting (MyPaint, as Optimize Actions "
+                                           "delivers it with its real_brush on, same brush seed). Off, or without "
+                                           "libmypaint: the painter's canvas."}),
             },
         }
 
     @user_errors("Stroke Timelapse")
-    def frames(self, painter, strokes, frames=48, max_side=512, hold_last=12, background=None):
+    def frames(self, painter, strokes, frames=48, max_side=512, hold_last=12, background=None, real_brush=True):
         check_painter_matches(painter, strokes, "Stroke Timelapse")
         export = submodule("export")
+        renderer = painter
+        if real_brush and export.mypaint_brush_name(strokes.brush) is not None:
+            mypaint = submodule("mypaint")
+            try:
+                mypaint.load_library()
+                renderer = "mypaint"
+            except mypaint.MyPaintUnavailable:
+                pass   # the painter's canvas, as Optimize Actions paints without libmypaint
+        seed = strokes.extra.get("brush_seed", 0)           # the seed the painting was delivered with
+        brush_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
         bg = image_to_bchw(background)[:1] if background is not None else None
         counts = export.frame_counts(len(strokes), int(frames))
         h, w = export.frame_size(strokes, int(max_side) or None)
@@ -61,9 +76,10 @@ class StrokeTimelapse:
                                         "lower frames or hold_last, or set a smaller max_side")
         out = []
         with comfy.Progress(len(counts), "time-lapse") as progress:
-            for i, (_, frame) in enumerate(export.iter_timelapse(painter, strokes, int(frames), bg,
+            for i, (_, frame) in enumerate(export.iter_timelapse(renderer, strokes, int(frames), bg,
                                                                  max_side=int(max_side) or None, counts=counts,
-                                                                 check=comfy.check_interrupt)):
+                                                                 check=comfy.check_interrupt,
+                                                                 brush_seed=brush_seed)):
                 out.append(frame)
                 progress.update(i + 1, preview=lambda f=frame: torch.tensor(f, dtype=torch.float32) / 255)
         out += [out[-1]] * int(hold_last)

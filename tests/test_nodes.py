@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import skip_no_mypaint
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -416,14 +418,28 @@ def test_strokes_to_svg(strokes, tmp_path, monkeypatch):
 
 
 def test_stroke_timelapse(painter, strokes):
-    frames = node("Stroke Timelapse").frames(painter, strokes, 6, 48, 2)[0]
+    frames = node("Stroke Timelapse").frames(painter, strokes, 6, 48, 2, real_brush=False)[0]
     assert frames.shape == (6 + 2, 32, 48, 3) and frames.dtype == torch.float32
     assert torch.allclose(frames[0], torch.ones_like(frames[0]), atol=1 / 255), "starts on the bare canvas"
     final = node("Render Strokes").render(painter, strokes, 0.5)[0][0]
     assert (frames[5] - final).abs().mean() < 0.02, "ends on the painting"
     assert torch.equal(frames[5], frames[7]), "the finished painting is held"
-    full = node("Stroke Timelapse").frames(painter, strokes, 1000, 0, 0)[0]
+    full = node("Stroke Timelapse").frames(painter, strokes, 1000, 0, 0, real_brush=False)[0]
     assert full.shape == (len(strokes) + 1, 64, 96, 3), "at most one frame per stroke"
+
+
+@pytest.mark.mypaint
+@skip_no_mypaint
+def test_stroke_timelapse_of_the_real_brush(painter, strokes):
+    """By default the frames are MyPaint's painting, ending on what a re-render gives (with the brush
+    seed the painting was delivered with)."""
+    from painter_models.export import rerender_mypaint
+    frames = node("Stroke Timelapse").frames(painter, strokes, 6, 0, 0)[0]
+    assert torch.equal(frames[-1], torch.from_numpy(rerender_mypaint(strokes, 1.0)).float() / 255)
+    strokes.extra["brush_seed"] = 3
+    seeded = node("Stroke Timelapse").frames(painter, strokes, 6, 0, 0)[0]
+    assert torch.equal(seeded[-1], torch.from_numpy(rerender_mypaint(strokes, 1.0, brush_seed=3)).float() / 255)
+    assert not torch.equal(seeded[-1], frames[-1])
 
 
 def test_rerender_with_mypaint(strokes):
