@@ -4,7 +4,7 @@ Painting programs (MyPaint through ctypes, a torch rasteriser) turn action vecto
 brushstrokes; a generator learns to imitate them; strokes are blended onto canvases.
 """
 from .actions import NAKANO, ActionLayout, BrushReach, Field, get_layout, hold_whole, keep_inside
-from .blending import alpha_blend, darkness_mask, linear_blend, premultiplied_over
+from .blending import alpha_blend, darkness_mask, linear_blend, over
 from .checkpoint import CheckpointError, NeuralPainter, load_painter, read_metadata, save_painter
 from .model import (Critic, CriticConfig, Generator, GeneratorConfig, count_parameters, critic_config,
                     generator_config)

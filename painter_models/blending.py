@@ -20,30 +20,31 @@ def darkness_mask(strokes_rgb: torch.Tensor, eps: float = EMPTY_STROKE) -> torch
     return dark / peak
 
 
+def over(canvas: torch.Tensor, premultiplied: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+    """Alpha-over of K premultiplied layers, k = 0 at the bottom: canvas <- layer + canvas * (1 - alpha).
+
+    canvas [B, 3, H, W]; premultiplied [B, K, C, H, W] (colour x alpha, what MyPaint renders on a
+    transparent surface and what painters give); alphas [B, K, 1, H, W]. Computed in one pass: each
+    layer is weighted by the transmittance of the layers above it (a reverse cumulative product), which
+    avoids a Python loop over K and keeps autograd memory at O(K). The canvas renderer's compositor."""
+    k = alphas.shape[1]
+    if k == 0:
+        return canvas
+    if k == 1:
+        return premultiplied[:, 0] + canvas * (1 - alphas[:, 0])
+    keep = 1 - alphas
+    through = torch.flip(torch.cumprod(torch.flip(keep, [1]), 1), [1])         # prod_{j >= k} (1 - alpha_j)
+    above = torch.cat([through[:, 1:], torch.ones_like(through[:, :1])], 1)     # prod_{j > k}
+    return (premultiplied * above).sum(1) + canvas * through[:, 0]
+
+
+def alpha_blend(canvas: torch.Tensor, colours: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+    """Alpha-over of straight (not premultiplied) colours [B, K, 3, H, W] with alphas [B, K, 1, H, W]."""
+    return over(canvas, colours * alphas, alphas)
+
+
 def linear_blend(canvas: torch.Tensor, masks: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
     """Nakano's linear blending: canvas <- mask * colour + (1 - mask) * canvas, stroke after stroke.
 
     canvas [B, 3, H, W]; masks [B, K, 1, H, W]; colours [B, K, 3] (the actions' RGB)."""
     return alpha_blend(canvas, colours[..., None, None].expand(*masks.shape[:2], 3, *masks.shape[-2:]), masks)
-
-
-def alpha_blend(canvas: torch.Tensor, colours: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-    """Alpha-over blending, stroke after stroke: canvas <- colour * alpha + canvas * (1 - alpha).
-
-    canvas [B, 3, H, W]; colours [B, K, 3, H, W] (straight, not premultiplied); alphas [B, K, 1, H, W].
-    Computed in one pass: each stroke's contribution is weighted by the transmittance of the
-    strokes above it, which avoids a Python loop over K and keeps autograd memory at O(K)."""
-    if alphas.shape[1] == 0:
-        return canvas
-    keep = 1 - alphas                                               # [B, K, 1, H, W]
-    # transmittance of everything painted after stroke k: prod_{j>k} (1 - alpha_j)
-    after = torch.flip(torch.cumprod(torch.flip(keep, [1]), 1), [1])
-    after = torch.cat([after[:, 1:], torch.ones_like(after[:, :1])], 1)
-    painted = (colours * alphas * after).sum(1)
-    return painted + canvas * after[:, 0] * keep[:, 0]
-
-
-def premultiplied_over(canvas: torch.Tensor, premultiplied: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-    """Alpha-over for premultiplied strokes (what MyPaint renders on a transparent surface)."""
-    safe = alphas.clamp_min(1e-6)
-    return alpha_blend(canvas, (premultiplied / safe).clamp(0, 1), alphas)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from .actions import NAKANO, BrushReach, get_layout, hold_whole
-from .blending import EMPTY_STROKE
+from .blending import darkness_mask, over
 from .limits import MAX_RENDER_WORK, PAINTER_STROKE_WORK, check_work
 from .strokes import StrokeSet
 
@@ -101,9 +101,7 @@ def stroke_layers(painter: PainterFn, actions: torch.Tensor, blend: str, layout=
     if blend == "alpha":
         return torch.cat([colour * alpha, alpha], 1)
     layout = get_layout(layout or painter.layout)
-    over_white = colour * alpha + (1 - alpha)
-    dark = (1 - over_white.mean(1, keepdim=True)).clamp(0, 1)
-    mask = dark / dark.amax(dim=(-2, -1), keepdim=True).clamp_min(EMPTY_STROKE)
+    mask = darkness_mask(colour * alpha + (1 - alpha))            # of the stroke over white
     rgb = actions[:, layout.indices("red", "green", "blue")]
     return torch.cat([mask * rgb[:, :, None, None], mask], 1)
 
@@ -210,7 +208,7 @@ def _composite_group(canvas: torch.Tensor, layers: torch.Tensor, boxes: torch.Te
     """Paint strokes (layers [G, 4, S, S], boxes [G, 3]) in order onto canvas [1, 3, Hp, Wp]."""
     h, w = hw
     hp, wp = canvas.shape[-2:]
-    nty, ntx = hp // T, wp // T
+    ntx = wp // T
     cx, cy, side = boxes[:, 0], boxes[:, 1], boxes[:, 2]
     with torch.no_grad():  # integer bookkeeping: which tiles each stroke's crop covers
         margin = side / S + 1
@@ -285,20 +283,10 @@ def _composite_group(canvas: torch.Tensor, layers: torch.Tensor, boxes: torch.Te
         dense = crops.new_zeros(nt * K, 4, T, T).index_copy(0, slot, crops.index_select(0, pair[psel]))
         dense = dense.view(nt, K, 4, T, T)
         base = tiles.index_select(0, tiles_used[tsel])                        # [nt, 3, T, T]
-        out_tiles.append(_over(base, dense[:, :, :3], dense[:, :, 3:]))
+        out_tiles.append(over(base, dense[:, :, :3], dense[:, :, 3:]))
         out_ids.append(tiles_used[tsel])
     tiles = tiles.index_copy(0, torch.cat(out_ids), torch.cat(out_tiles))
     return _from_tiles(tiles, hp, wp)
-
-
-def _over(base: torch.Tensor, premult: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Alpha-over of K premultiplied layers [n, K, 3|1, T, T] (k = 0 first) onto base [n, 3, T, T]."""
-    if premult.shape[1] == 1:
-        return premult[:, 0] + base * (1 - alpha[:, 0])
-    keep = 1 - alpha
-    rev = torch.flip(torch.cumprod(torch.flip(keep, [1]), 1), [1])      # prod_{j >= k}
-    after = torch.cat([rev[:, 1:], torch.ones_like(rev[:, :1])], 1)    # prod_{j > k}
-    return (premult * after).sum(1) + base * rev[:, 0]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from painter_models.blending import EMPTY_STROKE, alpha_blend, darkness_mask, linear_blend, premultiplied_over
+from painter_models.blending import EMPTY_STROKE, alpha_blend, darkness_mask, linear_blend, over
 
 
 def naive_alpha_blend(canvas, colours, alphas):
@@ -155,16 +155,16 @@ def test_linear_blend_uses_the_mask_and_the_action_colour():
     torch.testing.assert_close(out[:, 2, 2], torch.ones(3))
 
 
-def test_premultiplied_over_is_alpha_blend_of_straight_colours():
+def test_over_premultiplied_is_alpha_blend_of_straight_colours():
     g = torch.Generator().manual_seed(4)
     canvas = torch.rand(2, 3, 5, 5, generator=g, dtype=torch.float64)
     colours = torch.rand(2, 3, 3, 5, 5, generator=g, dtype=torch.float64)
     alphas = torch.rand(2, 3, 1, 5, 5, generator=g, dtype=torch.float64)
     alphas[:, 0, :, 0] = 0.0  # fully transparent pixels: premultiplied 0 / alpha 0
     premul = colours * alphas
-    torch.testing.assert_close(premultiplied_over(canvas, premul, alphas), alpha_blend(canvas, colours, alphas),
+    torch.testing.assert_close(over(canvas, premul, alphas), alpha_blend(canvas, colours, alphas),
                                rtol=0, atol=1e-9)
     # what MyPaint gives: a uint8-quantised premultiplied stroke over white
     q = (torch.cat([premul[:, 0], alphas[:, 0]], 1) * 255).round() / 255
-    out = premultiplied_over(torch.ones(2, 3, 5, 5, dtype=torch.float64), q[:, None, :3], q[:, None, 3:])
+    out = over(torch.ones(2, 3, 5, 5, dtype=torch.float64), q[:, None, :3], q[:, None, 3:])
     torch.testing.assert_close(out, (q[:, :3] + 1 - q[:, 3:]).clamp(0, 1), rtol=0, atol=1e-6)
