@@ -123,7 +123,7 @@ def test_feature_mask_weights_feature_maps(photo, effnet):
     assert float(FeatureLoss(photo, effnet, mask=left)(canvas)) > 3 * float(FeatureLoss(photo, effnet, mask=right)(canvas))
 
 
-def test_feature_layer_weights_and_backbones(photo, effnet):
+def test_feature_layer_weights_and_backbones(photo, effnet, one_thread):
     canvas = _corrupt(photo, 0.1)
     full = FeatureLoss(photo, effnet)
     total = float(full(canvas))
@@ -175,18 +175,16 @@ def _hue_rotated(x, degrees):
     return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(yiq), y).clamp(0, 1)
 
 
-@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "vgg16"])
-def test_feature_loss_costs_false_colours_more_than_a_blur(photo, effnet, backbone):
+def test_feature_loss_costs_false_colours_more_than_a_blur(photo, effnet, one_thread):
     # image features barely see colour: alone they rank a hue rotation or greyscale below a 2 px blur, so
     # strokes trade colour for texture; the feature loss must rank them as a painter does
-    bb = effnet if backbone == "efficientnet_lite0" else build_backbone("vgg16", weights="random")
-    loss = FeatureLoss(photo, bb)
+    loss = FeatureLoss(photo, effnet)
     blurred = float(loss(gaussian_blur(photo, 2.0)))
     for shifted in (_hue_rotated(photo, 45), photo.mean(1, keepdim=True).expand_as(photo)):
         assert float(loss(shifted)) > 1.5 * blurred
 
 
-def _flat_cells_painting(photo, objective, cells=8, steps=60):
+def _flat_cells_painting(photo, objective, cells=8, steps=40):
     """A painting that cannot copy the photograph: a cells x cells grid of flat colours, optimised with Adam
     from the photograph's cell means (the pixel L2 optimum)."""
     h, w = photo.shape[-2:]
@@ -200,14 +198,15 @@ def _flat_cells_painting(photo, objective, cells=8, steps=60):
     return torch.nn.functional.interpolate(torch.sigmoid(logits.detach()), size=(h, w), mode="nearest")
 
 
-def test_feature_loss_beside_pixel_loss_keeps_the_colours(photo, effnet):
+def test_feature_loss_beside_pixel_loss_keeps_the_colours(photo, effnet, one_thread):
     # issue 15: pixel 1 + feature 1 (the example workflow) painted false colours because the feature term
-    # outweighed the pixel term ~2000:1 in gradient; the cells' colours drifted ~25 dB from the photograph's
+    # outweighed the pixel term ~2000:1 in gradient: the cells' colours drifted to ~27 dB from the
+    # photograph's (here ~42 dB)
     from painter_models.metrics import psnr
     square = fit_to(photo, 64, 64)
     painted = _flat_cells_painting(square, combine([(1.0, PixelLoss(square, "l2")), (1.0, FeatureLoss(square, effnet))]))
     cell_means = lambda x: torch.nn.functional.avg_pool2d(x, 8)  # noqa: E731 - what the pixel loss alone gets exactly
-    assert float(psnr(cell_means(painted), cell_means(square))) > 31.0
+    assert float(psnr(cell_means(painted), cell_means(square))) > 34.0
 
 
 def test_inputs_accept_numpy_pil_and_comfy_layouts(photo):
