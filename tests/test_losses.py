@@ -151,6 +151,9 @@ def test_feature_layer_weights_and_backbones(photo, effnet, one_thread):
                       layer_weights=[1.0, 0.5])
     assert float(vgg(photo)) == pytest.approx(0.0, abs=1e-7) and float(vgg(canvas)) > 0
     assert all(0.001 < float(v) < 10 for v in vgg.last_layers.values()), vgg.last_layers
+    vgg_default = FeatureLoss(photo, build_backbone("vgg16", weights="random"))  # wiring only: no VGG weights here
+    assert vgg_default.layer_weights == [1 / 3] * 3 and float(vgg_default(photo)) == pytest.approx(0.0, abs=1e-7)
+    assert float(vgg_default(canvas)) > 0 and list(vgg_default.last_layers) == ["relu3_3", "relu4_3", "relu5_3"]
     by_name = FeatureLoss(photo, "efficientnet_lite0", layers=["stage2", "stage3"])
     assert by_name.backbone.layer_names == ["stage2", "stage3"] and float(by_name(canvas)) > 0
 
