@@ -25,6 +25,11 @@ class NodeError(ValueError):
     """An error a user can act on; its message is what ComfyUI shows in the error dialog."""
 
 
+# ComfyUI names an error by its class's module and name; the pack's module is a path inside
+# custom_nodes, which means nothing to a user: the class reads as a plain "NodeError".
+NodeError.__module__ = "builtins"
+
+
 def user_errors(node_name: str):
     """Decorator for a node's FUNCTION.
 
@@ -72,9 +77,10 @@ def _is_cpu_out_of_memory(e: Exception) -> bool:
 def _is_user_error(e: Exception) -> bool:
     """Errors whose message already tells the user what is wrong (ours and painter_models'): shown
     as a message. Anything else (a bug) keeps its traceback for the report."""
-    if isinstance(e, (ValueError, FileNotFoundError)):
-        return True
-    return type(e).__name__ in ("MyPaintUnavailable", "BackboneWeightsMissing", "ClipWeightsMissing")
+    from .core import painter_models
+    # ValueError and FileNotFoundError include painter_models' own (CheckpointError, StrokeFileError,
+    # BackboneWeightsMissing, ClipWeightsMissing, ...)
+    return isinstance(e, (ValueError, FileNotFoundError, painter_models.MyPaintUnavailable))
 
 
 def image_to_bchw(image: torch.Tensor) -> torch.Tensor:
