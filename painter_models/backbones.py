@@ -12,6 +12,10 @@ Networks
                       relu5_3, pool1 .. pool5 (bn3_3 etc. for vgg16_bn). Default relu3_3, relu4_3,
                       relu5_3 with weights 5, 15, 2 (Libre AI's recipe).
 
+`default_layer_weights` weigh raw feature differences (training's reconstruction loss uses them);
+losses.FeatureLoss weighs relative errors instead (equal weights by default), so it is on one scale
+whatever the network.
+
 Where the weights come from (`weights=`)
   "random"            random initialisation (tests).
   a file path         .pth / .pt / .safetensors state dict (torchvision's or timm's key names, or the
