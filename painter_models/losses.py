@@ -11,7 +11,7 @@ Masks ([H, W], [1, H, W], [1, 1, H, W], numpy, PIL "L"; values 0..1, 1 = the los
                 the mask is resized (area average) to each feature map and weights its differences
                 (Gram matrices: features weighted by the mask); in addition the canvas's gradient is cut
                 where the mask is 0, so only strokes in the region are pushed (features near the edge
-                still see context outside the region).
+                still see context outside the region). FeatureLoss's colour term: per-pixel weights.
   ClipTextLoss  mask_mode="composite" (default): the canvas is composited onto white outside the mask
                 (canvas * m + (1 - m)), so CLIP sees only the region; mask_mode="gradient": CLIP sees the
                 whole canvas, gradients reach only the region.
