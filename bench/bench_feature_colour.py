@@ -152,6 +152,7 @@ def paint_photo(name: str, opts: dict):
         canvas = res.canvas.detach().float().cpu()
         row[key] = {"psnr": float(psnr(canvas, photo)), "psnr_low": psnr_low(canvas, photo),
                     "lite1": _WORKER["judge"](canvas, photo), "wall_s": time.perf_counter() - t0}
+        row["renderer"] = res.renderer  # what painted the canvas: MyPaint (the real brush in the loop) or the painter
         canvases.append(canvas)
     row["bar_met"] = (row["feature"]["psnr_low"] >= row["pixel"]["psnr_low"] - 1.0
                       and row["feature"]["lite1"] < row["pixel"]["lite1"])
@@ -200,7 +201,7 @@ def section(results, args, command, load, sheet, started) -> str:
              f"- Painter `{os.path.relpath(args.painter, ROOT)}`; {args.strokes} strokes at {args.size} px, "
              f"{args.rounds} rounds, {50 * args.rounds} steps, seed {args.seed} (the CLI's defaults); pixel L2 "
              f"weight 1, feature loss weight {args.feature_weight:g} through {results[0]['backbone']}; "
-             f"{args.jobs} photograph(s) at once",
+             f"{args.jobs} photograph(s) at once; the paintings measured are painted by {results[0]['renderer']}",
              f"- Judge: EfficientNet-Lite1 distance (not used by any loss; see the script's docstring). "
              f"Tuned on: {', '.join(TUNED_ON)}; the others were never used while tuning.",
              "", "| photograph | PSNR dB pixel / +feature | 1/8-scale PSNR dB pixel / +feature (change) | "
