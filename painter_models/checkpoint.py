@@ -9,6 +9,10 @@ Metadata keys (each a JSON string, since safetensors metadata is str -> str):
   stroke_size       pixels
   training          free-form summary (data size, steps, wall time, hardware, ...)
   metrics           held-out metrics (psnr, ssim, alpha_iou, ceiling_psnr, ...)
+  reach             how far the brush paints from a path (actions.BrushReach), measured at training
+
+Format version 2 added stochastic painters (GeneratorConfig.noise_dim > 0 with saved noise
+projections) and the reach; version 1 files load as before.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from .actions import NAKANO, ActionLayout, BrushReach, get_layout
 from .model import Generator, GeneratorConfig, config_to_dict
 
 FORMAT = "neural-painter"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class CheckpointError(ValueError):
@@ -58,14 +62,20 @@ class NeuralPainter:
         return self.generator(actions)
 
     def metadata(self) -> dict:
-        return painter_metadata(self.generator.config, self.layout, self.brush, self.training, self.metrics)
+        """The metadata that rebuilds this painter as it is, its reach included."""
+        return painter_metadata(self.generator.config, self.layout, self.brush, self.training, self.metrics,
+                                self.reach)
 
 
 def painter_metadata(config: GeneratorConfig, layout: ActionLayout, brush: str,
-                     training: dict | None = None, metrics: dict | None = None) -> dict:
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "generator_config": config_to_dict(config),
+                     training: dict | None = None, metrics: dict | None = None,
+                     reach: BrushReach | None = None) -> dict:
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "generator_config": config_to_dict(config),
             "layout": layout.to_dict(), "brush": brush, "stroke_size": config.stroke_size,
             "training": training or {}, "metrics": metrics or {}}
+    if reach is not None:
+        meta["reach"] = reach.to_dict()
+    return meta
 
 
 def atomic_write(path: str, write):
@@ -126,18 +136,22 @@ def read_metadata(path: str) -> dict:
 
 
 def save_painter(path: str, painter: NeuralPainter | Generator, layout=None, brush: str | None = None,
-                 training: dict | None = None, metrics: dict | None = None):
-    """Write a painter checkpoint (atomically). Accepts a NeuralPainter or a bare Generator plus its context."""
+                 training: dict | None = None, metrics: dict | None = None, reach: BrushReach | None = None):
+    """Write a painter checkpoint (atomically). Accepts a NeuralPainter or a bare Generator plus its context
+    (reach: the brush's, for a painter of strokes held whole; see canvas.render)."""
     if isinstance(painter, NeuralPainter):
         generator, meta = painter.generator, painter.metadata()
         if training is not None:
             meta["training"] = training
         if metrics is not None:
             meta["metrics"] = metrics
+        if reach is not None:
+            meta["reach"] = reach.to_dict()
     else:
         if layout is None or brush is None:
             raise ValueError("save_painter(path, generator, ...) needs the layout and the brush")
-        generator, meta = painter, painter_metadata(painter.config, get_layout(layout), brush, training, metrics)
+        generator, meta = painter, painter_metadata(painter.config, get_layout(layout), brush, training, metrics,
+                                                    reach)
     save_tensors(path, generator.state_dict(), meta)
 
 
@@ -179,6 +193,9 @@ def load_painter(path: str, device="cpu", layout: ActionLayout | str | None = No
         file_layout = get_layout(meta["layout"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path!r} has a damaged painter header: {e}") from None
+    if config.noise_dim and version < 2:
+        raise CheckpointError(f"{os.path.basename(path)!r} is a format-1 painter with noise inputs (Nakano's noise "
+                              f"fixed at 0.5), which this code no longer builds; train it again, or with noise_dim=0")
     if layout is not None:
         wanted = get_layout(layout)
         if wanted.to_dict() != file_layout.to_dict():

@@ -57,7 +57,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from .actions import LAYOUTS, NAKANO, ActionLayout, get_layout
+from .actions import LAYOUTS, NAKANO, ActionLayout, BrushReach, get_layout, hold_whole, keep_inside
 from .checkpoint import atomic_write
 
 FORMAT = "neural-painters-strokes"
@@ -66,7 +66,7 @@ MANIFEST = "manifest.json"
 LOCK = ".lock"
 SHARD_RE = re.compile(r"^shard_(\d{5,})\.npz$")
 # Fields that make two datasets the same dataset (a re-run may only continue a matching one).
-IDENTITY = ("program", "brush_sha256", "library", "layout", "stroke_size", "shard_size", "seed", "brush_seed")
+IDENTITY = ("program", "brush_sha256", "library", "layout", "stroke_size", "shard_size", "seed", "brush_seed", "reach")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _CHUNK = 2048  # strokes rendered per call (progress granularity)
 
@@ -86,9 +86,22 @@ def shard_plan(count: int, shard_size: int) -> list[int]:
     return [int(shard_size)] * full + ([rest] if rest else [])
 
 
-def shard_actions(layout: ActionLayout, seed: int, index: int, count: int) -> np.ndarray:
-    """The actions of shard `index`: float32 [count, D], a pure function of (seed, index)."""
-    return get_layout(layout).sample(count, generator=np.random.default_rng([int(seed), int(index)]))
+def shard_actions(layout: ActionLayout, seed: int, index: int, count: int,
+                  reach: BrushReach | None = None) -> np.ndarray:
+    """The actions of shard `index`: float32 [count, D], a pure function of (seed, index); with the
+    brush's `reach`, the strokes a painter is asked for (whole_strokes)."""
+    actions = get_layout(layout).sample(count, generator=np.random.default_rng([int(seed), int(index)]))
+    return actions if reach is None else whole_strokes(layout, actions, reach)
+
+
+def whole_strokes(layout: ActionLayout, actions: np.ndarray, reach: BrushReach) -> np.ndarray:
+    """Random actions as a painter meets them on a canvas (canvas.render): kept inside their box and
+    moved into a box that holds all the brush paints (actions.keep_inside, actions.hold_whole), so
+    the stroke is whole in its tile."""
+    layout = get_layout(layout)
+    a = keep_inside(layout, torch.from_numpy(np.asarray(actions, np.float32)), reach)
+    a, _ = hold_whole(layout, a, torch.tensor([[0.5, 0.5, 1.0]]).expand(len(a), 3), reach)
+    return a.numpy().astype(np.float32)
 
 
 def sha256_file(path: str, block: int = 1 << 22) -> str:
@@ -300,11 +313,14 @@ class _Lock:
 
 def generate(out: str, brush: str = "classic/dry_brush", count: int = 100_000, shard_size: int = 10_000,
              size: int = 64, seed: int = 0, workers: int = 1, brush_seed: int = 0,
-             layout: ActionLayout | str = NAKANO, progress: bool = True, log=print) -> dict:
+             layout: ActionLayout | str = NAKANO, progress: bool = True, log=print,
+             reach: BrushReach | None = None) -> dict:
     """Generate (or continue) a stroke dataset in `out`; returns the final manifest.
 
     Existing shards are kept when their checksum matches the manifest; a corrupt shard or a
-    folder holding another dataset raises DatasetError (nothing is overwritten)."""
+    folder holding another dataset raises DatasetError (nothing is overwritten).
+    reach: the brush's reach (mypaint.brush_reach): strokes whole in their tile (whole_strokes),
+    the only strokes a painter is asked for; None: uniform random actions."""
     from tqdm import tqdm
 
     from . import __version__
@@ -328,8 +344,10 @@ def generate(out: str, brush: str = "classic/dry_brush", count: int = 100_000, s
                 "format": FORMAT, "format_version": FORMAT_VERSION, **_program_info(program, brush),
                 "layout": layout.to_dict(), "stroke_size": size, "shard_size": shard_size, "count": count,
                 "num_shards": len(plan), "seed": seed, "brush_seed": brush_seed,
+                "reach": None if reach is None else reach.to_dict(),
                 "actions": f"float32 [n, {layout.dim}] in 0..1, fields in layout order; shard i drawn from "
-                           f"numpy.random.default_rng([seed, i])",
+                           f"numpy.random.default_rng([seed, i])"
+                           + ("" if reach is None else ", then whole in their tile for this reach"),
                 "strokes": f"uint8 [n, {size}, {size}, 4], premultiplied RGBA on a transparent surface",
                 "generator": f"painter_models {__version__} (neural-painters-dataset)",
                 "complete": False, "shards": [],
@@ -401,7 +419,7 @@ def generate(out: str, brush: str = "classic/dry_brush", count: int = 100_000, s
             with ThreadPoolExecutor(1) as writer:  # write/hash shard i while shard i+1 renders
                 pending = None
                 for i in todo:
-                    actions = shard_actions(layout, seed, i, plan[i])
+                    actions = shard_actions(layout, seed, i, plan[i], reach)
                     strokes = np.empty((plan[i], size, size, 4), np.uint8)
                     for a in range(0, plan[i], _CHUNK):
                         b = min(plan[i], a + _CHUNK)

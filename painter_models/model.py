@@ -9,33 +9,51 @@ learns to exploit (painted strokes then look lighter than MyPaint renders them).
 brushes that mix or tint. With `prior="raster"` the alpha head is a
 residual on the torch rasteriser's soft stroke (logit space, learned gain): the network only
 learns how the brush differs from a plain Bezier, which trains several times faster on a CPU
-and keeps exact gradients with respect to position and size. Everything is defined by a config dataclass so a
+and keeps exact gradients with respect to position and size. `prior="capsule"` is the same idea
+with the stroke drawn as a chain of capsules (segments of the Bezier with a radius and an opacity
+varying along them) instead of discs at 48 points: thin strokes come out continuous, where the
+discs leave beads the network must learn to fill. Everything is defined by a config dataclass so a
 checkpoint's metadata rebuilds the exact architecture.
+
+With `noise_dim` > 0 the painter is stochastic, as a textured brush is: the network above paints
+the brush's mean stroke, and a per-stroke noise vector becomes, through fixed random projections,
+grain fields at a few grain sizes (GRAIN_SIGMAS: random fields blurred by a Gaussian of that many
+pixels at 64 px) added to the alpha logit where a grain head opens a gate for each (a transposed
+convolution on the network's last features, blurred, plus a learned gain per grain size times the
+mean stroke's alpha). The grain reads the mean stroke without moving it (no gradient flows back), so
+training can ask the mean for accuracy and the grain for texture (`split`), and a painting's
+gradients are the mean stroke's. Grain from fixed smooth random fields cannot take on the
+checkerboard of transposed convolutions; the grain head and gains start at zero, so a new stochastic
+painter paints its mean. Training draws the noise at random; a caller that passes none gets noise
+derived from the stroke's own action numbers (a fixed pseudo-random projection, no gradient), so a
+canvas is a deterministic function of its strokes and each stroke keeps its grain wherever it is
+rendered. The projections are buffers saved with the weights.
 """
 from __future__ import annotations
 
 import math
 import operator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .actions import NAKANO, get_layout
+from .actions import NAKANO, bezier_points, get_layout
 from .raster import RasterProgram
 
-PRIORS = ("none", "raster")
+PRIORS = ("none", "raster", "capsule")
 COLOURS = ("action", "residual")
 MAX_ACTION_DIM = 256        # plausibility bounds for configs read from checkpoint files
 MAX_STROKE_SIZE = 512
 MAX_CHANNELS = 4096
+GRAIN_SIGMAS = (0.0, 1.0, 2.5)   # grain sizes of a stochastic painter: Gaussian blur in px at 64 px (0: pixel noise)
 
 
 @dataclass
 class GeneratorConfig:
     action_dim: int = 12
-    noise_dim: int = 0          # Nakano's GAN painter uses 16; fixed at 0.5 at inference
+    noise_dim: int = 0          # per-stroke noise numbers (0: a deterministic painter; see the module doc)
     stroke_size: int = 64       # 4 * 2 ** len(channels)
     channels: tuple[int, ...] = (256, 128, 64, 32)
     colour_indices: tuple[int, int, int] = (6, 7, 8)  # where R, G, B sit in the action
@@ -136,13 +154,16 @@ def critic_config(name: str, **overrides) -> CriticConfig:
 class Generator(nn.Module):
     """action [N, action_dim] (+ noise [N, noise_dim]) -> (colour [N, 3, S, S], alpha [N, 1, S, S]).
 
-    Nakano's layout: Linear -> 4x4 map -> transposed convs doubling the size per stage."""
+    Nakano's layout: Linear -> 4x4 map -> transposed convs doubling the size per stage (+ the noise
+    inputs of a stochastic painter: see the module docstring)."""
+
+    NOISE_SEED = 20261121    # the fixed projections of a new stochastic painter (then saved with it)
 
     def __init__(self, config: GeneratorConfig):
         super().__init__()
         self.config = config
         c = config.channels
-        self.fc = nn.Linear(config.action_dim + config.noise_dim, 4 * 4 * c[0])
+        self.fc = nn.Linear(config.action_dim, 4 * 4 * c[0])
         self.fc_norm = nn.BatchNorm2d(c[0])
         stages = []
         for c_in, c_out in zip(c[:-1], c[1:]):
@@ -154,30 +175,73 @@ class Generator(nn.Module):
         nn.init.zeros_(self.head.bias)
         if config.prior == "raster":
             self.raster = RasterProgram(config.stroke_size, get_layout(config.layout))
+        if config.prior != "none":
             self.prior_gain = nn.Parameter(torch.ones(()))
+        if config.noise_dim:
+            self.grain_head = nn.ConvTranspose2d(c[-1], len(GRAIN_SIGMAS), 4, 2, 1)
+            nn.init.zeros_(self.grain_head.weight)
+            nn.init.zeros_(self.grain_head.bias)
+            g = torch.Generator().manual_seed(self.NOISE_SEED)
+            k = config.noise_dim
+            # action -> uniform phases: a few cycles over the action cube, so nearby strokes differ
+            self.register_buffer("noise_phase", 3.0 * torch.randn(config.action_dim, k, generator=g))
+            self.register_buffer("noise_offset", torch.rand(k, generator=g))
+            self.register_buffer("grain_fields", grain_fields(k, config.stroke_size, g))
+            # grain in proportion to the paint, per grain size: the first thing a grainy brush needs
+            self.grain_gain = nn.Parameter(torch.zeros(len(GRAIN_SIGMAS)))
 
-    def forward(self, actions: torch.Tensor, noise: torch.Tensor | None = None):
+    def derived_noise(self, actions: torch.Tensor) -> torch.Tensor:
+        """The noise of strokes rendered outside training: a fixed function of each stroke's action."""
+        with torch.autocast(actions.device.type, enabled=False):   # the phase needs float32's precision
+            phase = actions.detach().float() @ self.noise_phase + self.noise_offset
+        return noise_from_uniform(torch.frac(phase)).to(actions.dtype)
+
+    def sample_noise(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """Random noise for training ([n, noise_dim], the distribution derived_noise follows)."""
+        device = device or self.fc.weight.device
+        return noise_from_uniform(torch.rand(n, self.config.noise_dim, generator=generator, device=device))
+
+    def _parts(self, actions: torch.Tensor, noise: torch.Tensor | None):
+        """(colour, the mean stroke's alpha logit, the grain's logit or None)."""
         cfg = self.config
         if actions.ndim != 2 or actions.shape[1] != cfg.action_dim:
             raise ValueError(f"the generator takes actions [N, {cfg.action_dim}], got {list(actions.shape)}")
-        if cfg.noise_dim:
-            if noise is None:  # deterministic inference: Nakano fixes the noise at 0.5
-                noise = actions.new_full((actions.shape[0], cfg.noise_dim), 0.5)
-            x = torch.cat([actions, noise], 1)
-        else:
-            x = actions
-        h = F.relu(self.fc_norm(self.fc(x).view(-1, cfg.channels[0], 4, 4)))
-        out = self.head(self.stages(h))
+        h = self.stages(F.relu(self.fc_norm(self.fc(actions).view(-1, cfg.channels[0], 4, 4))))
+        out = self.head(h)
         alpha_logit = out[:, :1]
-        if cfg.prior == "raster":
-            _, raster_alpha = self.raster.render_torch(actions)
-            alpha_logit = alpha_logit + self.prior_gain * torch.logit(raster_alpha.clamp(1e-3, 1 - 1e-3))
-        alpha = torch.sigmoid(alpha_logit)
+        if cfg.prior != "none":
+            prior = (self.raster.render_torch(actions)[1] if cfg.prior == "raster"
+                     else capsule_alpha(get_layout(cfg.layout), actions, cfg.stroke_size))
+            alpha_logit = alpha_logit + self.prior_gain * torch.logit(prior.clamp(1e-3, 1 - 1e-3))
         rgb = actions[:, list(cfg.colour_indices)]
         if cfg.colour == "action":
-            return rgb[:, :, None, None].expand(-1, -1, *alpha.shape[-2:]), alpha
-        colour = torch.sigmoid(torch.logit(rgb.clamp(1e-3, 1 - 1e-3))[:, :, None, None] + out[:, 1:])
-        return colour, alpha
+            colour = rgb[:, :, None, None].expand(-1, -1, *alpha_logit.shape[-2:])
+        else:
+            colour = torch.sigmoid(torch.logit(rgb.clamp(1e-3, 1 - 1e-3))[:, :, None, None] + out[:, 1:])
+        grain = None
+        if cfg.noise_dim:   # grain where the grain head opens its gates, one per grain size
+            if noise is None:
+                noise = self.derived_noise(actions)
+            if noise.shape != (actions.shape[0], cfg.noise_dim):
+                raise ValueError(f"noise must be [N, {cfg.noise_dim}] for {actions.shape[0]} strokes, "
+                                 f"got {list(noise.shape)}")
+            s = cfg.stroke_size
+            fields = torch.einsum("nk,gkp->ngp", noise, self.grain_fields).view(-1, len(GRAIN_SIGMAS), s, s)
+            gates = (smooth_gates(self.grain_head(h.detach()))
+                     + self.grain_gain[:, None, None] * torch.sigmoid(alpha_logit.detach()))
+            grain = (gates * fields).sum(1, keepdim=True)
+        return colour, alpha_logit, grain
+
+    def forward(self, actions: torch.Tensor, noise: torch.Tensor | None = None, split: bool = False):
+        """(colour, alpha). split=True (training a stochastic painter): (colour, the mean stroke's alpha,
+        the grainy alpha with the mean under it detached), so losses on the mean train the mean stroke
+        and losses on the grainy alpha reach only the grain."""
+        colour, alpha_logit, grain = self._parts(actions, noise)
+        if split:
+            if grain is None:
+                raise ValueError("split=True is for a painter with noise inputs (noise_dim > 0)")
+            return colour, torch.sigmoid(alpha_logit), torch.sigmoid(alpha_logit.detach() + grain)
+        return colour, torch.sigmoid(alpha_logit if grain is None else alpha_logit + grain)
 
     def render(self, actions: torch.Tensor, background: float = 1.0) -> torch.Tensor:
         """Strokes over a flat background, [N, 3, S, S] (what MyPaint renders over white)."""
@@ -216,6 +280,56 @@ class Critic(nn.Module):
         return self.out(h.flatten(1)).squeeze(1)
 
 
+CAPSULE_SEGMENTS = 24   # a quadratic Bezier within a small fraction of a pixel at 64 px
+
+
+def capsule_alpha(layout, actions: torch.Tensor, size: int, segments: int = CAPSULE_SEGMENTS) -> torch.Tensor:
+    """[N, 1, S, S]: the stroke as a chain of capsules along its Bezier, radius and opacity as the
+    rasteriser's (radius e^size * (0.35 + pressure), opacity 0.25 + 0.75 pressure / 0.8, a 1 px soft
+    edge at 64 px) but interpolated along each segment: a continuous stroke at any width.
+    alpha = max over segments of sigmoid((radius - distance) / edge) * opacity, found without autograd;
+    each pixel's winning segment is then recomputed with gradients (the gradient of a max)."""
+    n = actions.shape[0]
+    x, y, pressure = bezier_points(layout, actions, segments)                    # t = 1/n .. 1
+    sx, sy = (actions[:, [i]] for i in layout.indices("start_x", "start_y"))
+    p_in = layout.to_physical(actions, "entry_pressure")[:, None]
+    x, y, pressure = torch.cat([sx, x], 1) * size, torch.cat([sy, y], 1) * size, torch.cat([p_in, pressure], 1)
+    radius = torch.exp(layout.to_physical(actions, "size"))[:, None] * (size / 64.0) * (0.35 + pressure)
+    opacity = (0.25 + pressure / 0.8 * 0.75).clamp(0, 1)
+    edge = size / 64.0
+    grid = torch.arange(size, dtype=actions.dtype, device=actions.device) + 0.5
+    gx, gy = grid[None, None, :], grid[None, :, None]
+
+    def cover(i, t_clamp=None):   # i: [N, 1, 1] or [N, S, S] segment indices
+        take = lambda v: v.gather(1, i.flatten(1)).view(i.shape)
+        x0, y0, r0, o0 = take(x), take(y), take(radius), take(opacity)
+        dx, dy = take(x[:, 1:]) - x0, take(y[:, 1:]) - y0
+        t = (((gx - x0) * dx + (gy - y0) * dy) / (dx * dx + dy * dy + 1e-8)).clamp(0, 1)
+        dist = torch.sqrt((gx - x0 - t * dx) ** 2 + (gy - y0 - t * dy) ** 2 + 1e-8)
+        r = r0 + t * (take(radius[:, 1:]) - r0)
+        o = o0 + t * (take(opacity[:, 1:]) - o0)
+        return torch.sigmoid((r - dist) / edge) * o
+
+    with torch.no_grad():
+        best = actions.new_zeros(n, size, size)
+        winner = torch.zeros(n, size, size, dtype=torch.long, device=actions.device)
+        for k in range(segments):
+            c = cover(torch.full((n, 1, 1), k, dtype=torch.long, device=actions.device))
+            wins = c > best                      # strict: ties keep the earlier segment
+            best = torch.maximum(best, c)
+            winner.masked_fill_(wins, k)
+    alpha = cover(winner) if torch.is_grad_enabled() and actions.requires_grad else best
+    return alpha[:, None]
+
+
+def smooth_gates(gates: torch.Tensor) -> torch.Tensor:
+    """The grain gates through a [1, 2, 1] x [1, 2, 1] / 16 blur, which zeroes the 2-pixel checkerboard
+    a stride-2 transposed convolution leaves (grain through it would come out as a regular mesh)."""
+    k = torch.tensor([1.0, 2.0, 1.0], dtype=gates.dtype, device=gates.device)
+    k = (k[:, None] * k[None, :] / 16).expand(gates.shape[1], 1, 3, 3)
+    return F.conv2d(F.pad(gates, (1, 1, 1, 1), mode="replicate"), k, groups=gates.shape[1])
+
+
 def head_channels(config: GeneratorConfig) -> int:
     return 1 if config.colour == "action" else 4
 
@@ -227,12 +341,37 @@ def count_parameters(module: nn.Module) -> int:
 def forward_macs(config: GeneratorConfig) -> int:
     """Multiply-accumulates of one generator forward pass (per stroke)."""
     c = config.channels
-    macs = (config.action_dim + config.noise_dim) * 16 * c[0]
+    macs = config.action_dim * 16 * c[0]
     side = 4
-    for c_in, c_out in zip(c, list(c[1:]) + [head_channels(config)]):
+    for c_in, c_out in zip(c, list(c[1:]) + [head_channels(config) + (len(GRAIN_SIGMAS) if config.noise_dim else 0)]):
         side *= 2
-        macs += c_in * c_out * 16 * (side // 2) ** 2  # each input pixel scatters a 4x4 kernel
+        macs += c_in * c_out * 16 * (side // 2) ** 2  # each input pixel scatters a 4x4 kernel (+ the grain head)
+    if config.noise_dim:   # action -> noise, noise -> grain fields, the gates' blur
+        macs += (config.noise_dim * (config.action_dim + len(GRAIN_SIGMAS) * config.stroke_size ** 2)
+                 + 9 * len(GRAIN_SIGMAS) * config.stroke_size ** 2)
     return macs
+
+
+def grain_fields(noise_dim: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """[len(GRAIN_SIGMAS), noise_dim, size * size]: per grain size, noise_dim random fields of unit
+    variance (white noise blurred by a Gaussian of sigma * size / 64 px, wrapping at the edges)."""
+    out = []
+    for sigma in GRAIN_SIGMAS:
+        noise = torch.randn(noise_dim, size, size, generator=generator)
+        if sigma > 0:
+            f = torch.fft.fftfreq(size)
+            s = sigma * size / 64
+            kernel = torch.exp(-2 * (math.pi * s) ** 2 * (f[:, None] ** 2 + f[None, :] ** 2))
+            noise = torch.fft.ifft2(torch.fft.fft2(noise) * kernel).real
+        noise = noise / noise.flatten(1).std(1)[:, None, None]
+        out.append(noise.flatten(1) / math.sqrt(noise_dim))   # noise of unit variance -> fields of unit variance
+    return torch.stack(out)
+
+
+def noise_from_uniform(u: torch.Tensor) -> torch.Tensor:
+    """The painters' noise distribution (unit variance, bounded) from uniform numbers: training draws
+    u at random, inference takes the fractional part of a projection of the action."""
+    return math.sqrt(2.0) * torch.sin(2 * math.pi * u)
 
 
 def config_to_dict(config) -> dict:

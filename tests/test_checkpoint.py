@@ -81,7 +81,9 @@ def test_resaving_a_painter_keeps_and_updates_its_metadata(tmp_painter, tmp_path
     p = load_painter(tmp_painter)
     again = str(tmp_path / "again.safetensors")
     save_painter(again, p)
-    assert read_metadata(again) == read_metadata(tmp_painter)
+    meta = read_metadata(again)   # the reach it painted with is written down (measured, as the file had none)
+    assert meta.pop("reach") == p.reach.to_dict() and meta == read_metadata(tmp_painter)
+    assert load_painter(again).reach == p.reach
     save_painter(again, p, metrics={"psnr": 30.0})
     meta = read_metadata(again)
     assert meta["metrics"] == {"psnr": 30.0} and meta["training"] == {"steps": 3, "strokes": 1000}
@@ -161,7 +163,7 @@ def test_newer_format_version_is_refused(tmp_path, tiny_generator, tmp_painter):
     meta["format_version"] = FORMAT_VERSION + 1
     path = str(tmp_path / "future.safetensors")
     save_tensors(path, tiny_generator.state_dict(), meta)
-    with pytest.raises(CheckpointError, match="format version 2.*update comfyui-neural-painters"):
+    with pytest.raises(CheckpointError, match=f"format version {FORMAT_VERSION + 1}.*update comfyui-neural-painters"):
         load_painter(path)
 
 
@@ -260,6 +262,47 @@ def test_painter_from_before_the_colour_option_loads_with_its_colour_head(tmp_pa
     assert p.generator.config.colour == "residual"
     a = torch.full((1, 12), 0.5)
     torch.testing.assert_close(p.generator(a)[0], old.eval()(a)[0])
+
+
+def test_stochastic_painter_round_trip_with_its_noise_and_reach(tmp_path):
+    from painter_models.actions import BrushReach
+    torch.manual_seed(0)
+    g = Generator(generator_config("tiny", noise_dim=8)).eval()
+    with torch.no_grad():   # noise that paints, and projections unlike a fresh generator's
+        g.grain_head.weight.normal_(0, 0.5)
+        g.grain_gain.fill_(1.0)
+        g.noise_phase.mul_(-1)
+    path = str(tmp_path / "grainy.safetensors")
+    save_painter(path, g, layout=NAKANO, brush="mypaint:classic/charcoal", reach=BrushReach(2.5, 3.75))
+    meta = read_metadata(path)
+    assert meta["format_version"] == FORMAT_VERSION == 2 and meta["generator_config"]["noise_dim"] == 8
+    assert meta["reach"] == {"base": 2.5, "per_radius": 3.75}
+    p = load_painter(path)
+    assert p.reach == BrushReach(2.5, 3.75) and p.generator.config.noise_dim == 8
+    a = _actions()
+    with torch.no_grad():   # the saved projections, not a fresh generator's: the same grain for the same strokes
+        torch.testing.assert_close(p(a)[1], g(a)[1], rtol=0, atol=0)
+        assert (Generator(g.config).eval()(a)[1] - g(a)[1]).abs().max() > 1e-3
+
+
+def test_painter_config_without_noise_dim_loads_deterministic(tmp_path, tmp_painter, tiny_generator):
+    meta = read_metadata(tmp_painter)
+    del meta["generator_config"]["noise_dim"]      # an older file
+    meta["format_version"] = 1
+    path = str(tmp_path / "v1.safetensors")
+    save_tensors(path, tiny_generator.state_dict(), meta)
+    assert load_painter(path).generator.config.noise_dim == 0
+
+
+def test_format_1_painter_with_noise_is_refused_with_the_reason(tmp_path, tmp_painter):
+    """Format 1 fixed a noise input at 0.5 (Nakano); its weights lack the projections of today's noise."""
+    meta = read_metadata(tmp_painter)
+    meta["format_version"] = 1
+    meta["generator_config"]["noise_dim"] = 4
+    path = str(tmp_path / "nakano_noise.safetensors")
+    save_tensors(path, Generator(generator_config("tiny", noise_dim=4)).state_dict(), meta)
+    with pytest.raises(CheckpointError, match="format-1 painter with noise inputs.*train it again"):
+        load_painter(path)
 
 
 def test_no_pickle_in_the_source():

@@ -19,9 +19,10 @@ def test_generator_parameter_counts(name, low, high):
     assert low <= n <= high, f"{name}: {n} parameters"
 
 
-def test_nakano_generator_with_noise_is_the_published_size():
-    n = count_parameters(Generator(generator_config("nakano", noise_dim=16)))
-    assert 0.79e6 <= n <= 0.83e6, n   # reiinakano/neural-painters-pytorch: 0.81 M
+def test_noise_adds_only_the_grain_head_to_the_parameters():
+    plain = count_parameters(Generator(generator_config("nakano")))
+    grainy = count_parameters(Generator(generator_config("nakano", noise_dim=32)))
+    assert grainy - plain == 32 * 3 * 16 + 3 + 3     # grain head (weights, bias) and a gain per grain size
 
 
 @pytest.mark.parametrize("name,low,high", [("nakano", 0.15e6, 0.2e6), ("large", 0.6e6, 0.8e6), ("tiny", 1e4, 2e4)])
@@ -36,7 +37,9 @@ def test_forward_macs():
     assert forward_macs(c) == expected   # the head predicts alpha only ...
     assert forward_macs(generator_config("nakano", colour="residual")) == expected + 32 * 3 * 16 * 1024  # ... + colour
     assert forward_macs(generator_config("large")) > 3.5 * forward_macs(c)   # twice the width: ~4x the cost
-    assert forward_macs(generator_config("nakano", noise_dim=16)) == expected + 16 * 16 * 256
+    grain_fields = 16 * (12 + 3 * 64 * 64)          # action -> noise, noise -> the three grain fields
+    grain_gates = 32 * 3 * 16 * 1024 + 9 * 3 * 64 * 64   # the grain head and its blur
+    assert forward_macs(generator_config("nakano", noise_dim=16)) == expected + grain_fields + grain_gates
 
 
 @pytest.mark.parametrize("name", sorted(GENERATOR_CONFIGS))
@@ -102,18 +105,95 @@ def test_colour_indices_follow_the_config():
     torch.testing.assert_close(colour[:, :, 7, 9], a[:, :3], rtol=0, atol=0)
 
 
-def test_noise_input():
-    torch.manual_seed(2)
-    g = Generator(generator_config("tiny", noise_dim=16)).eval()
-    a = torch.from_numpy(NAKANO.sample(4, seed=4))
+def _with_live_noise(g):
+    """A stochastic generator whose noise paints (a fresh one's grain starts silent)."""
     with torch.no_grad():
-        default = g(a)[1]
-        half = g(a, torch.full((4, 16), 0.5))[1]
-        other = g(a, torch.rand(4, 16, generator=torch.Generator().manual_seed(0)))[1]
-    torch.testing.assert_close(default, half, rtol=0, atol=0)   # no noise -> fixed at 0.5 (Nakano)
-    assert (default - other).abs().max() > 1e-4
-    with pytest.raises(RuntimeError):
-        g(a, torch.zeros(4, 3))   # wrong noise width
+        g.grain_head.weight.normal_(0, 0.3)
+        g.grain_gain.fill_(1.0)
+    return g
+
+
+def test_noise_starts_silent_then_paints():
+    torch.manual_seed(2)
+    cfg = generator_config("tiny", noise_dim=16)
+    g = Generator(cfg).eval()
+    a = torch.from_numpy(NAKANO.sample(4, seed=4))
+    other = torch.rand(4, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():   # a new stochastic painter draws what a deterministic one with its weights draws
+        torch.testing.assert_close(g(a)[1], g(a, other)[1], rtol=0, atol=0)
+    _with_live_noise(g)
+    with torch.no_grad():
+        assert (g(a)[1] - g(a, other)[1]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match=r"noise must be \[N, 16\] for 4 strokes, got \[4, 3\]"):
+        g(a, torch.zeros(4, 3))
+
+
+def test_split_trains_the_mean_and_the_grain_apart():
+    """split=True: the mean stroke's alpha carries gradients to the network and not to the grain; the
+    grainy alpha carries them to the grain only; forward's alpha is the grainy one."""
+    torch.manual_seed(4)
+    g = _with_live_noise(Generator(generator_config("tiny", noise_dim=8))).train()
+    a = torch.from_numpy(NAKANO.sample(4, seed=10))
+    noise = g.sample_noise(4, torch.Generator().manual_seed(3), "cpu")
+    grain_params = {"grain_gain", "grain_head.weight", "grain_head.bias"}
+    for which in (1, 2):
+        g.zero_grad(set_to_none=True)
+        g(a, noise, split=True)[which].sum().backward()
+        moved = {n for n, p in g.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        assert (moved <= grain_params) == (which == 2) and bool(moved & grain_params) == (which == 2), moved
+    g.eval()
+    with torch.no_grad():
+        _, mean, grainy = g(a, noise, split=True)
+        torch.testing.assert_close(g(a, noise)[1], grainy)
+    assert (grainy - mean).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="split=True is for a painter with noise inputs"):
+        Generator(generator_config("tiny"))(a, split=True)
+
+
+def test_stochastic_painter_is_deterministic_given_its_strokes():
+    """Without noise from the caller, each stroke's noise comes from its own action numbers: the same
+    stroke gets the same grain alone or in any batch, on every call; other strokes get other grain."""
+    torch.manual_seed(3)
+    g = _with_live_noise(Generator(generator_config("tiny", noise_dim=16))).eval()
+    a = torch.from_numpy(NAKANO.sample(6, seed=8))
+    with torch.no_grad():
+        batch = g(a)[1]
+        torch.testing.assert_close(g(a)[1], batch, rtol=0, atol=0)
+        torch.testing.assert_close(g(a[3:4])[1], batch[3:4], rtol=0, atol=1e-5)   # batch size: float rounding only
+        torch.testing.assert_close(g(a.flip(0))[1], batch.flip(0), rtol=0, atol=1e-5)
+        noise = g.derived_noise(a)
+    assert noise.shape == (6, 16) and not noise.requires_grad
+    assert noise.std(0).min() > 0.3                         # strokes differ in their noise
+    # the derived noise follows the training noise's distribution: sqrt(2) sin(2 pi u), u uniform
+    many = g.derived_noise(torch.from_numpy(NAKANO.sample(4000, seed=9)))
+    drawn = g.sample_noise(4000, torch.Generator().manual_seed(0), "cpu")
+    for x in (many, drawn):
+        assert abs(float(x.mean())) < 0.05 and abs(float(x.var()) - 1) < 0.05 and float(x.abs().max()) <= 2 ** 0.5 + 1e-6
+    # gradients reach the actions (painting optimises them), none through the noise
+    a = a.clone().requires_grad_(True)
+    g(a)[1].sum().backward()
+    assert torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+
+
+def test_noise_projections_are_saved_with_the_weights():
+    g = Generator(generator_config("tiny", noise_dim=8))
+    assert {"noise_phase", "noise_offset", "grain_fields"} <= set(g.state_dict())
+    assert g.state_dict()["grain_fields"].shape == (3, 8, 64 * 64) and g.grain_head.out_channels == 3
+    trained = [n for n, _ in g.named_parameters() if n.startswith(("noise", "grain"))]
+    assert trained == ["grain_gain", "grain_head.weight", "grain_head.bias"]   # the projections are fixed
+    assert "noise_phase" not in Generator(generator_config("tiny")).state_dict()
+
+
+def test_grain_fields_have_unit_variance_and_their_grain_size():
+    from painter_models.model import GRAIN_SIGMAS, grain_fields
+    fields = grain_fields(64, 64, torch.Generator().manual_seed(0)).view(len(GRAIN_SIGMAS), 64, 64, 64)
+    z = torch.randn(256, 64, generator=torch.Generator().manual_seed(1))
+    corr = []
+    for f in fields:
+        grain = torch.einsum("nk,kxy->nxy", z, f)
+        assert abs(float(grain.var()) - 1) < 0.1            # unit-variance noise -> unit-variance grain
+        corr.append(float((grain[:, :, 1:] * grain[:, :, :-1]).mean() / grain.var()))
+    assert abs(corr[0]) < 0.05 and 0.5 < corr[1] < corr[2] < 1   # pixel noise, then larger grains
 
 
 def test_generator_without_noise_ignores_a_noise_argument():
@@ -175,3 +255,14 @@ def test_unconditional_critic():
 def test_critic_other_sizes_and_channels():
     c = Critic(CriticConfig(stroke_size=128, in_channels=3, channels=(8, 16, 16, 16, 16))).eval()
     assert c(torch.rand(2, 3, 128, 128), torch.rand(2, 12)).shape == (2,)
+
+
+def test_grain_gates_cannot_paint_a_checkerboard():
+    """A stride-2 transposed convolution leaves a 2-pixel checkerboard; the gates' blur removes it, so
+    grain never comes out as a regular mesh."""
+    from painter_models.model import smooth_gates
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2
+    gates = torch.stack([checker.float(), 1 - checker.float(), torch.full((8, 8), 0.7)])[None]
+    smoothed = smooth_gates(gates)
+    torch.testing.assert_close(smoothed[0, :2, 1:-1, 1:-1], torch.full((2, 6, 6), 0.5))
+    torch.testing.assert_close(smoothed[0, 2], torch.full((8, 8), 0.7))      # flat gates stay as they are

@@ -302,8 +302,23 @@ def test_recipe_mypaint_tiny_with_ceiling(tmp_path):
                 "--data-size", "256", "--heldout-size", "32", "--pretrain-steps", "4", "--critic-steps", "1",
                 "--gan-steps", "1", "--batch-size", "16", "--backbone-layers", "stage1", "--no-progress",
                 "--threads", "1", "--workers", "1"])
-    m = load_painter(str(out / "painter.safetensors")).metrics
+    painter = load_painter(str(out / "painter.safetensors"))
+    m = painter.metrics
     assert 0 < m["ceiling_psnr"] < 100 and "ceiling_ssim" in m and "psnr_gap_to_ceiling" in m
+    # the critic-free distribution check beside MyPaint against itself, and where the painter stands
+    assert 0 <= m["ceiling_feature_distance"] < m["feature_distance"] and set(m["bar"]) >= {"meets_bar", "shortfall_db"}
+    # strokes whole in their tile: the brush's measured reach travels with the painter, and no held-out
+    # or training stroke touches its tile's edge (the ground truth is never cut off)
+    from painter_models.mypaint import brush_reach
+    assert read_metadata(str(out / "painter.safetensors"))["reach"] == brush_reach("classic/dry_brush").to_dict()
+    assert painter.training["strokes"] == "whole"
+    held, extra = load_set(str(out / "heldout.safetensors"))
+    from painter_models.datasets import load_arrays
+    _, train_strokes, manifest = load_arrays(str(out / "data"))
+    assert manifest["reach"] == painter.reach.to_dict()
+    for strokes in (held.strokes, extra["strokes_seed1"], train_strokes):
+        edge = np.concatenate([strokes[:, 0, :, 3], strokes[:, -1, :, 3], strokes[:, :, 0, 3], strokes[:, :, -1, 3]], 1)
+        assert edge.max() == 0 and strokes[..., 3].max() > 0
 
 
 @pytest.mark.slow
@@ -322,3 +337,101 @@ def test_torchrun_two_cpu_processes(data, tmp_path):
     r = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert load_tensors(str(out / "state.safetensors"))[1]["step"] == 6
+
+
+# -- stochastic painters, the bar and the export criterion (issue 10) ---------------------------------
+def test_texture_loss_asks_for_the_amount_of_grain_not_its_place():
+    from training.losses import texture_loss
+    g = torch.Generator().manual_seed(0)
+    grain = lambda: 1 - 0.5 * (torch.rand(4, 1, 32, 32, generator=g) < 0.3).float().expand(-1, 3, -1, -1)
+    real, other = grain(), grain()                              # the same brush, grain elsewhere
+    smooth = torch.nn.functional.avg_pool2d(real, 5, 1, 2, count_include_pad=False)
+    assert texture_loss(other, real) < 0.01 < texture_loss(smooth, real)
+    smooth.requires_grad_(True)
+    texture_loss(smooth, real).backward()                      # its gradient roughens the smooth strokes
+    rougher = (smooth - 0.05 * smooth.grad / smooth.grad.abs().max()).detach()
+    assert texture_loss(rougher, real) < texture_loss(smooth.detach(), real)
+
+
+def test_bar_and_export_choice_weigh_texture_not_psnr_alone():
+    from training.evaluate import bar
+    from training.recipe import choose_export
+    ceiling = {"ceiling_psnr": 31.0, "ceiling_texture_ratio": 1.0}
+    smooth = {"psnr": 31.8, "texture_ratio": 0.3, **ceiling}      # the brush's mean: high PSNR, no grain
+    grainy = {"psnr": 30.7, "texture_ratio": 0.95, **ceiling}     # real grain, within 0.5 dB of the ceiling
+    rough = {"psnr": 29.0, "texture_ratio": 1.6, **ceiling}
+    for m in (smooth, grainy, rough):
+        m["bar"] = bar(m)
+    assert grainy["bar"]["meets_bar"] and grainy["bar"]["shortfall_db"] == 0
+    assert smooth["bar"]["meets_psnr"] and not smooth["bar"]["meets_texture"]
+    assert smooth["bar"]["shortfall_db"] == pytest.approx(5 * np.log(0.8 / 0.3))
+    assert rough["bar"]["shortfall_db"] == pytest.approx(1.5 + 5 * np.log(1.6 / 1.25))
+    assert bar(grainy)["texture_band"] == [0.8, 1.25] and bar(grainy)["psnr_bar"] == 30.5
+    assert choose_export({"pretrained": smooth, "gan": grainy, "gan_best": rough}, "best") == "gan"
+    assert choose_export({"pretrained": smooth, "gan": rough}, "best") == "gan"   # 2.0 dB short vs 4.9
+    assert choose_export({"pretrained": smooth, "gan": grainy}, "pretrained") == "pretrained"
+    no_ceiling = {"pretrained": {"psnr": 20.0}, "gan": {"psnr": 21.0}}            # e.g. the rasteriser
+    assert choose_export(no_ceiling, "best") == "gan"
+
+
+def test_frechet_feature_distance():
+    from training.evaluate import frechet_distance
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(400, 6)), rng.normal(size=(400, 6))
+    shifted, wider = b + 1.0, b * 2.0
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    d_same = frechet_distance(a, b)
+    assert d_same < 0.3 < frechet_distance(a, shifted) and frechet_distance(a, shifted) == pytest.approx(6, rel=0.15)
+    assert frechet_distance(a, wider) > 4 * d_same
+
+
+@pytest.fixture(scope="module")
+def grainy_data(tmp_path_factory):
+    """The rasteriser's strokes with a random grain in their paint (a stand-in for a textured brush)."""
+    d = tmp_path_factory.mktemp("grainy")
+    paths = []
+    for name, n, seed in (("train", 192, 0), ("heldout", 32, 99)):
+        s = render_set("raster", n, 32, seed=seed)
+        keep = np.random.default_rng(seed).random(s.strokes.shape[:3] + (1,)) < 0.6
+        s.strokes[:] = s.strokes * keep
+        save_set(str(d / f"{name}.safetensors"), s)
+        paths.append(str(d / f"{name}.safetensors"))
+    return tuple(paths)
+
+
+def test_gan_mode_of_a_stochastic_painter_learns_to_paint_grain(grainy_data, tmp_path):
+    """GAN mode on a painter with noise inputs (added to a deterministic pre-trained one): the texture
+    term opens the grain (its gains in a faster Adam group), and the generator nearest the bar is kept."""
+    from training.cli import _options, build_parser
+    from training.common import Dist
+    from training.evaluate import painter_strokes
+    from training.stages import BEST_GENERATOR, GAN, GRAIN_LR_SCALE, with_noise_inputs
+    from painter_models.model import Generator
+    from dataclasses import replace
+    base = load_painter(_pretrain(grainy_data, tmp_path / "g", 2))
+    g = Generator(replace(base.generator.config, noise_dim=8))
+    g.load_state_dict(with_noise_inputs(base.generator.state_dict(), g))
+    init = str(tmp_path / "noisy.safetensors")
+    save_painter(init, g.eval(), layout=base.layout, brush=base.brush)
+    held = load_set(grainy_data[1])[0]
+    a = held.actions[:8]
+    torch.testing.assert_close(painter_strokes(g, a)[0], painter_strokes(base.generator, a)[0])  # silent at first
+    out = tmp_path / "gan"
+    args = build_parser().parse_args(["gan", *_stage_args(grainy_data, out, 12, "--generator", init, *RECON, "--lr", "3e-3")])
+    texture_of_grain = {"psnr": 20.0, "texture_ratio": 1.0}
+    stage = GAN(_options(args, "constant", {"config": "tiny", "generator": init, "gan": "bce", "ceiling":
+                                            texture_of_grain, "backbone": "none"}), load_set(grainy_data[0])[0], held,
+                Dist("cpu"))
+    stage.run()
+    groups = stage.optimizers["generator"].param_groups
+    assert [gr.get("lr_scale", 1.0) for gr in groups] == [1.0, GRAIN_LR_SCALE] and len(groups[1]["params"]) == 3
+    assert stage.texture_weight == 1.0                     # GAN mode of a stochastic painter: texture term on
+    recs = [json.loads(l) for l in open(out / "metrics.jsonl") if '"loss"' in l]
+    assert all("texture" in r for r in recs) and recs[-1]["texture"] < recs[0]["texture"]
+    trained = load_painter(str(out / "generator.safetensors")).generator
+    assert float(trained.grain_gain.abs().max()) > 0.03                       # the grain opened
+    one, two = painter_strokes(trained, a, noise_seed=1)[0], painter_strokes(trained, a, noise_seed=2)[0]
+    assert (one - two).abs().max() > 0.01                                     # another draw, other grain
+    best = stage.summary["best"]
+    assert os.path.exists(out / BEST_GENERATOR) and best["shortfall_db"] == min(
+        r["eval_shortfall_db"] for r in map(json.loads, open(out / "metrics.jsonl")) if "eval_shortfall_db" in r)

@@ -18,9 +18,7 @@ import argparse
 import json
 import os
 import sys
-import time
 
-import numpy as np
 import torch
 
 from painter_models.model import COLOURS
@@ -76,13 +74,17 @@ def add_recon(p):
     g.add_argument("--stroke-weight", type=float, default=10.0, help="extra weight of stroke pixels (alpha > 0)")
     g.add_argument("--mse-weight", type=float, default=0.0, help="weight of a stroke-weighted squared-error term "
                    "(what PSNR measures)")
+    g.add_argument("--texture-weight", type=float, default=None,
+                   help="weight of the texture term: each stroke's fine-texture energy against the real stroke's "
+                        "(squared log ratio; the grain's amount, not its place). Default: 0, and 1 in GAN mode "
+                        "of a painter with a noise input")
 
 
 def _recon_extra(a) -> dict:
     return dict(backbone=a.backbone, backbone_weights=a.backbone_weights,
                 backbone_layers=a.backbone_layers.split(",") if a.backbone_layers else None,
                 feature_weight=a.feature_weight, pixel_weight=a.pixel_weight, alpha_weight=a.alpha_weight,
-                stroke_weight=a.stroke_weight, mse_weight=a.mse_weight)
+                stroke_weight=a.stroke_weight, mse_weight=a.mse_weight, texture_weight=a.texture_weight)
 
 
 def _options(a, default_schedule: str, extra: dict):
@@ -122,7 +124,8 @@ def _run_stage(cls, a, default_schedule, extra):
 # -- subcommands ------------------------------------------------------------------------------
 def cmd_pretrain_generator(a):
     from .stages import PretrainGenerator
-    extra = {"config": a.config, "init": a.init, "prior": a.prior, "colour": a.colour, **_recon_extra(a)}
+    extra = {"config": a.config, "init": a.init, "prior": a.prior, "colour": a.colour, "noise_dim": a.noise_dim,
+             **_recon_extra(a)}
     return _run_stage(PretrainGenerator, a, "cosine", extra)
 
 
@@ -150,7 +153,8 @@ def cmd_gan(a):
     from .stages import GAN
     extra = {"config": a.config, "generator": a.generator, "critic": a.critic, "gan": a.gan,
              "n_critic": a.n_critic, "adv_weight": a.adv_weight, "gp_weight": a.gp_weight,
-             "critic_lr": a.critic_lr or a.lr, "conditional": not a.unconditional, **_recon_extra(a)}
+             "critic_lr": a.critic_lr or a.lr, "conditional": not a.unconditional, "prior": a.prior,
+             "colour": a.colour, "noise_dim": a.noise_dim, **_recon_extra(a)}
     return _run_stage(GAN, a, "constant", extra)
 
 
@@ -162,11 +166,13 @@ def cmd_evaluate(a):
     if a.heldout and os.path.exists(a.heldout):
         data, extra = load_set(a.heldout)
         other = extra.get("strokes_seed1")
-    else:
+    else:   # fresh strokes, whole in their tile where the painter was trained on such (its metadata has the reach)
+        from painter_models.actions import BrushReach
         meta = read_metadata(a.painter)
         brush = a.brush or meta.get("brush", "").split(":", 1)[-1]
         path = a.heldout or os.path.join(a.out, "heldout.safetensors")
-        data, other = heldout_set(path, brush, a.count, int(meta["stroke_size"]), a.seed, a.workers)
+        reach = BrushReach.from_dict(meta["reach"]) if "reach" in meta else None
+        data, other = heldout_set(path, brush, a.count, int(meta["stroke_size"]), a.seed, a.workers, reach=reach)
     m = evaluate_painter(a.painter, data.actions, data.strokes, other, a.out)
     print(json.dumps(m, indent=2))
     return m
@@ -184,6 +190,9 @@ def cmd_compare(a):
 
 def add_generator_options(p):
     p.add_argument("--prior", default="none", help="generator prior (GeneratorConfig.prior), e.g. raster")
+    p.add_argument("--noise-dim", type=int, default=0,
+                   help="noise numbers per stroke (GeneratorConfig.noise_dim): a stochastic painter that paints "
+                        "the brush's grain (GAN mode learns it); 0: deterministic, for brushes without grain")
     p.add_argument("--colour", choices=COLOURS, default="action",
                    help="stroke colour: the action's own (action: brushes that lay down the colour they are "
                         "given) or a learned residual on it (residual: brushes that mix or tint)")
@@ -226,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gp-weight", type=float, default=10.0)
     s.add_argument("--critic-lr", type=float, default=None)
     s.add_argument("--unconditional", action="store_true")
+    add_generator_options(s)   # of a generator trained from scratch (no --generator)
     s.set_defaults(func=cmd_gan)
 
     s = sub.add_parser("recipe", help="the whole recipe for one brush, data to exported painter")
@@ -244,8 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gan", choices=("bce", "wgan-gp"), default="bce")
     s.add_argument("--adv-weight", type=float, default=None)
     add_generator_options(s)
-    s.add_argument("--export", choices=("best", "gan", "pretrained"), default="best",
-                   help="which generator becomes the painter: the higher held-out PSNR (best), or a fixed one")
+    s.add_argument("--export", choices=("best", "gan", "gan_best", "pretrained"), default="best",
+                   help="which generator becomes the painter: the one nearest the bar on the held-out strokes "
+                        "(best: texture_ratio in its band and PSNR near MyPaint's ceiling, see training.evaluate.bar), "
+                        "or a fixed one (gan_best: GAN mode's generator nearest the bar during training)")
+    s.add_argument("--strokes", choices=("whole", "uniform"), default="whole",
+                   help="training and held-out strokes: whole in their tile for the brush's reach (what a painter "
+                        "is asked for on a canvas), or uniform random actions (cut by the tile; older painters)")
+    s.add_argument("--gan-eval-every", type=int, default=100, help="GAN steps between held-out evaluations "
+                   "(each may keep a new best generator)")
     add_recon(s)
     s.add_argument("--time-budget", type=float, default=0, help="seconds for the whole recipe (split over stages)")
     s.add_argument("--seed", type=int, default=0)

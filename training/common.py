@@ -87,7 +87,9 @@ class Dist:
         if not self.distributed:
             return module
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=True)
+        # a stochastic painter's grain takes no gradient in some steps (pre-training trains its mean only)
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=True,
+                                                   find_unused_parameters=True)
 
     def close(self):
         if self.initialised_here and dist.is_initialized():
@@ -364,11 +366,18 @@ def save_grid(path: str, rows: list[torch.Tensor], scale: int = 2, pad: int = 2)
 
 
 class Timer:
-    """Wall time that survives resumes: `elapsed` = time before the resume + time since."""
+    """Wall and CPU time that survive resumes: `elapsed` = wall time before the resume + time since;
+    `cpu_elapsed` the same for this process's CPU time (all its threads: on a shared machine the
+    honest measure of the work)."""
 
-    def __init__(self, before: float = 0.0):
+    def __init__(self, before: float = 0.0, cpu_before: float = 0.0):
         self.before, self.start = before, time.monotonic()
+        self.cpu_before, self.cpu_start = cpu_before, time.process_time()
 
     @property
     def elapsed(self) -> float:
         return self.before + time.monotonic() - self.start
+
+    @property
+    def cpu_elapsed(self) -> float:
+        return self.cpu_before + time.process_time() - self.cpu_start

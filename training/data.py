@@ -8,16 +8,14 @@ would have seen, and the order does not depend on the number of processes.
 """
 from __future__ import annotations
 
-import glob
-import json
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from painter_models.actions import NAKANO, get_layout
-from painter_models.checkpoint import read_metadata
+from painter_models.actions import NAKANO, BrushReach, get_layout
+from painter_models.datasets import whole_strokes
 from painter_models.raster import make_program
 
 from .common import atomic_save, load_tensors
@@ -42,18 +40,22 @@ class StrokeArrays:
 
 # -- small in-process stroke sets (held-out sets, tests) -------------------------------------------
 def render_set(brush: str, n: int, size: int, seed: int, workers: int = 1, brush_seed: int = 0,
-               actions: np.ndarray | None = None) -> StrokeArrays:
-    """Render n random actions (or the given ones) with a painting program ('raster' or a MyPaint preset)."""
+               actions: np.ndarray | None = None, reach: BrushReach | None = None) -> StrokeArrays:
+    """Render n random actions (or the given ones) with a painting program ('raster' or a MyPaint preset);
+    with the brush's reach, random strokes as a painter meets them, whole in their tile (datasets.whole_strokes)."""
     layout = NAKANO
     if actions is None:
         actions = layout.sample(n, seed=seed)
+        if reach is not None:
+            actions = whole_strokes(layout, actions, reach)
     program = make_program(brush, size, layout, brush_seed=brush_seed, workers=workers)
     try:
         strokes = program.render(actions)
     finally:
         program.close()
     return StrokeArrays(actions.astype(np.float32), strokes, brush, layout,
-                        {"seed": seed, "brush_seed": brush_seed, "count": int(n)})
+                        {"seed": seed, "brush_seed": brush_seed, "count": int(n),
+                         "reach": None if reach is None else reach.to_dict()})
 
 
 def save_set(path: str, data: StrokeArrays, extra: dict[str, np.ndarray] | None = None):
@@ -72,15 +74,17 @@ def load_set(path: str) -> tuple[StrokeArrays, dict[str, np.ndarray]]:
 
 
 def heldout_set(path: str, brush: str, n: int, size: int, seed: int, workers: int = 1,
-                ceiling: bool = True) -> tuple[StrokeArrays, np.ndarray | None]:
-    """The held-out strokes (fresh random actions, a seed the training data never uses) and, for
-    MyPaint brushes, the same actions rendered with brush_seed=1 (the repeatability ceiling).
-    Cached in `path` (safetensors)."""
+                ceiling: bool = True, reach: BrushReach | None = None) -> tuple[StrokeArrays, np.ndarray | None]:
+    """The held-out strokes (fresh random actions, a seed the training data never uses; whole in their
+    tile for a brush's reach, as the training data) and, for MyPaint brushes, the same actions rendered
+    with brush_seed=1 (the repeatability ceiling). Cached in `path` (safetensors)."""
+    want_reach = None if reach is None else reach.to_dict()
     if os.path.exists(path):
         data, extra = load_set(path)
-        if data.brush == brush and len(data) == n and data.size == size:
+        if (data.brush == brush and len(data) == n and data.size == size and data.info.get("seed") == seed
+                and data.info.get("reach") == want_reach):
             return data, extra.get("strokes_seed1")
-    data = render_set(brush, n, size, seed, workers)
+    data = render_set(brush, n, size, seed, workers, reach=reach)
     other = None
     if ceiling and not brush.startswith("raster"):
         other = render_set(brush, n, size, seed, workers, brush_seed=1, actions=data.actions).strokes

@@ -67,6 +67,17 @@ class ReconstructionLoss(nn.Module):
         return total, parts
 
 
+def texture_loss(gen_rgb: torch.Tensor, real_rgb: torch.Tensor, floor: float = 1e-2) -> torch.Tensor:
+    """Each stroke's fine-texture energy (what a 3x3 box blur removes, summed: evaluate's texture_ratio)
+    against the real stroke's, as a squared log ratio: the amount of grain, wherever it lies, so a
+    stochastic painter is asked for the brush's grain without being asked to guess where MyPaint put it.
+    floor: energy below which a stroke counts as smooth (a thin line's edges hold about 1)."""
+    def energy(x):
+        x = x.float()
+        return (x - F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)).pow(2).sum((1, 2, 3)) + floor
+    return (torch.log(energy(gen_rgb)) - torch.log(energy(real_rgb))).pow(2).mean()
+
+
 def critic_input(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """The critic sees 4 channels: the stroke over white (RGB) and its alpha."""
     return torch.cat([rgb, alpha], 1)

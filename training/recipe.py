@@ -9,37 +9,73 @@ Folder layout of a recipe run (every part resumable; re-run the same command to 
   2_frozen_generator.safetensors   step 2
   3_pretrain_critic/          step 3 (+ critic.safetensors)
   4_gan/                      step 4 (+ generator.safetensors, critic.safetensors)
-  eval/                       metrics.json and grid.png of the exported painter (and eval_pretrained/)
-  painter.safetensors         the exported painter (metadata: training summary + held-out metrics)
-  MODEL_CARD.md               brush, data size, steps, wall time, hardware, metrics, grid
+  data_time.json              wall and CPU time of the data generation
+  eval_<candidate>/           metrics.json and grid.png of each candidate: pretrained (step 2), gan (step
+                              4's last generator), gan_best (its generator nearest the bar)
+  eval/                       the exported candidate's
+  painter.safetensors         the exported painter (metadata: training summary + held-out metrics + reach)
+  MODEL_CARD.md               brush, command, data size, steps, wall and CPU time, hardware, metrics, grid
   recipe.json                 the summary
+
+The strokes (training and held-out) are random actions made whole in their tile for the brush's
+reach (datasets.whole_strokes): the strokes a painter is asked for on a canvas. The exported
+candidate is the one nearest the bar (evaluate.bar: texture counts, not PSNR alone).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
+import shlex
 import shutil
+import sys
 import time
 
-import numpy as np
-import torch
-
+from painter_models.actions import BrushReach
 from painter_models.checkpoint import atomic_write, load_painter, read_metadata, save_painter
 
 from .cli import HELDOUT_SEED, RECIPE_DEFAULTS, _threads
-from .common import Dist, hardware, is_frozen, plot_metrics
+from .common import Dist, hardware, is_frozen
 from .data import heldout_set, load_set, load_training_data
-from .evaluate import evaluate_painter
-from .stages import GAN, PretrainCritic, PretrainGenerator, StageOptions, freeze_generator
+from .evaluate import GRID_ROWS, evaluate_painter, feature_backbone, repeatability_ceiling
+from .stages import BEST_GENERATOR, GAN, PretrainCritic, PretrainGenerator, StageOptions, freeze_generator
 
 
-def ensure_data(out: str, brush: str, count: int, size: int, seed: int, workers: int, log=print) -> str:
+def brush_reach(brush: str, size: int) -> BrushReach:
+    """How far the painting program paints from a path (MyPaint: measured, about 1 s; the rasteriser: its own)."""
+    if brush.startswith("raster"):
+        from painter_models.raster import RasterProgram
+        return RasterProgram(size).reach
+    from painter_models.mypaint import brush_reach as measure
+    return measure(brush)
+
+
+def ensure_data(out: str, brush: str, count: int, size: int, seed: int, workers: int,
+                reach: BrushReach | None = None) -> str:
     """Generate the training dataset with painter_models.datasets (resumes a partial one)."""
     from painter_models import datasets
     shard = min(10_000, max(256, count // 8))
-    datasets.generate(out, brush=brush, count=count, shard_size=shard, size=size, seed=seed, workers=workers)
+    datasets.generate(out, brush=brush, count=count, shard_size=shard, size=size, seed=seed, workers=workers,
+                      reach=reach)
     return out
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (MyPaint's rendering workers), all threads."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def choose_export(candidates: dict[str, dict], export: str) -> str:
+    """The candidate that becomes the painter: export 'best' takes the one nearest the bar (smallest
+    shortfall, then the highest PSNR; by PSNR alone where no ceiling was measured), else the named one."""
+    if export != "best":
+        return export if export in candidates else "pretrained"
+    def key(name):
+        m = candidates[name]
+        return (m["bar"]["shortfall_db"] if "bar" in m else 0.0, -m["psnr"])
+    return min(candidates, key=key)
 
 
 def _opts(a, out, steps, lr, schedule, budget, extra, batch, eval_every=None, sample_every=None):
@@ -59,26 +95,39 @@ def write_text(path: str, text: str):
     atomic_write(path, write)
 
 
-def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | None):
+def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | None, noise: bool = False):
     lines = [f"# Neural painter: {meta_training.get('brush', '?')}", "",
              "A generator trained to imitate the MyPaint brush with the four-step recipe "
-             "(feature-loss pre-training, freezing, critic pre-training, GAN fine-tuning).", "",
+             "(feature-loss pre-training, freezing, critic pre-training, GAN fine-tuning)"
+             + (", with a noise input: it paints the brush's grain, fixed per stroke." if noise else "."), "",
              "| | |", "|---|---|"]
-    for k in ("brush", "config", "parameters", "stroke_size", "data_size", "steps", "batch_size", "wall_time_s",
-              "exported"):
+    for k in ("brush", "config", "noise_dim", "parameters", "stroke_size", "strokes", "data_size", "steps",
+              "batch_size", "wall_time_s", "cpu_time_s", "exported"):
         if k in meta_training:
             lines.append(f"| {k} | {meta_training[k]} |")
     hw = meta_training.get("hardware", {})
     lines.append(f"| hardware | {hw.get('cpu', '?')}, {hw.get('torch_threads', '?')} threads"
                  f"{', ' + hw['gpu'] if 'gpu' in hw else ''}, torch {hw.get('torch', '?')} |")
+    if meta_training.get("command"):
+        lines += ["", "Command: `" + meta_training["command"] + "`"]
     lines += ["", "## Held-out metrics", "", "| metric | painter | MyPaint repeatability ceiling |", "|---|---|---|"]
-    for k in ("psnr", "psnr_per_stroke", "ssim", "alpha_iou", "texture_ratio"):
+    for k in ("psnr", "psnr_per_stroke", "ssim", "alpha_iou", "texture_ratio", "feature_distance"):
         if k in metrics:
             c = metrics.get(f"ceiling_{k}")
             lines.append(f"| {k} | {metrics[k]:.4f} | {'' if c is None else f'{c:.4f}'} |")
-    lines += ["", f"Held-out strokes: {metrics.get('heldout_count', '?')} fresh random actions. PSNR is over all "
-              "held-out pixels of the stroke over white; alpha IoU at alpha > 0.5; texture_ratio is the "
-              "strokes' fine texture (high-frequency energy) relative to the brush's.", ""]
+    lines += ["", f"Held-out strokes: {metrics.get('heldout_count', '?')} fresh random actions"
+              + (", whole in their tile (the strokes a painter is asked for on a canvas)"
+                 if meta_training.get("strokes") == "whole" else "")
+              + ". PSNR is over all held-out pixels of the stroke over white; alpha IoU at alpha > 0.5; "
+              "texture_ratio is the strokes' fine texture (high-frequency energy) relative to the brush's; "
+              "feature_distance is the Fréchet distance of EfficientNet-Lite0 feature statistics to MyPaint's "
+              "strokes (ceiling column: MyPaint with another brush seed).", ""]
+    if "bar" in metrics:
+        b = metrics["bar"]
+        lines += ["## The bar", "", f"- texture_ratio within {b['texture_band'][0]:.3f} .. {b['texture_band'][1]:.3f} "
+                  f"(0.8 .. 1.25 x MyPaint's own): **{'met' if b['meets_texture'] else 'not met'}**",
+                  f"- PSNR >= {b['psnr_bar']:.2f} dB (MyPaint's repeatability ceiling - 0.5 dB): "
+                  f"**{'met' if b['meets_psnr'] else 'not met'}** ({metrics['psnr']:.2f} dB)", ""]
     if meta_training.get("after_recipe"):  # steps taken on the recipe's export before it shipped
         lines += ["## After the recipe", "", "| what | steps | wall s | command |", "|---|---|---|---|"]
         lines += [f"| {s['what']} | {s['steps']} | {s['wall_time_s']} | `{s['command']}` |"
@@ -86,13 +135,24 @@ def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | 
         lines.append("")
     if grid:
         lines += [f"![real vs generated]({os.path.basename(grid)})", "",
-                  "Rows: MyPaint (brush seed 0), MyPaint (brush seed 1), painter; then alpha: MyPaint, painter.", ""]
+                  GRID_ROWS.format(", painter with other noise" if noise else ""), ""]
     write_text(path, "\n".join(lines))
+
+
+def _data_time(path: str, generate) -> dict:
+    """Run generate() and record its wall and CPU seconds in `path`; a resumed recipe keeps the first
+    record (plus what this run added)."""
+    before = json.load(open(path)) if os.path.exists(path) else {"wall_s": 0.0, "cpu_s": 0.0}
+    t0, c0 = time.monotonic(), _cpu_seconds()
+    generate()
+    spent = {"wall_s": round(before["wall_s"] + time.monotonic() - t0, 1),
+             "cpu_s": round(before["cpu_s"] + _cpu_seconds() - c0, 1)}
+    write_text(path, json.dumps(spent))
+    return spent
 
 
 def run_recipe(a: argparse.Namespace) -> dict:
     _threads(a.threads)
-    t0 = time.monotonic()
     d = Dist(a.device)
     defaults = RECIPE_DEFAULTS[a.config]
     steps1 = a.pretrain_steps or defaults["pretrain_steps"]
@@ -104,20 +164,24 @@ def run_recipe(a: argparse.Namespace) -> dict:
     os.makedirs(a.out, exist_ok=True)
     data_dir = os.path.join(a.out, "data")
     heldout_path = os.path.join(a.out, "heldout.safetensors")
+    reach = brush_reach(a.brush, a.size) if a.strokes == "whole" else None
     if d.is_main:
-        print(f"[recipe] {a.brush}: data {data_size} strokes at {a.size} px, config {a.config}, steps "
-              f"{steps1}/{steps3}/{steps4}, batch {batch}, device {d.device}, world {d.world}")
-        ensure_data(data_dir, a.brush, data_size, a.size, a.seed, workers)
-        heldout_set(heldout_path, a.brush, a.heldout_size, a.size, HELDOUT_SEED + a.seed, workers)
+        print(f"[recipe] {a.brush}: data {data_size} {a.strokes} strokes at {a.size} px, config {a.config}, noise "
+              f"{a.noise_dim}, steps {steps1}/{steps3}/{steps4}, batch {batch}, device {d.device}, world {d.world}")
+        data_time = _data_time(os.path.join(a.out, "data_time.json"), lambda: (
+            ensure_data(data_dir, a.brush, data_size, a.size, a.seed, workers, reach),
+            heldout_set(heldout_path, a.brush, a.heldout_size, a.size, HELDOUT_SEED + a.seed, workers, reach=reach)))
     d.barrier()
     data = load_training_data(data_dir)
     heldout, extra = load_set(heldout_path)
     other = extra.get("strokes_seed1")
-    data_time = time.monotonic() - t0
+    t0 = time.monotonic()
 
     budget = a.time_budget
-    left = max(0.0, budget - data_time) if budget else 0.0
-    shares = (0.75, 0.08, 0.17) if steps4 else (0.9, 0.1, 0.0)
+    left = max(0.0, budget - data_time["wall_s"]) if budget and d.is_main else budget
+    # GAN mode is where a stochastic painter learns the grain: it gets a third of the time; a
+    # deterministic painter's accuracy comes from step 1
+    shares = ((0.6, 0.07, 0.33) if a.noise_dim else (0.75, 0.08, 0.17)) if steps4 else (0.9, 0.1, 0.0)
     b1, b3, b4 = ([left * s for s in shares] if budget else (0, 0, 0))
 
     recon = dict(backbone=a.backbone, backbone_weights=a.backbone_weights,
@@ -125,14 +189,18 @@ def run_recipe(a: argparse.Namespace) -> dict:
                  feature_weight=a.feature_weight, pixel_weight=a.pixel_weight, alpha_weight=a.alpha_weight,
                  stroke_weight=a.stroke_weight, mse_weight=a.mse_weight)
     brush_id = f"mypaint:{a.brush}" if not a.brush.startswith("raster") else "raster:soft_round"
-    common_meta = {"brush": a.brush, "config": a.config, "prior": a.prior, "colour": a.colour, "data_size": len(data), "stroke_size": a.size,
-                   "recipe": "pretrain-generator -> freeze -> pretrain-critic -> gan"}
+    reach_dict = None if reach is None else reach.to_dict()
+    common_meta = {"brush": a.brush, "config": a.config, "prior": a.prior, "colour": a.colour,
+                   "noise_dim": a.noise_dim, "strokes": a.strokes, "data_size": len(data), "stroke_size": a.size,
+                   "recipe": "pretrain-generator -> freeze -> pretrain-critic -> gan",
+                   "command": "neural-painters-train " + shlex.join(sys.argv[1:])}
 
     # 1. generator pre-training
     s1_dir = os.path.join(a.out, "1_pretrain_generator")
     s1 = PretrainGenerator(_opts(a, s1_dir, steps1, a.lr, "cosine", b1,
                                  {"config": a.config, "brush_id": brush_id, "training_meta": common_meta,
-                                  "prior": a.prior, "colour": a.colour, **recon},
+                                  "prior": a.prior, "colour": a.colour, "noise_dim": a.noise_dim,
+                                  "reach": reach_dict, **recon, "texture_weight": 0.0},
                                  batch), data, heldout, d).run()
     g1_path = os.path.join(s1_dir, "generator.safetensors")
 
@@ -143,12 +211,14 @@ def run_recipe(a: argparse.Namespace) -> dict:
         assert is_frozen(g)
         m = read_metadata(g1_path)
         save_painter(frozen_path, g, layout=m["layout"], brush=m["brush"],
-                     training={**m.get("training", {}), "frozen": True}, metrics=m.get("metrics", {}))
+                     training={**m.get("training", {}), "frozen": True}, metrics=m.get("metrics", {}), reach=reach)
     d.barrier()
 
     stage_info = {"pretrain_generator": s1.get("summary", s1)}
-    final_gen = frozen_path
+    candidates = {"pretrained": frozen_path}
     if steps4 and steps3:
+        n = min(len(heldout), StageOptions.eval_count)
+        ceiling = repeatability_ceiling(heldout.strokes[:n], other[:n]) if other is not None else None
         # 3. critic pre-training against the frozen generator
         s3_dir = os.path.join(a.out, "3_pretrain_critic")
         s3 = PretrainCritic(_opts(a, s3_dir, steps3, a.lr, "constant", b3,
@@ -160,52 +230,57 @@ def run_recipe(a: argparse.Namespace) -> dict:
         s4 = GAN(_opts(a, s4_dir, steps4, a.gan_lr, "constant", b4,
                        {"config": a.config, "generator": frozen_path,
                         "critic": os.path.join(s3_dir, "critic.safetensors"), "gan": a.gan,
-                        "adv_weight": a.adv_weight, "brush_id": brush_id, "training_meta": common_meta, **recon},
-                       batch), data, heldout, d).run()
+                        "adv_weight": a.adv_weight, "texture_weight": a.texture_weight, "ceiling": ceiling,
+                        "brush_id": brush_id, "training_meta": common_meta, "reach": reach_dict, **recon},
+                       batch, eval_every=a.gan_eval_every), data, heldout, d).run()
         stage_info["gan"] = s4.get("summary", s4)
-        final_gen = os.path.join(s4_dir, "generator.safetensors")
+        candidates["gan"] = os.path.join(s4_dir, "generator.safetensors")
+        if os.path.exists(os.path.join(s4_dir, BEST_GENERATOR)):
+            candidates["gan_best"] = os.path.join(s4_dir, BEST_GENERATOR)
 
     result = {}
     if d.is_main:
         device = d.device
-        m_pre = evaluate_painter(frozen_path, heldout.actions, heldout.strokes, other,
-                                 os.path.join(a.out, "eval_pretrained"), device)
-        m_gan = evaluate_painter(final_gen, heldout.actions, heldout.strokes, other,
-                                 os.path.join(a.out, "eval_gan"), device) if final_gen != frozen_path else None
-        choice = "pretrained"
-        if m_gan is not None and (a.export == "gan" or (a.export == "best" and m_gan["psnr"] >= m_pre["psnr"])):
-            choice = "gan"
-        src, metrics = (final_gen, m_gan) if choice == "gan" else (frozen_path, m_pre)
+        backbone = feature_backbone(device) if other is not None else None
+        evaluated = {name: evaluate_painter(path, heldout.actions, heldout.strokes, other,
+                                            os.path.join(a.out, f"eval_{name}"), device, backbone=backbone)
+                     for name, path in candidates.items()}
+        choice = choose_export(evaluated, a.export)
+        metrics = evaluated[choice]
         eval_dir = os.path.join(a.out, "eval")
         if os.path.isdir(eval_dir):
             shutil.rmtree(eval_dir)
-        shutil.copytree(os.path.join(a.out, "eval_gan" if choice == "gan" else "eval_pretrained"), eval_dir)
-        painter = load_painter(src)
-        wall = time.monotonic() - t0
-        prev = {}
+        shutil.copytree(os.path.join(a.out, f"eval_{choice}"), eval_dir)
+        painter = load_painter(candidates[choice])
         summary_path = os.path.join(a.out, "recipe.json")
-        steps_total = sum(int(v.get("steps", 0)) for v in stage_info.values() if isinstance(v, dict))
-        stage_wall = sum(float(v.get("wall_time_s", 0)) for v in stage_info.values() if isinstance(v, dict))
+        stages = [v for v in stage_info.values() if isinstance(v, dict)]
+        stage_wall = sum(float(v.get("wall_time_s", 0)) for v in stages)
+        stage_cpu = sum(float(v.get("cpu_time_s", 0)) for v in stages)
         training = {**common_meta, "layout": painter.layout.name, "exported": choice,
                     "parameters": sum(p.numel() for p in painter.generator.parameters()),
-                    "steps": steps_total, "stage_steps": {k: v.get("steps") for k, v in stage_info.items()},
-                    "batch_size": batch, "strokes_seen": sum(int(v.get("strokes_seen", 0)) for v in stage_info.values()),
-                    "wall_time_s": round(stage_wall + data_time, 1), "training_wall_time_s": round(stage_wall, 1),
-                    "data_time_s": round(data_time, 1), "hardware": hardware(), "world_size": d.world,
+                    "steps": sum(int(v.get("steps", 0)) for v in stages),
+                    "stage_steps": {k: v.get("steps") for k, v in stage_info.items()},
+                    "batch_size": batch, "strokes_seen": sum(int(v.get("strokes_seen", 0)) for v in stages),
+                    "wall_time_s": round(stage_wall + data_time["wall_s"], 1), "training_wall_time_s": round(stage_wall, 1),
+                    "data_time_s": data_time["wall_s"], "cpu_time_s": round(stage_cpu + data_time["cpu_s"], 1),
+                    "data_cpu_time_s": data_time["cpu_s"], "hardware": hardware(), "world_size": d.world,
                     "gan": a.gan if steps4 else None, "backbone": a.backbone, "seed": a.seed,
-                    "metrics_pretrained": m_pre, "metrics_gan": m_gan}
+                    **{f"metrics_{k}": v for k, v in evaluated.items()}}
         painter_path = a.painter or os.path.join(a.out, "painter.safetensors")
         save_painter(painter_path, painter.generator, layout=painter.layout, brush=brush_id, training=training,
-                     metrics=metrics)
+                     metrics=metrics, reach=reach)
         card = os.path.join(a.out, "MODEL_CARD.md")
-        write_model_card(card, training, metrics, os.path.join(eval_dir, "grid.png"))
+        write_model_card(card, training, metrics, os.path.join(eval_dir, "grid.png"), bool(a.noise_dim))
         result = {"painter": painter_path, "metrics": metrics, "training": training, "stages": stage_info,
-                  "wall_time_this_run_s": round(wall, 1)}
+                  "wall_time_this_run_s": round(time.monotonic() - t0, 1)}
         write_text(summary_path, json.dumps(result, indent=2, default=str))
         print(f"[recipe] painter -> {painter_path}  (exported: {choice})")
         print(f"[recipe] held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics.get('ssim', float('nan')):.4f}, "
-              f"alpha IoU {metrics['alpha_iou']:.3f}"
-              + (f"; MyPaint ceiling PSNR {metrics['ceiling_psnr']:.2f} dB" if "ceiling_psnr" in metrics else ""))
+              f"alpha IoU {metrics['alpha_iou']:.3f}, texture_ratio {metrics['texture_ratio']:.3f}"
+              + (f"; MyPaint ceiling PSNR {metrics['ceiling_psnr']:.2f} dB, texture_ratio "
+                 f"{metrics['ceiling_texture_ratio']:.3f}; feature distance {metrics['feature_distance']:.3f} "
+                 f"(MyPaint vs itself {metrics['ceiling_feature_distance']:.3f}); bar "
+                 f"{'met' if metrics['bar']['meets_bar'] else 'not met'}" if "bar" in metrics else ""))
     d.barrier()
     d.close()
     return result
@@ -213,66 +288,94 @@ def run_recipe(a: argparse.Namespace) -> dict:
 
 def run_compare(a: argparse.Namespace) -> dict:
     """Pure adversarial training from scratch (Nakano-style WGAN-GP + pixel term, no feature loss,
-    no pre-training) on the recipe's data and held-out set, for the recipe's wall time; then a plot
-    and a table of held-out PSNR against wall-clock time for both."""
+    no texture term, no pre-training; the recipe's generator architecture, noise input included) on
+    the recipe's data and held-out set, for the recipe's training CPU time (CPU seconds: a fair share
+    on a machine other jobs load unevenly); then a plot and a table of held-out PSNR and texture_ratio
+    against CPU time for both, and the final painters' metrics (feature distance and the bar included)."""
     _threads(a.threads)
     d = Dist(a.device)
     with open(os.path.join(a.recipe_dir, "recipe.json")) as f:
         rec = json.load(f)
     data = load_training_data(os.path.join(a.recipe_dir, "data"))
-    heldout, _ = load_set(os.path.join(a.recipe_dir, "heldout.safetensors"))
-    budget = a.time_budget or float(rec["training"]["training_wall_time_s"])
-    cfg = rec["training"].get("config", "nakano")
+    heldout, extra = load_set(os.path.join(a.recipe_dir, "heldout.safetensors"))
+    other = extra.get("strokes_seed1")
+    t = rec["training"]
+    budget = a.time_budget or float(t["cpu_time_s"]) - float(t.get("data_cpu_time_s", 0))
+    n = min(len(heldout), StageOptions.eval_count)
     opts = StageOptions(out=os.path.join(a.out, "scratch_gan"), steps=10 ** 9, batch_size=a.batch_size, lr=1e-4,
-                        schedule="constant", seed=a.seed, device=a.device, time_budget=budget,
+                        schedule="constant", seed=a.seed, device=a.device, time_budget=budget, clock="cpu",
                         eval_every=a.eval_every, sample_every=10 * a.eval_every, progress=not a.no_progress,
-                        extra={"config": cfg, "prior": rec["training"].get("prior"),  # same architecture as the recipe
-                               "colour": rec["training"].get("colour", "residual"),
-                               "generator": None, "critic": None, "gan": a.gan,
-                               "adv_weight": 1.0, "backbone": "none", "feature_weight": 0.0,
+                        extra={"config": t.get("config", "nakano"), "prior": t.get("prior"),  # the recipe's architecture
+                               "colour": t.get("colour", "residual"), "noise_dim": t.get("noise_dim", 0),
+                               "generator": None, "critic": None, "gan": a.gan, "adv_weight": 1.0,
+                               "backbone": "none", "feature_weight": 0.0, "texture_weight": 0.0,
+                               "ceiling": repeatability_ceiling(heldout.strokes[:n], other[:n]) if other is not None else None,
+                               "reach": read_metadata(rec["painter"]).get("reach"),
                                "brush_id": "scratch"})
     GAN(opts, data, heldout, d).run()
     if not d.is_main:
         d.close()
         return {}
-    curves = {"four-step recipe": _recipe_curve(a.recipe_dir), "pure GAN from scratch": _curve(
-        os.path.join(opts.out, "metrics.jsonl"), 0.0)}
+    curves = {"four-step recipe": _recipe_curve(a.recipe_dir),
+              "pure GAN from scratch": _curve(os.path.join(opts.out, "metrics.jsonl"), 0.0)}
+    backbone = feature_backbone(d.device) if other is not None else None
+    finals = {"four-step recipe": rec["metrics"]}
+    scratch = {name: os.path.join(opts.out, f) for name, f in (("last", "generator.safetensors"),
+                                                                 ("best", BEST_GENERATOR))
+               if os.path.exists(os.path.join(opts.out, f))}
+    for name, path in scratch.items():
+        finals[f"pure GAN from scratch ({name})"] = evaluate_painter(
+            path, heldout.actions, heldout.strokes, other, os.path.join(a.out, f"eval_scratch_{name}"), d.device,
+            backbone=backbone)
+    _plot_compare(os.path.join(a.out, "compare.png"), curves, rec["metrics"])
+    rows = ["| painter | CPU min | held-out PSNR dB | texture_ratio | feature distance | bar shortfall dB |",
+            "|---|---|---|---|---|---|"]
+    for name, m in finals.items():
+        cpu = (float(t["cpu_time_s"]) if name == "four-step recipe" else budget + float(t.get("data_cpu_time_s", 0)))
+        rows.append(f"| {name} | {cpu / 60:.1f} | {m['psnr']:.2f} | {m['texture_ratio']:.3f} | "
+                    f"{m.get('feature_distance', float('nan')):.3f} | {m['bar']['shortfall_db'] if 'bar' in m else float('nan'):.2f} |")
+    if "ceiling_psnr" in rec["metrics"]:
+        m = rec["metrics"]
+        rows.append(f"| MyPaint, brush seed 1 (the ceiling) | - | {m['ceiling_psnr']:.2f} | {m['ceiling_texture_ratio']:.3f} | "
+                    f"{m['ceiling_feature_distance']:.3f} | - |")
+    table = "\n".join(rows)
+    write_text(os.path.join(a.out, "compare.md"),
+               "Held-out metrics of the final painters, same data and CPU time, same held-out strokes (CPU "
+               "minutes include the data generation both share).\n\n" + table + "\n")
+    write_text(os.path.join(a.out, "compare.json"), json.dumps({"curves": curves, "finals": finals}, indent=2))
+    print(table)
+    d.close()
+    return {"curves": curves, "finals": finals}
+
+
+def _plot_compare(path: str, curves: dict, metrics: dict):
+    """Held-out PSNR and texture_ratio against CPU minutes, with MyPaint's ceiling and the texture band."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, pts in curves.items():
         if pts:
-            ax.plot([p[0] / 60 for p in pts], [p[1] for p in pts], marker="o", ms=3, label=name)
-    ceiling = rec["metrics"].get("ceiling_psnr")
-    if ceiling:
-        ax.axhline(ceiling, ls="--", c="gray", label="MyPaint repeatability ceiling")
-    ax.set_xlabel("wall-clock minutes")
-    ax.set_ylabel("held-out PSNR (dB)")
-    ax.legend()
+            minutes = [p[0] / 60 for p in pts]
+            axes[0].plot(minutes, [p[1] for p in pts], marker="o", ms=3, label=name)
+            axes[1].plot(minutes, [p[2] for p in pts], marker="o", ms=3, label=name)
+    if "ceiling_psnr" in metrics:
+        axes[0].axhline(metrics["ceiling_psnr"], ls="--", c="gray", label="MyPaint repeatability ceiling")
+        axes[0].axhline(metrics["ceiling_psnr"] - 0.5, ls=":", c="gray", label="the bar (ceiling - 0.5 dB)")
+        lo, hi = metrics["bar"]["texture_band"]
+        axes[1].axhspan(lo, hi, color="green", alpha=0.1, label="the bar (0.8-1.25 x MyPaint's)")
+    axes[0].set_ylabel("held-out PSNR (dB)")
+    axes[1].set_ylabel("held-out texture_ratio")
+    for ax in axes:
+        ax.set_xlabel("CPU minutes (data generation included)")
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(os.path.join(a.out, "compare.png"), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
-    rows = ["| minutes | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
-    # up to the last evaluation of either run, so an evaluation landing just past the budget still counts
-    end = max([budget] + [p[0] for pts in curves.values() for p in pts])
-    marks = sorted({round(m, 1) for m in np.linspace(0, end / 60 + 0.05, 9)[1:]})
-    for i, m in enumerate(marks):
-        vals = []
-        for pts in curves.values():
-            before = [p[1] for p in pts if p[0] / 60 <= m]
-            stopped = pts and i > 0 and marks[i - 1] > pts[-1][0] / 60  # its last value is one row up
-            vals.append("(stopped)" if stopped else f"{max(before):.2f}" if before else "-")
-        rows.append(f"| {m} | " + " | ".join(vals) + " |")
-    table = "\n".join(rows)
-    write_text(os.path.join(a.out, "compare.md"),
-               "Held-out PSNR (best so far, dB) against wall-clock time, same data and hardware.\n\n" + table + "\n")
-    print(table)
-    d.close()
-    return {"curves": curves}
 
 
 def _curve(jsonl: str, offset: float):
+    """(CPU seconds + offset, held-out PSNR, texture_ratio) of each evaluation in a stage's log."""
     pts = []
     if os.path.exists(jsonl):
         with open(jsonl) as f:
@@ -281,18 +384,18 @@ def _curve(jsonl: str, offset: float):
                     r = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if "eval_psnr" in r:
-                    pts.append((offset + r["time"], r["eval_psnr"]))
+                if "eval_psnr" in r and "cpu_time" in r:
+                    pts.append((offset + r["cpu_time"], r["eval_psnr"], r["eval_texture_ratio"]))
     return pts
 
 
 def _recipe_curve(recipe_dir: str):
-    """Held-out PSNR of the recipe against its cumulative wall time (data generation included)."""
+    """Held-out PSNR and texture of the recipe against its cumulative CPU time (data generation included)."""
     with open(os.path.join(recipe_dir, "recipe.json")) as f:
         rec = json.load(f)
-    offset = float(rec["training"].get("data_time_s", 0))
+    offset = float(rec["training"].get("data_cpu_time_s", 0))
     pts = _curve(os.path.join(recipe_dir, "1_pretrain_generator", "metrics.jsonl"), offset)
-    s1 = float(rec["stages"].get("pretrain_generator", {}).get("wall_time_s", 0))
-    s3 = float(rec["stages"].get("pretrain_critic", {}).get("wall_time_s", 0))
+    s1 = float(rec["stages"].get("pretrain_generator", {}).get("cpu_time_s", 0))
+    s3 = float(rec["stages"].get("pretrain_critic", {}).get("cpu_time_s", 0))
     pts += _curve(os.path.join(recipe_dir, "4_gan", "metrics.jsonl"), offset + s1 + s3)
     return pts

@@ -12,7 +12,6 @@ Running a stage again continues from its state; a finished stage returns at once
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from painter_models.actions import BrushReach
 from painter_models.checkpoint import load_painter, read_metadata, save_painter
 from painter_models.metrics import over_white, rgba_to_tensors
 from painter_models.model import (Critic, CriticConfig, Generator, config_to_dict, critic_config,
@@ -32,7 +32,9 @@ from .common import (STATE_FILE, Dist, MetricsLog, StopFlag, Timer, atomic_save,
                      is_frozen, load_state, load_tensors, plot_metrics, save_grid, save_state, seed_everything,
                      step_generator, unfreeze, unwrap)
 from .data import Batches, StrokeArrays
-from .evaluate import evaluate_generator
+from .evaluate import bar, evaluate_generator, painter_strokes
+
+BEST_GENERATOR = "best_generator.safetensors"   # the GAN stage's generator nearest the bar
 
 
 # -- model configs at any stroke size -----------------------------------------------------------
@@ -49,13 +51,13 @@ def _channels_for(channels, size: int):
 
 
 def make_generator_config(name: str, size: int, action_dim: int = 12, prior: str | None = None,
-                          colour: str | None = None):
+                          colour: str | None = None, noise_dim: int = 0):
     from painter_models.model import GENERATOR_CONFIGS
     base = GENERATOR_CONFIGS[name]["channels"] if name in GENERATOR_CONFIGS else None
     if base is None:
         raise SystemExit(f"unknown --config {name!r}; choose from {sorted(GENERATOR_CONFIGS)}")
     return generator_config(name, channels=_channels_for(base, size), stroke_size=size, action_dim=action_dim,
-                            prior=prior or "none", colour=colour or "action")
+                            prior=prior or "none", colour=colour or "action", noise_dim=int(noise_dim or 0))
 
 
 def make_critic_config(name: str, size: int, action_dim: int = 12, conditional: bool = True):
@@ -81,6 +83,8 @@ class StageOptions:
     device: str = "auto"
     amp: bool = True                  # bf16 autocast, CUDA only
     time_budget: float = 0.0          # seconds; 0 = none. The schedule follows max(step, time) progress
+    clock: str = "wall"               # what time_budget counts: wall seconds, or this process's CPU seconds
+                                      # (a fair share on a machine other jobs load unevenly)
     checkpoint_every: int = 500       # steps
     checkpoint_seconds: float = 120.0
     log_every: int = 10
@@ -128,6 +132,7 @@ class Stage:
 
     # subclasses: build(), train_step(step) -> dict of floats, sample_rows(), export(), eval_model()
     def optimizer(self, name, params, lr):
+        """Adam over params (or param groups; a group's "lr_scale" multiplies the scheduled rate)."""
         opt = torch.optim.Adam(params, lr=lr, betas=tuple(self.o.betas))
         self.optimizers[name] = opt
         self.base_lrs[name] = lr
@@ -141,7 +146,8 @@ class Stage:
 
     def info(self, timer, done=False) -> dict:
         return {"stage": self.name, "step": self.step, "data_position": self.position, "steps": self.o.steps,
-                "elapsed": timer.elapsed, "done": done, "seed": self.o.seed, "batch_size": self.o.batch_size,
+                "elapsed": timer.elapsed, "cpu_elapsed": timer.cpu_elapsed, "done": done, "seed": self.o.seed,
+                "batch_size": self.o.batch_size,
                 "world_size": self.dist.world, "epoch": self.batches.order.epoch(self.position),
                 "summary": self.summary}
 
@@ -153,13 +159,13 @@ class Stage:
         o, d = self.o, self.dist
         seed_everything(o.seed)
         self.build()
-        before, meta = 0.0, None
+        before, cpu_before, meta = 0.0, 0.0, None
         if o.resume and os.path.exists(self.state_path):
             meta = load_state(self.state_path, self.modules, self.optimizers, self.device)
             self.step, self.position = int(meta["step"]), int(meta["data_position"])
-            before = float(meta.get("elapsed", 0.0))
+            before, cpu_before = float(meta.get("elapsed", 0.0)), float(meta.get("cpu_elapsed", 0.0))
             self.summary = meta.get("summary", {})
-            budget_spent = o.time_budget and before >= o.time_budget
+            budget_spent = o.time_budget and (cpu_before if o.clock == "cpu" else before) >= o.time_budget
             if meta.get("done") and (self.step >= o.steps or budget_spent):
                 if d.is_main:
                     print(f"[{self.name}] already finished at step {self.step} ({o.out}); nothing to do")
@@ -170,7 +176,7 @@ class Stage:
                       f"{before:.0f} s already trained)")
         self.wrap()
         log = MetricsLog(os.path.join(o.out, "metrics.jsonl"), self.step if meta else None, enabled=d.is_main)
-        timer = Timer(before)
+        timer = Timer(before, cpu_before)
         bar = None
         if d.is_main and o.progress:
             from tqdm import tqdm
@@ -179,13 +185,15 @@ class Stage:
         running: dict[str, list] = {}
         with StopFlag() as stop:
             while True:
-                prog = _progress(self.step, o.steps, timer.elapsed, o.time_budget)
+                prog = _progress(self.step, o.steps, timer.cpu_elapsed if o.clock == "cpu" else timer.elapsed,
+                                 o.time_budget)
                 finished = d.broadcast_flag(prog >= 1.0 or stop.requested)
                 if finished:
                     break
                 for name, opt in self.optimizers.items():
                     for g in opt.param_groups:
-                        g["lr"] = self.base_lrs[name] * _lr_factor(prog, o.schedule, self.step, o.warmup)
+                        g["lr"] = self.base_lrs[name] * g.get("lr_scale", 1.0) * _lr_factor(prog, o.schedule, self.step,
+                                                                                            o.warmup)
                 values = self.train_step(self.step)
                 self.step += 1
                 for k, v in values.items():
@@ -198,7 +206,8 @@ class Stage:
                     now = time.monotonic()
                     rate = (self.step - last_log_step) * o.batch_size / max(1e-9, now - last_log_time)
                     last_log_time, last_log_step = now, self.step
-                    rec = {"step": self.step, "time": round(timer.elapsed, 2), "strokes_per_s": round(rate, 1),
+                    rec = {"step": self.step, "time": round(timer.elapsed, 2), "cpu_time": round(timer.cpu_elapsed, 2),
+                           "strokes_per_s": round(rate, 1),
                            "lr": self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"],
                            "epoch": round(self.batches.order.epoch(self.position), 4),
                            **{k: round(v, 6) for k, v in means.items()}}
@@ -224,8 +233,9 @@ class Stage:
         if self.heldout is not None:
             final = self.evaluate()
             self.summary["final_eval"] = final
-            log.write({"step": self.step, "time": round(timer.elapsed, 2), **{f"eval_{k}": v for k, v in final.items()}})
-        self.summary.update(steps=self.step, wall_time_s=round(timer.elapsed, 1),
+            log.write({"step": self.step, "time": round(timer.elapsed, 2), "cpu_time": round(timer.cpu_elapsed, 2),
+                       **{f"eval_{k}": v for k, v in final.items()}})
+        self.summary.update(steps=self.step, wall_time_s=round(timer.elapsed, 1), cpu_time_s=round(timer.cpu_elapsed, 1),
                             strokes_seen=self.position * o.batch_size)
         self.samples("final")
         done = not stopped_early
@@ -259,14 +269,16 @@ class Stage:
 
 # -- helpers shared by the generator stages ----------------------------------------------------------
 def _sample_rows(generator: Generator, heldout: StrokeArrays, device, n: int = 16):
-    a = torch.from_numpy(heldout.actions[:n]).to(device)
     real_rgb, _ = rgba_to_tensors(heldout.strokes[:n])
-    was = generator.training
-    generator.eval()
-    with torch.no_grad():
-        colour, alpha = generator(a)
-    generator.train(was)
-    return [real_rgb, over_white(colour, alpha).float().cpu()]
+    return [real_rgb, painter_strokes(generator, heldout.actions[:n], device)[0]]
+
+
+def training_noise(generator: Generator, n: int, seed: int, rank: int, step: int, k: int, device):
+    """Random noise for one batch of a stochastic generator (None for a deterministic one): a pure
+    function of (seed, rank, step, k), so a resumed run draws what the uninterrupted run drew."""
+    if not unwrap(generator).config.noise_dim:
+        return None
+    return unwrap(generator).sample_noise(n, step_generator(seed + 1_000_003, rank, step * 16 + k, device), device)
 
 
 def load_generator(path: str, device) -> tuple[Generator, dict]:
@@ -275,8 +287,10 @@ def load_generator(path: str, device) -> tuple[Generator, dict]:
 
 
 class _GeneratorStageMixin:
-    def build_recon(self):
+    def build_recon(self, texture_default: float = 0.0):
         o = self.o.extra
+        t = o.get("texture_weight")
+        self.texture_weight = float(texture_default if t is None else t)
         backbone = L.build_feature_extractor(o.get("backbone", "efficientnet_lite0"), o.get("backbone_weights", "auto"),
                                              o.get("backbone_layers"), self.device)
         self.recon = L.ReconstructionLoss(backbone, feature_weight=o.get("feature_weight", 1.0),
@@ -285,6 +299,32 @@ class _GeneratorStageMixin:
                                           stroke_weight=o.get("stroke_weight", 10.0),
                                           layer_weights=o.get("layer_weights"),
                                           mse_weight=o.get("mse_weight", 0.0))
+
+    def generator_losses(self, a, rgb, alpha, step):
+        """(loss, parts, grainy strokes over white, grainy alpha) of one batch: the reconstruction loss
+        (+ the texture term). A stochastic painter trained with split_grain: the reconstruction of the
+        mean stroke trains the mean; the reconstruction of the grainy stroke, the texture term (and
+        the caller's adversarial term on the grainy strokes) train only the grain, which so pays for
+        every bit of variance it adds, at whatever grain size."""
+        noise = training_noise(self.g, len(a), self.o.seed, self.dist.rank, step, 0, self.device)
+        with autocast(self.device, self.o.amp):
+            if noise is not None and self.o.extra.get("split_grain", True):
+                colour, mean_alpha, grainy_alpha = self.g(a, noise, split=True)
+                colour, mean_alpha, grainy_alpha = colour.float(), mean_alpha.float(), grainy_alpha.float()
+                loss, parts = self.recon(colour, mean_alpha, rgb, alpha)
+                grain_loss, grain_parts = self.recon(colour.detach(), grainy_alpha, rgb, alpha)
+                loss = loss + grain_loss
+                parts["grainy_mse"] = grain_parts["mse"]
+                grainy = over_white(colour.detach(), grainy_alpha)
+            else:
+                colour, grainy_alpha = self.g(a, noise)
+                colour, grainy_alpha = colour.float(), grainy_alpha.float()
+                loss, parts = self.recon(colour, grainy_alpha, rgb, alpha)
+                grainy = over_white(colour, grainy_alpha)
+        if self.texture_weight:
+            parts["texture"] = L.texture_loss(grainy, rgb)
+            loss = loss + self.texture_weight * parts["texture"]
+        return loss, parts, grainy, grainy_alpha
 
     def evaluate(self) -> dict:
         g = unwrap(self.modules["generator"])
@@ -300,24 +340,27 @@ class _GeneratorStageMixin:
             save_grid(os.path.join(self.o.out, "samples", f"{tag}.png"), rows)
 
     def export(self, timer):
-        if not self.dist.is_main:
-            return
+        if self.dist.is_main:
+            self.save_generator(os.path.join(self.o.out, "generator.safetensors"), timer,
+                                self.summary.get("final_eval", {}))
+
+    def save_generator(self, path, timer, metrics):
         g = unwrap(self.modules["generator"])
         training = {**self.o.extra.get("training_meta", {}), "stage": self.name, "steps": self.step,
-                    "wall_time_s": round(timer.elapsed, 1), "batch_size": self.o.batch_size,
-                    "strokes_seen": self.position * self.o.batch_size, "data_size": len(self.data),
-                    "hardware": hardware(), "world_size": self.dist.world}
-        metrics = self.summary.get("final_eval", {})
-        save_painter(os.path.join(self.o.out, "generator.safetensors"), g, layout=self.data.layout,
-                     brush=self.o.extra.get("brush_id", f"mypaint:{self.data.brush}"),
-                     training=training, metrics=metrics)
+                    "batch_size": self.o.batch_size, "strokes_seen": self.position * self.o.batch_size,
+                    "data_size": len(self.data), "hardware": hardware(), "world_size": self.dist.world}
+        if timer is not None:
+            training.update(wall_time_s=round(timer.elapsed, 1), cpu_time_s=round(timer.cpu_elapsed, 1))
+        reach = self.o.extra.get("reach")
+        save_painter(path, g, layout=self.data.layout, brush=self.o.extra.get("brush_id", f"mypaint:{self.data.brush}"),
+                     training=training, metrics=metrics, reach=None if reach is None else BrushReach.from_dict(reach))
 
 
-def critic_on_batch(critic, generator, a, rgb, alpha, device, amp):
+def critic_on_batch(critic, generator, a, rgb, alpha, device, amp, noise=None):
     """The critic's logits on a real batch and on the generator's strokes for the same actions
     (the generator gets no gradient). Returns (real, fake, real_logits, fake_logits)."""
     with torch.no_grad(), autocast(device, amp):
-        colour, gen_alpha = generator(a)
+        colour, gen_alpha = generator(a, noise)
         fake = L.critic_input(over_white(colour, gen_alpha), gen_alpha).float()
     real = L.critic_input(rgb, alpha)
     with autocast(device, amp):
@@ -333,7 +376,7 @@ class PretrainGenerator(_GeneratorStageMixin, Stage):
     def build(self):
         e = self.o.extra
         cfg = make_generator_config(e.get("config", "nakano"), self.data.size, self.data.actions.shape[1],
-                                    e.get("prior"), e.get("colour"))
+                                    e.get("prior"), e.get("colour"), e.get("noise_dim", 0))
         g = Generator(cfg).to(self.device)
         with torch.no_grad():  # start nearly transparent: strokes grow from a blank canvas, not a grey one
             g.head.bias[0] = -3.0
@@ -341,9 +384,13 @@ class PretrainGenerator(_GeneratorStageMixin, Stage):
             init = load_painter(e["init"]).generator
             if init.config.colour == "action" and cfg.colour != "action":
                 raise SystemExit(f"--init {e['init']} has no colour head (colour=action): train it with --colour action")
-            g.load_state_dict(alpha_only(init.state_dict()) if cfg.colour == "action" else init.state_dict())
+            if init.config.noise_dim and init.config.noise_dim != cfg.noise_dim:
+                raise SystemExit(f"--init {e['init']} has {init.config.noise_dim} noise inputs, this painter "
+                                 f"{cfg.noise_dim}: use --noise-dim {init.config.noise_dim}")
+            state = alpha_only(init.state_dict()) if cfg.colour == "action" else init.state_dict()
+            g.load_state_dict(with_noise_inputs(state, g) if cfg.noise_dim and not init.config.noise_dim else state)
         self.modules["generator"] = g
-        self.optimizer("generator", g.parameters(), self.o.lr)
+        self.optimizer("generator", generator_param_groups(g), self.o.lr)
         self.build_recon()
 
     def wrap(self):
@@ -354,12 +401,28 @@ class PretrainGenerator(_GeneratorStageMixin, Stage):
         a, rgb, alpha = self.next_batch()
         opt = self.optimizers["generator"]
         opt.zero_grad(set_to_none=True)
-        with autocast(self.device, self.o.amp):
-            colour, gen_alpha = self.g(a)
-            loss, parts = self.recon(colour.float(), gen_alpha.float(), rgb, alpha)
+        loss, parts, _, _ = self.generator_losses(a, rgb, alpha, step)
         loss.backward()
         opt.step()
         return {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
+
+
+def with_noise_inputs(state: dict, g: Generator) -> dict:
+    """A deterministic generator's weights for the same generator with noise inputs (g): its mean
+    stroke, and g's own grain (silent at first: zero grain head and gains; its projections)."""
+    return {**g.state_dict(), **state}
+
+
+GRAIN_LR_SCALE = 10.0   # the grain starts at zero and must reach its strength within a short GAN stage
+
+
+def generator_param_groups(g: Generator) -> list[dict]:
+    """The generator's parameters for Adam: a stochastic painter's grain (head and gains) in a group of
+    its own, faster (Adam moves a parameter by about the learning rate per step, whatever its gradient)."""
+    grain = lambda name: name.startswith(("grain_gain", "grain_head."))
+    fast = [p for n, p in g.named_parameters() if grain(n)]
+    rest = [p for n, p in g.named_parameters() if not grain(n)]
+    return [{"params": rest}] + ([{"params": fast, "lr_scale": GRAIN_LR_SCALE}] if fast else [])
 
 
 # -- 2. freezing -------------------------------------------------------------------------------------
@@ -419,7 +482,8 @@ class PretrainCritic(Stage):
         a, rgb, alpha = self.next_batch()
         opt = self.optimizers["critic"]
         opt.zero_grad(set_to_none=True)
-        _, _, real_l, fake_l = critic_on_batch(self.d, self.generator, a, rgb, alpha, self.device, self.o.amp)
+        noise = training_noise(self.generator, len(a), self.o.seed, self.dist.rank, step, 0, self.device)
+        _, _, real_l, fake_l = critic_on_batch(self.d, self.generator, a, rgb, alpha, self.device, self.o.amp, noise)
         loss = L.bce_critic_loss(real_l, fake_l)
         loss.backward()
         opt.step()
@@ -444,7 +508,7 @@ class GAN(_GeneratorStageMixin, Stage):
             g, _ = load_generator(e["generator"], self.device)
         else:  # pure adversarial training from scratch (the comparison baseline)
             g = Generator(make_generator_config(e.get("config", "nakano"), self.data.size, self.data.actions.shape[1],
-                                                e.get("prior"), e.get("colour"))).to(self.device)
+                                                e.get("prior"), e.get("colour"), e.get("noise_dim", 0))).to(self.device)
         unfreeze(g)
         self.modules["generator"] = g
         d = load_critic(e["critic"], self.device) if e.get("critic") else Critic(
@@ -460,9 +524,9 @@ class GAN(_GeneratorStageMixin, Stage):
         self.gp_weight = float(e.get("gp_weight", 10.0))
         betas = (0.5, 0.9) if self.mode == "bce" else (0.0, 0.9)
         self.o.betas = betas
-        self.optimizer("generator", g.parameters(), self.o.lr)
+        self.optimizer("generator", generator_param_groups(g), self.o.lr)
         self.optimizer("critic", d.parameters(), e.get("critic_lr", self.o.lr))
-        self.build_recon()
+        self.build_recon(texture_default=1.0 if g.config.noise_dim else 0.0)
 
     def wrap(self):
         self.g = self.dist.wrap(self.modules["generator"])
@@ -474,7 +538,8 @@ class GAN(_GeneratorStageMixin, Stage):
         a, rgb, alpha = self.next_batch()
         opt = self.optimizers["critic"]
         opt.zero_grad(set_to_none=True)
-        real, fake, real_l, fake_l = critic_on_batch(self.d, self.g, a, rgb, alpha, self.device, self.o.amp)
+        noise = training_noise(self.g, len(a), self.o.seed, self.dist.rank, step, 1 + k, self.device)
+        real, fake, real_l, fake_l = critic_on_batch(self.d, self.g, a, rgb, alpha, self.device, self.o.amp, noise)
         out = {}
         if self.mode == "bce":
             loss = L.bce_critic_loss(real_l, fake_l)
@@ -499,18 +564,32 @@ class GAN(_GeneratorStageMixin, Stage):
         critic.requires_grad_(False)
         opt = self.optimizers["generator"]
         opt.zero_grad(set_to_none=True)
+        recon, parts, gen_rgb, gen_alpha = self.generator_losses(a, rgb, alpha, step)
         with autocast(self.device, self.o.amp):
-            colour, gen_alpha = self.g(a)
-            colour, gen_alpha = colour.float(), gen_alpha.float()
-            recon, parts = self.recon(colour, gen_alpha, rgb, alpha)
-            fake_l = critic(L.critic_input(over_white(colour, gen_alpha), gen_alpha), a).float()
+            fake_l = critic(L.critic_input(gen_rgb, gen_alpha), a).float()
         adv = L.bce_generator_loss(fake_l) if self.mode == "bce" else -fake_l.mean()
         loss = recon + self.adv_weight * adv
         loss.backward()
         opt.step()
         critic.requires_grad_(True)
-        return {**out, "loss": loss.item(), "adversarial": adv.item(), "recon": recon.item(),
+        return {**out, "loss": loss.item(), "adversarial": adv.item(),
                 **{k: v.item() for k, v in parts.items()}}
+
+    def evaluate(self) -> dict:
+        """Held-out metrics; with the ceiling on the same strokes (extra["ceiling"]), the generator
+        nearest the bar so far is kept as best_generator.safetensors (GAN training wanders)."""
+        metrics = super().evaluate()
+        ceiling = self.o.extra.get("ceiling")
+        if not metrics or not ceiling:
+            return metrics
+        shortfall = bar({**metrics, **{f"ceiling_{k}": v for k, v in ceiling.items()}})["shortfall_db"]
+        metrics["shortfall_db"] = shortfall
+        best = self.summary.get("best")
+        if best is None or (shortfall, -metrics["psnr"]) < (best["shortfall_db"], -best["psnr"]):
+            self.summary["best"] = {"step": self.step, "shortfall_db": shortfall, "psnr": metrics["psnr"],
+                                    "texture_ratio": metrics["texture_ratio"]}
+            self.save_generator(os.path.join(self.o.out, BEST_GENERATOR), None, metrics)
+        return metrics
 
     def export(self, timer):
         super().export(timer)
