@@ -114,10 +114,14 @@ def mask_to_b1hw(mask: torch.Tensor | None, size: tuple[int, int]) -> torch.Tens
     return m.clamp(0, 1)
 
 
-def colour_from_int(value: int) -> tuple[float, float, float]:
-    """0xRRGGBB (ComfyUI's colour widget) -> RGB in 0..1."""
-    value = int(value)
-    return ((value >> 16) & 255) / 255.0, ((value >> 8) & 255) / 255.0, (value & 255) / 255.0
+def colour_from_hex(text: str, what: str) -> tuple[float, float, float]:
+    """'#rrggbb' (or 'rrggbb', '#rgb') -> RGB in 0..1; a NodeError naming the input otherwise."""
+    body = (text or "").strip().lstrip("#")
+    if len(body) == 3:
+        body = "".join(c * 2 for c in body)
+    if len(body) != 6 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise NodeError(f"{what} {text!r} is not a colour: write it as #rrggbb, e.g. #ffffff for white")
+    return tuple(int(body[i:i + 2], 16) / 255.0 for i in (0, 2, 4))
 
 
 def check_painter_matches(painter, strokes, node_name: str):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .common import (CATEGORY, MAX_SIDE, MAX_STROKES, NEURAL_PAINTER, SEED_MAX, STROKES, NodeError,
-                     colour_from_int, image_to_bchw, user_errors)
+                     colour_from_hex, image_to_bchw, user_errors)
 from .core import painter_models, submodule
 
 
@@ -61,7 +61,9 @@ class RandomActions:
     FUNCTION = "make"
     RETURN_TYPES = (STROKES,)
     RETURN_NAMES = ("strokes",)
-    OUTPUT_TOOLTIPS = ("The strokes (actions in canvas coordinates), ready for Optimize Actions or Render Strokes.",)
+    OUTPUT_IS_LIST = (True,)       # one stroke set per image of an image batch: ComfyUI maps later nodes over them
+    OUTPUT_TOOLTIPS = ("The strokes (actions in canvas coordinates), ready for Optimize Actions or Render Strokes; "
+                       "with an image batch, one set per image (later nodes run once per set).",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -89,9 +91,10 @@ class RandomActions:
                 "painter": (NEURAL_PAINTER, {"tooltip": "Optional: take the action layout and brush from this "
                                                         "painter (otherwise Nakano's 12-number MyPaint layout)."}),
                 "image": ("IMAGE", {"tooltip": "Optional: colour each stroke from this image at the stroke's "
-                                               "centre (a good start for image to painting)."}),
-                "background": ("INT", {"default": 0xFFFFFF, "min": 0, "max": 0xFFFFFF, "step": 1,
-                                       "display": "color", "tooltip": "Canvas colour under the strokes."}),
+                                               "centre (a good start for image to painting); a batch gives one "
+                                               "set of strokes per image."}),
+                "background": ("STRING", {"default": "#ffffff", "tooltip": "Canvas colour under the strokes, "
+                                                                           "#rrggbb."}),
                 "blend": (["alpha", "linear"], {"default": "alpha",
                                                 "tooltip": "alpha: the painter's own alpha (exact); linear: Nakano's "
                                                            "darkness mask with the action's colour."}),
@@ -100,10 +103,11 @@ class RandomActions:
 
     @user_errors("Random Actions")
     def make(self, count, seed, width, height, min_stroke_size, max_stroke_size, order="coarse_to_fine",
-             painter=None, image=None, background=0xFFFFFF, blend="alpha"):
+             painter=None, image=None, background="#ffffff", blend="alpha"):
         layout = painter.layout if painter is not None else None
         brush = painter.brush if painter is not None else "classic/dry_brush"
-        img = image_to_bchw(image) if image is not None else None
-        return (random_strokes(count, seed, width, height, float(min_stroke_size), float(max_stroke_size),
-                               layout, brush, colour_from_int(background), order, blend, img,
-                               painter.reach if painter is not None else None),)
+        colour = colour_from_hex(background, "Random Actions: background")
+        images = [None] if image is None else list(image_to_bchw(image).split(1))
+        return ([random_strokes(count, seed, width, height, float(min_stroke_size), float(max_stroke_size),
+                                layout, brush, colour, order, blend, img, painter.reach if painter is not None else None)
+                 for img in images],)

@@ -8,7 +8,7 @@ import torch
 
 from . import comfy_adapter as comfy
 from .common import (CATEGORY, MAX_SIDE, MAX_STROKES, NEURAL_PAINTER, PAINT_LOSS, SEED_MAX, STROKES, NodeError,
-                     bchw_to_image, check_painter_matches, colour_from_int, image_to_bchw, user_errors)
+                     bchw_to_image, check_painter_matches, colour_from_hex, image_to_bchw, user_errors)
 from .core import submodule
 from .nodes_losses import describe
 
@@ -39,14 +39,48 @@ def parse_palette(text: str):
     return [c if c.startswith("#") else "#" + c for c in colours]
 
 
-def report(result, loss) -> str:
+def plan_canvas(size: int, width: int, height: int, photo) -> tuple[tuple[int, int], str]:
+    """((height, width), what became of the photo's frame) of the canvas: `size` is its long side at the
+    photo's aspect ratio (square without a photo); width and/or height, when set, override it."""
+    ph, pw = (int(photo.shape[-2]), int(photo.shape[-1])) if photo is not None else (None, None)
+    ratio = ph / pw if photo is not None else 1.0                       # height / width
+    if width and height:
+        h, w = int(height), int(width)
+    elif width:
+        w, h = int(width), max(16, round(int(width) * ratio))
+    elif height:
+        h, w = int(height), max(16, round(int(height) / ratio))
+    elif ratio <= 1:
+        w, h = int(size), max(16, round(int(size) * ratio))
+    else:
+        h, w = int(size), max(16, round(int(size) / ratio))
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise NodeError(f"Optimize Actions: a {w}x{h} canvas is more than {MAX_SIDE} px a side: lower size, width "
+                        f"or height")
+    if photo is None:
+        return (h, w), "no photograph: the canvas is as asked"
+    if abs(h / w - ratio) <= 0.01 * ratio:
+        return (h, w), f"the {pw}x{ph} photograph fills the {w}x{h} canvas"
+    if h / w < ratio:
+        kept = round(pw * h / w)
+        return (h, w), (f"the {pw}x{ph} photograph was cropped to the {w}x{h} canvas: {ph - kept} px of its height "
+                        f"cut off (half at the top, half at the bottom); set width and height to 0 to keep it whole")
+    kept = round(ph * w / h)
+    return (h, w), (f"the {pw}x{ph} photograph was cropped to the {w}x{h} canvas: {pw - kept} px of its width cut "
+                    f"off (half each side); set width and height to 0 to keep it whole")
+
+
+def report(result, loss, canvas_note: str) -> str:
     """A short JSON summary of the run for the node's text output."""
     history = result.history
     first, last = (history[0]["loss"], history[-1]["loss"]) if history else (None, None)
+    h, w = result.strokes.canvas_size
     return json.dumps({"strokes": len(result.strokes), "steps": len(history), "seconds": round(result.seconds, 2),
                        "painted_by": result.renderer, **({"note": result.note} if result.note else {}),
+                       "canvas": f"{w}x{h}", "photograph": canvas_note,
                        "loss_first": first, "loss_last": last, "terms_last": history[-1]["terms"] if history else {},
-                       "objective": describe(loss), "cancelled": result.cancelled}, indent=1)
+                       "objective": describe(loss), "cancelled": result.cancelled, "timed_out": result.timed_out},
+                      indent=1)
 
 
 class OptimizeActions:
@@ -70,10 +104,10 @@ class OptimizeActions:
                 "painter": (NEURAL_PAINTER, {"tooltip": "The frozen painter strokes are rendered with."}),
                 "loss": (PAINT_LOSS, {"tooltip": "What to minimise (VGG Feature Loss, Pixel Loss, CLIP Text Loss, "
                                                  "Combine Losses)."}),
-                "width": ("INT", {"default": 512, "min": 16, "max": MAX_SIDE, "step": 8,
-                                  "tooltip": "Canvas width in pixels (ignored when init_strokes are given)."}),
-                "height": ("INT", {"default": 512, "min": 16, "max": MAX_SIDE, "step": 8,
-                                   "tooltip": "Canvas height in pixels (ignored when init_strokes are given)."}),
+                "size": ("INT", {"default": 512, "min": 16, "max": MAX_SIDE, "step": 8, "tooltip":
+                                 "The canvas's long side in pixels; the canvas takes the aspect ratio of the "
+                                 "loss's photograph (square for a text prompt). Set width / height to force "
+                                 "another. Ignored when init_strokes are given."}),
                 "strokes": ("INT", {"default": 300, "min": 0, "max": MAX_STROKES, "step": 1,
                                     "tooltip": "New strokes to add (on top of init_strokes)."}),
                 "rounds": ("INT", {"default": 4, "min": 1, "max": 64, "step": 1,
@@ -103,9 +137,9 @@ class OptimizeActions:
                                        "or a number k for a k-means palette of the target image; empty: any colour."}),
                 "greyscale": ("BOOLEAN", {"default": False, "tooltip": "Grey strokes only."}),
                 "opaque": ("BOOLEAN", {"default": False, "tooltip": "Full pressure: the brush's most opaque strokes."}),
-                "background": ("INT", {"default": 0xFFFFFF, "min": 0, "max": 0xFFFFFF, "step": 1, "display": "color",
-                                       "tooltip": "Canvas colour under the strokes (not used with init_strokes: "
-                                                  "they are painted over their own background)."}),
+                "background": ("STRING", {"default": "#ffffff", "tooltip":
+                                          "Canvas colour under the strokes, #rrggbb (not used with init_strokes: "
+                                          "they are painted over their own background)."}),
                 "background_image": ("IMAGE", {"tooltip": "Optional: paint over this image instead of a colour "
                                                           "(or instead of the init_strokes' own background)."}),
                 "snapshot_every": ("INT", {"default": 0, "min": 0, "max": MAX_STEPS, "step": 1, "tooltip":
@@ -123,18 +157,34 @@ class OptimizeActions:
                                            "own painting of the strokes, what Re-render with MyPaint gives at scale 1. "
                                            "Needs libmypaint; without it the painter's canvas, and the report says "
                                            "so. Off: the neural painter's canvas."}),
+                "width": ("INT", {"default": 0, "min": 0, "max": MAX_SIDE, "step": 8, "tooltip":
+                                  "Force the canvas width in pixels (0: from size and the photograph's aspect "
+                                  "ratio). A ratio other than the photograph's crops it; the report says how."}),
+                "height": ("INT", {"default": 0, "min": 0, "max": MAX_SIDE, "step": 8, "tooltip":
+                                   "Force the canvas height in pixels (0: from size and the photograph's aspect "
+                                   "ratio)."}),
+                "time_limit": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 86400.0, "step": 1.0, "tooltip":
+                                         "Stop after this many seconds with the best painting so far (later "
+                                         "rounds' strokes may be missing); 0: no limit."}),
             },
         }
 
     @user_errors("Optimize Actions")
-    def optimize(self, painter, loss, width=512, height=512, strokes=300, rounds=4, steps=300, learning_rate=None,
+    def optimize(self, painter, loss, size=512, strokes=300, rounds=4, steps=300, learning_rate=None,
                  min_stroke_size=0, max_stroke_size=0, seed=0, blend="alpha", init_strokes=None, keep_training=False,
-                 palette="", greyscale=False, opaque=False, background=0xFFFFFF, background_image=None,
-                 snapshot_every=0, polish_steps=0, real_brush=True):
+                 palette="", greyscale=False, opaque=False, background="#ffffff", background_image=None,
+                 snapshot_every=0, polish_steps=0, real_brush=True, width=0, height=0, time_limit=0.0):
         optimize = submodule("optimize")
+        photo = submodule("losses").target_image(loss)
         if init_strokes is not None:
             check_painter_matches(painter, init_strokes, "Optimize Actions")
-            height, width = init_strokes.canvas_size
+            (height, width), canvas_note = init_strokes.canvas_size, "the canvas of the init strokes"
+        else:
+            (height, width), canvas_note = plan_canvas(size, width, height, photo)
+        if background_image is not None and background_image.shape[0] > 1:
+            raise NodeError(f"Optimize Actions: background_image is a batch of {background_image.shape[0]} images and "
+                            f"a painting has one background: split the batch into a list with the core node Rebatch "
+                            f"Images (batch_size 1), and each image gets its own painting")
         if min_stroke_size and max_stroke_size and min_stroke_size > max_stroke_size:
             raise NodeError(f"Optimize Actions: min_stroke_size {min_stroke_size} is larger than max_stroke_size "
                             f"{max_stroke_size}")
@@ -146,6 +196,8 @@ class OptimizeActions:
                             f"{width}x{height} canvas; use at most {largest:g}")
         if learning_rate is not None:
             learning_rate = limits.finite_positive(learning_rate, "learning_rate")
+        if time_limit:
+            time_limit = limits.finite_positive(time_limit, "time_limit")
         if snapshot_every:
             # every snapshot_every steps plus one at the end of each round (and of the polish)
             count = (int(steps) + int(polish_steps)) // int(snapshot_every) + int(rounds) + 1
@@ -159,7 +211,7 @@ class OptimizeActions:
         elif init_strokes is not None:
             bg = init_strokes.backdrop  # continuing a painting keeps what it was painted over (e.g. a photo)
         else:
-            bg = colour_from_int(background)
+            bg = colour_from_hex(background, "Optimize Actions: background")
 
         if learning_rate is None:
             learning_rate = engine_default("lr")
@@ -178,8 +230,8 @@ class OptimizeActions:
                     max_size=float(max_stroke_size) or None, palette=parse_palette(palette),
                     greyscale=bool(greyscale), opaque=bool(opaque), blend=blend, background=bg,
                     seed=int(seed) % 2**63, init=init_strokes, keep_training=bool(keep_training),
-                    polish_steps=polish_steps, real_brush="auto" if real_brush else False, callback=on_step,
-                    preview_every=1,
+                    polish_steps=polish_steps, real_brush="auto" if real_brush else False,
+                    time_limit=time_limit or None, target_for_seeding=photo, callback=on_step, preview_every=1,
                     snapshot_every=int(snapshot_every), device=device)
         except FloatingPointError as e:
             raise NodeError(f"Optimize Actions: {e}; lower the learning rate or the loss weights") from None
@@ -193,4 +245,4 @@ class OptimizeActions:
                 snaps = image
         else:
             snaps = image
-        return (result.strokes, image, snaps, report(result, loss))
+        return (result.strokes, image, snaps, report(result, loss, canvas_note))

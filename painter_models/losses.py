@@ -663,3 +663,20 @@ class WeightedLoss(nn.Module):
 def combine(terms) -> WeightedLoss:
     """`combine([(1.0, FeatureLoss(img)), (0.1, PixelLoss(img))])` -> WeightedLoss."""
     return WeightedLoss(terms)
+
+
+def target_image(loss) -> torch.Tensor | None:
+    """The photograph a loss paints towards, [1, 3, H, W]: a PixelLoss's target, a FeatureLoss's image,
+    the first such image among a WeightedLoss's terms (weight > 0); None for a loss without one (a CLIP
+    prompt, a style). Callers pass it to optimize.paint as target_for_seeding (new strokes go where the
+    painting differs from it) and take the canvas's aspect ratio from it."""
+    if isinstance(loss, PixelLoss):
+        return loss.target
+    if isinstance(loss, FeatureLoss):
+        return loss.image
+    if isinstance(loss, WeightedLoss):
+        for weight, term in zip(loss.weights, loss.terms):
+            image = target_image(term) if weight else None
+            if image is not None:
+                return image
+    return None

@@ -20,17 +20,19 @@ API (stable; the ComfyUI nodes and the CLI wrap it):
                                     # result.strokes.background_image at canvas size)
         seed=0,                     # everything random derives from it: same seed, same painting
         init=None,                  # a StrokeSet to continue from (kept under the new strokes)
-        target_for_seeding=None,    # image whose error map places new strokes (default: found in the objective)
+        target_for_seeding=None,    # image whose error map places new strokes (losses.target_image(objective))
         keep_training=False,        # False: earlier rounds are frozen (fast); True: all strokes keep training
         polish_steps=0,             # after the rounds, this many more steps with every stroke trainable
         optimize_boxes=True,        # positions and scales are optimised too (scale clamped to [min_size, max_size])
         real_brush="auto",          # MyPaint in the loop (see below): "auto", True (required) or False
+        time_limit=None,            # seconds: stop then with the best painting so far (result.timed_out)
         brush_seed=0,               # the real brush's random texture (as export.rerender_mypaint's brush_seed)
         callback=None,              # callback(PaintProgress) each step; return True (or raise StopPainting) to stop
         preview_every=0,            # put the current canvas in PaintProgress.preview every k steps
         snapshot_every=0,           # keep (step, canvas) in result.snapshots every k steps (and at round ends)
         device=None,                # default: the painter's device
-    ) -> PaintResult(strokes, canvas, neural_canvas, renderer, history, snapshots, cancelled, seconds, note)
+    ) -> PaintResult(strokes, canvas, neural_canvas, renderer, history, snapshots, cancelled, seconds, note,
+                     timed_out)
 
 How it paints:
   * Parameters are raw logits; actions = sigmoid(logits) (gradients stay alive at the edges).
@@ -41,7 +43,7 @@ How it paints:
     the softmax (straight-through). Greyscale: one grey level per stroke (R = G = B).
   * Rounds: stroke sizes fall geometrically from max_size to min_size, more strokes in finer rounds.
     New strokes are seeded where the error is largest: the blurred |canvas - target| when a target
-    image is known (PixelLoss / FeatureLoss inside the objective, or target_for_seeding), else the
+    image is given (target_for_seeding; losses.target_image finds a loss's photograph), else the
     blurred magnitude of the loss gradient on the canvas. Their colour starts at the target's local
     colour. Frozen earlier rounds are rendered once into the background of the next round.
   * Adam with a cosine schedule per round (lr -> lr * min_lr_ratio); the best parameters of each
@@ -53,7 +55,7 @@ How it paints:
     returned strokes: exactly what export.rerender_mypaint(result.strokes, 1.0) gives. Otherwise the
     painting is the painter's canvas and result.note says why.
   * Cancellation: the callback returns True or raises StopPainting -> paint returns the best result so
-    far with cancelled=True. Any other exception from the callback (e.g. ComfyUI's interrupt)
+    far with cancelled=True; past time_limit it does the same with timed_out=True. Any other exception from the callback (e.g. ComfyUI's interrupt)
     propagates with the best result so far attached as `exception.paint_result`.
 """
 from __future__ import annotations
@@ -72,13 +74,17 @@ from .limits import MAX_BOX_SIDE, MAX_STROKES, check_batch, finite_positive
 from .strokes import MAX_CANVAS, StrokeSet
 
 __all__ = ["paint", "PaintResult", "PaintProgress", "StopPainting", "PaintingJob", "round_plan", "default_sizes",
-           "image_objective", "find_target"]
+           "image_objective"]
 
 LOGIT_LIMIT = 6.0
 
 
 class StopPainting(Exception):
     """Raise from a paint() callback to stop; paint() returns the best result so far."""
+
+
+class _TimeUp(StopPainting):
+    """paint()'s time_limit was reached."""
 
 
 @dataclass
@@ -105,6 +111,7 @@ class PaintResult:
     cancelled: bool = False
     seconds: float = 0.0
     note: str = ""                  # why the real brush did not paint, when it did not
+    timed_out: bool = False         # stopped at time_limit (the painting so far: maybe fewer strokes)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,29 +154,6 @@ def split_steps(steps: int, rounds: int) -> list[int]:
     for i in range(steps - sum(per_round)):
         per_round[-1 - i] += 1
     return per_round
-
-
-def find_target(objective):
-    """The image a loss compares the canvas with (PixelLoss.target, FeatureLoss.image), if any."""
-    seen = set()
-    stack = [objective]
-    while stack:
-        o = stack.pop(0)
-        if o is None or id(o) in seen:
-            continue
-        seen.add(id(o))
-        name = type(o).__name__
-        if name == "PixelLoss" and isinstance(getattr(o, "target", None), torch.Tensor):
-            return o.target
-        if name == "FeatureLoss" and isinstance(getattr(o, "image", None), torch.Tensor):
-            return o.image
-        terms = getattr(o, "terms", None)
-        if terms is not None:
-            try:
-                stack.extend(list(terms))
-            except TypeError:
-                pass
-    return None
 
 
 def image_objective(image, pixel: float = 1.0, feature: float = 0.0, backbone="efficientnet_lite0",
@@ -445,8 +429,8 @@ class PaintingJob:
 
     def __init__(self, painter, objective, canvas_size, strokes, rounds, steps, lr, min_size, max_size, palette,
                  greyscale, opaque, blend, background, seed, init, target_for_seeding, keep_training,
-                 optimize_boxes, box_lr_scale, min_lr_ratio, polish_steps, real_brush, brush_seed, callback,
-                 preview_every, snapshot_every, device, render_options):
+                 optimize_boxes, box_lr_scale, min_lr_ratio, polish_steps, real_brush, brush_seed, time_limit,
+                 callback, preview_every, snapshot_every, device, render_options):
         self.t0 = time.perf_counter()
         if device is not None and hasattr(painter, "to"):
             painter.to(device)
@@ -463,6 +447,7 @@ class PaintingJob:
         if self.n_new == 0 and n_init == 0:
             raise ValueError("nothing to paint: strokes=0 and no init strokes")
         lr = finite_positive(lr, "lr")
+        self.time_limit = None if time_limit is None else finite_positive(time_limit, "time_limit")
         self.steps = int(steps)
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
@@ -487,7 +472,7 @@ class PaintingJob:
         self.optimize_boxes, self.keep_training, self.seed = optimize_boxes, keep_training, seed
         self.callback, self.preview_every, self.snapshot_every = callback, preview_every, snapshot_every
 
-        target = target_for_seeding if target_for_seeding is not None else find_target(objective)
+        target = target_for_seeding
         if target is not None:
             from .losses import fit_to, to_image_tensor
             target = fit_to(to_image_tensor(target).to(dev), h, w)
@@ -585,9 +570,10 @@ class PaintingJob:
                 self.optimise(self.steps, 0)
             if self.polish_steps:
                 self.polish()
-        except StopPainting:
+        except StopPainting as stop:
             self._restore_best()
-            return self.result(cancelled=True)
+            timed_out = isinstance(stop, _TimeUp)
+            return self.result(cancelled=not timed_out, timed_out=timed_out)
         except BaseException as e:
             self._restore_best()
             try:
@@ -675,6 +661,8 @@ class PaintingJob:
             if self.snapshot_every and self.step % self.snapshot_every == 0:
                 self.snapshots.append((self.step, canvas.detach().cpu().clone()))
             self._report(canvas, value, terms, round_index, n_on_canvas)
+            if self.time_limit is not None and time.perf_counter() - self.t0 >= self.time_limit:
+                raise _TimeUp()
         # the last step's update is unevaluated: keep the best evaluated parameters unless the final
         # state is at least as good
         if self._best_state is not None and n_steps:
@@ -705,7 +693,7 @@ class PaintingJob:
 
     # -- the result -------------------------------------------------------------------------------
     @torch.no_grad()
-    def result(self, cancelled: bool) -> PaintResult:
+    def result(self, cancelled: bool, timed_out: bool = False) -> PaintResult:
         actions, boxes = self.materialise(self.groups)
         neural = render(self.painter, actions, boxes, self.size, self.backdrop, blend=self.blend,
                         layout=self.layout, **self.render_options)
@@ -728,8 +716,10 @@ class PaintingJob:
             renderer = f"mypaint:{self.real_brush.brush}"
             extra.update(renderer=renderer, brush_seed=self.brush_seed)
         extra["seconds"] = round(time.perf_counter() - self.t0, 3)
+        if timed_out:
+            extra["timed_out"] = True
         return PaintResult(strokes, canvas.detach(), neural.detach(), renderer, self.history, self.snapshots,
-                           cancelled, time.perf_counter() - self.t0, self.note)
+                           cancelled, time.perf_counter() - self.t0, self.note, timed_out)
 
 
 def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 4, steps: int = 300,
@@ -737,7 +727,7 @@ def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 4, 
           greyscale: bool = False, opaque: bool = False, blend: str = "alpha", background=(1.0, 1.0, 1.0),
           seed: int = 0, init: StrokeSet | None = None, target_for_seeding=None, keep_training: bool = False,
           optimize_boxes: bool = True, box_lr_scale: float = 0.3, min_lr_ratio: float = 0.05,
-          polish_steps: int = 0, real_brush="auto", brush_seed: int = 0,
+          polish_steps: int = 0, real_brush="auto", brush_seed: int = 0, time_limit: float | None = None,
           callback=None, preview_every: int = 0, snapshot_every: int = 0, device=None,
           render_options: dict | None = None) -> PaintResult:
     """Paint by optimising strokes through `painter` to minimise `objective` (see the module docs).
@@ -746,6 +736,6 @@ def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 4, 
     with torch.enable_grad():
         job = PaintingJob(painter, objective, canvas_size, strokes, rounds, steps, lr, min_size, max_size, palette,
                           greyscale, opaque, blend, background, seed, init, target_for_seeding, keep_training,
-                          optimize_boxes, box_lr_scale, min_lr_ratio, polish_steps, real_brush, brush_seed,
+                          optimize_boxes, box_lr_scale, min_lr_ratio, polish_steps, real_brush, brush_seed, time_limit,
                           callback, preview_every, snapshot_every, device, render_options)
         return job.run()

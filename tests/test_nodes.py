@@ -64,7 +64,7 @@ def painter(painter_file):
 
 @pytest.fixture
 def strokes():
-    return node("Random Actions").make(40, 7, 96, 64, 12, 48)[0]
+    return node("Random Actions").make(40, 7, 96, 64, 12, 48)[0][0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -184,28 +184,38 @@ def test_load_neural_painter_clear_errors(models_dir):
 
 def test_random_actions(painter):
     make = node("Random Actions").make
-    s = make(300, 5, 200, 100, 10, 80)[0]
+    s, = make(300, 5, 200, 100, 10, 80)[0]
     assert len(s) == 300 and s.canvas_size == (100, 200)
     side = s.boxes[:, 2]
     assert side.min() >= 10 - 1e-4 and side.max() <= 80 + 1e-4
     assert torch.all(side[:-1] >= side[1:]), "coarse to fine: large strokes first"
     assert (s.boxes[:, 0].min() >= 0) and (s.boxes[:, 0].max() <= 200) and (s.boxes[:, 1].max() <= 100)
-    again = make(300, 5, 200, 100, 10, 80)[0]
+    again, = make(300, 5, 200, 100, 10, 80)[0]
     assert torch.equal(s.actions, again.actions) and torch.equal(s.boxes, again.boxes)
-    other = make(300, 6, 200, 100, 10, 80)[0]
+    other, = make(300, 6, 200, 100, 10, 80)[0]
     assert not torch.equal(s.actions, other.actions)
-    shuffled = make(300, 5, 200, 100, 10, 80, order="random")[0]
+    shuffled, = make(300, 5, 200, 100, 10, 80, order="random")[0]
     assert not torch.all(shuffled.boxes[:-1, 2] >= shuffled.boxes[1:, 2])
-    s = make(10, 1, 64, 64, 8, 8, painter=painter, background=0x00FF00, blend="linear")[0]
+    s, = make(10, 1, 64, 64, 8, 8, painter=painter, background="#00ff00", blend="linear")[0]
     assert s.brush == painter.brush and s.background == (0.0, 1.0, 0.0) and s.blend == "linear"
+    with pytest.raises(NodeError, match="background 'green' is not a colour: write it as #rrggbb"):
+        make(10, 1, 64, 64, 8, 8, background="green")
 
 
 def test_random_actions_colours_from_image():
     image = torch.zeros(1, 32, 64, 3)
     image[..., 0] = 1.0  # red
-    s = node("Random Actions").make(20, 0, 128, 64, 8, 16, image=image)[0]
+    s, = node("Random Actions").make(20, 0, 128, 64, 8, 16, image=image)[0]
     rgb = s.actions[:, s.layout.indices("red", "green", "blue")]
     assert torch.allclose(rgb, torch.tensor([1.0, 0.0, 0.0]).expand(20, 3), atol=1e-5)
+    # a batch: one stroke set per image, none dropped
+    batch = torch.zeros(3, 32, 64, 3)
+    for i in range(3):
+        batch[i, ..., i] = 1.0                  # red, green, blue
+    sets = node("Random Actions").make(20, 0, 128, 64, 8, 16, image=batch)[0]
+    assert len(sets) == 3
+    for i, s in enumerate(sets):
+        assert torch.allclose(s.actions[:, s.layout.indices("red", "green", "blue")], torch.eye(3)[i].expand(20, 3))
 
 
 def test_random_actions_refuses_absurd_sizes():
@@ -472,7 +482,7 @@ def target_image(h=48, w=64):
 
 
 def optimize(painter, loss, **kw):
-    args = dict(width=64, height=48, strokes=10, rounds=2, steps=12, learning_rate=0.05, min_stroke_size=0,
+    args = dict(size=64, strokes=10, rounds=2, steps=12, learning_rate=0.05, min_stroke_size=0,
                 max_stroke_size=0, seed=1, blend="alpha")
     args.update(kw)
     return node("Optimize Actions").optimize(painter, loss, **args)
@@ -509,9 +519,9 @@ def test_optimize_actions_takes_the_engines_defaults_and_polishes(painter):
     spec = node("Optimize Actions").INPUT_TYPES()
     assert spec["required"]["learning_rate"][1]["default"] == engine["lr"].default
     assert spec["optional"]["polish_steps"][1]["default"] == engine["polish_steps"].default
-    # appended last, in the order they came: workflows saved before them still fit their positional
-    # widgets_values
-    assert list(spec["optional"])[-2:] == ["polish_steps", "real_brush"]
+    # inputs added later are appended, in the order they came (the example workflows store widget
+    # values by position: tests/e2e/examples.py writes them from this spec)
+    assert list(spec["optional"])[-5:] == ["polish_steps", "real_brush", "width", "height", "time_limit"]
     loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0]
     # no learning_rate given: the engine's own default, not some other number
     unset = optimize(painter, loss, steps=3, learning_rate=None)[0].actions
@@ -522,9 +532,9 @@ def test_optimize_actions_takes_the_engines_defaults_and_polishes(painter):
 
 
 def test_optimize_actions_continues_from_init_strokes(painter):
-    init = node("Random Actions").make(5, 0, 32, 24, 8, 16)[0]
+    init, = node("Random Actions").make(5, 0, 32, 24, 8, 16)[0]
     loss = node("Pixel Loss").make(target_image(), "l1", 1.0, 1.0)[0]
-    strokes, image, _, _ = optimize(painter, loss, init_strokes=init, strokes=4, steps=4, width=512, height=512)
+    strokes, image, _, _ = optimize(painter, loss, init_strokes=init, strokes=4, steps=4, size=512)
     assert strokes.canvas_size == (24, 32) and len(strokes) == 9 and image.shape == (1, 24, 32, 3)
     assert torch.allclose(strokes.actions[:5], init.actions, atol=1e-2), "init strokes stay first (frozen)"
 
@@ -542,7 +552,7 @@ def test_optimize_actions_paints_over_the_init_strokes_own_backdrop():
     boxes = torch.tensor([[6.0, 6.0, 10.0], [12.0, 9.0, 10.0]])
     init = StrokeSet(NAKANO.sample(2, seed=3), boxes, (h, w), background=(0.1, 0.2, 0.3), background_image=photo)
     loss = node("Pixel Loss").make(target_image(h, w), "l2", 0.0, 1.0)[0]
-    run = dict(strokes=2, rounds=1, steps=2, background=0x000000)
+    run = dict(strokes=2, rounds=1, steps=2, background="#000000")
 
     strokes, image, _, _ = optimize(painter, loss, init_strokes=init, **run)
     assert strokes.background_image is not None and torch.allclose(strokes.background_image, photo)
@@ -559,6 +569,37 @@ def test_optimize_actions_paints_over_the_init_strokes_own_backdrop():
     assert torch.allclose(strokes.background_image, other[0].permute(2, 0, 1))
 
 
+def test_optimize_actions_canvas_takes_the_photograph_s_aspect_ratio(painter):
+    import json
+    portrait = node("Pixel Loss").make(target_image(60, 40), "l2", 0.0, 1.0)[0]
+    strokes, image, _, text = optimize(painter, portrait, size=48, steps=2, strokes=4, rounds=1)
+    assert strokes.canvas_size == (48, 32) and image.shape == (1, 48, 32, 3)
+    assert json.loads(text)["photograph"] == "the 40x60 photograph fills the 32x48 canvas"
+    # a forced ratio crops the photograph, and the report says how much and where
+    strokes, _, _, text = optimize(painter, portrait, width=48, height=48, steps=2, strokes=4, rounds=1)
+    info = json.loads(text)
+    assert strokes.canvas_size == (48, 48) and info["canvas"] == "48x48"
+    assert info["photograph"].startswith("the 40x60 photograph was cropped to the 48x48 canvas: 20 px of its "
+                                         "height cut off (half at the top, half at the bottom)")
+    strokes = optimize(painter, portrait, width=40, steps=2, strokes=4, rounds=1)[0]
+    assert strokes.canvas_size == (60, 40)                 # one side given: the other from the photograph
+    # no photograph (e.g. a text prompt): a square canvas
+    def no_photo(canvas):
+        return canvas.mean()
+    no_photo.names, no_photo.weights = ["brightness"], [1.0]
+    assert optimize(painter, no_photo, size=32, steps=1, strokes=2, rounds=1)[0].canvas_size == (32, 32)
+
+
+def test_optimize_actions_time_limit_and_batches(painter):
+    import json
+    loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0]
+    text = optimize(painter, loss, steps=100000, strokes=8, rounds=2, time_limit=1.0)[3]
+    info = json.loads(text)
+    assert info["timed_out"] and not info["cancelled"] and info["steps"] < 100000 and info["seconds"] < 30
+    with pytest.raises(NodeError, match="background_image is a batch of 2 images.*Rebatch Images"):
+        optimize(painter, loss, background_image=target_image().expand(2, -1, -1, -1))
+
+
 def test_optimize_actions_clear_errors(painter, strokes):
     loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0]
     with pytest.raises(NodeError, match="nothing to paint"):
@@ -567,6 +608,8 @@ def test_optimize_actions_clear_errors(painter, strokes):
         optimize(painter, loss, min_stroke_size=40, max_stroke_size=20)
     with pytest.raises(NodeError, match="not #rrggbb"):
         optimize(painter, loss, palette="#12345, red")
+    with pytest.raises(NodeError, match="background '#12' is not a colour"):
+        optimize(painter, loss, background="#12")
     import dataclasses
     from painter_models.actions import ActionLayout, Field, NAKANO
     other = ActionLayout("other12", tuple(Field("x" + f.name, f.role, f.low, f.high) for f in NAKANO.fields))
@@ -601,7 +644,7 @@ def test_nodes_work_under_comfyui_inference_mode(painter_file):
         loss = node("Combine Losses").combine(node("Pixel Loss").make(image, "l2", 1.0, 1.0)[0], 1.0,
                                               node("VGG Feature Loss").make(image, "efficientnet_lite0", "auto",
                                                                             "stage2", "mse", 0.1)[0], 1.0)[0]
-        init = node("Random Actions").make(4, 0, 64, 48, 8, 24)[0]
+        init, = node("Random Actions").make(4, 0, 64, 48, 8, 24)[0]
         strokes, painting, _, text = optimize(painter, loss, init_strokes=init, strokes=4, steps=3,
                                               background_image=image)
         assert len(strokes) == 8 and '"steps": 3' in text

@@ -7,7 +7,8 @@ import torch
 from painter_models import NAKANO, Generator, RasterProgram, generator_config
 from painter_models.canvas import render_canvas
 from painter_models.losses import PixelLoss
-from painter_models.optimize import (PaintProgress, StopPainting, default_sizes, find_target, image_objective,
+from painter_models import losses
+from painter_models.optimize import (PaintProgress, StopPainting, default_sizes, image_objective,
                                      paint, round_plan)
 from painter_models.palette import PaletteError, kmeans_palette, parse_palette, to_hex
 from painter_models.strokes import StrokeSet
@@ -49,7 +50,7 @@ def test_round_plan_and_default_sizes():
 def test_paint_reduces_loss_and_is_deterministic(painter):
     target = target_image()
     obj = PixelLoss(target, kind="l2")
-    kw = dict(strokes=16, rounds=2, steps=16, seed=3, lr=0.1, min_size=14, max_size=30)
+    kw = dict(strokes=16, rounds=2, steps=16, seed=3, lr=0.1, min_size=14, max_size=30, target_for_seeding=target)
     a = paint(painter, obj, 48, **kw)
     blank = float(obj(torch.ones(1, 3, 48, 48)))
     first = a.history[0]["loss"]
@@ -113,6 +114,23 @@ def test_cancellation_keeps_best_result(painter):
     assert e.value.paint_result.cancelled and 1 <= len(e.value.paint_result.strokes) <= 4
 
 
+def test_time_limit_stops_with_the_painting_so_far(painter):
+    import time
+    seen = []
+
+    def slow(info):
+        seen.append(info.step)
+        time.sleep(0.05)
+
+    res = paint(painter, PixelLoss(target_image()), 48, strokes=12, rounds=3, steps=300, callback=slow,
+                time_limit=0.5)
+    assert res.timed_out and not res.cancelled and res.strokes.extra["timed_out"]
+    assert 3 <= len(seen) < 300 and len(res.history) == len(seen)
+    assert 1 <= len(res.strokes) < 12                  # rounds not yet reached are not seeded
+    with pytest.raises(ValueError, match="time_limit"):
+        paint(painter, PixelLoss(target_image()), 48, strokes=2, time_limit=0)
+
+
 def test_previews_and_snapshots(painter):
     previews = []
     res = paint(painter, PixelLoss(target_image()), 48, strokes=6, rounds=2, steps=10, preview_every=4,
@@ -132,7 +150,8 @@ def test_palette_greyscale_opaque_constraints(painter):
     assert (torch.cdist(colours, pal).min(1).values < 1e-5).all()
     assert res.strokes.extra["palette"] == to_hex(pal)
 
-    res = paint(painter, PixelLoss(target), 48, strokes=10, rounds=2, steps=12, palette=3, seed=2)
+    res = paint(painter, PixelLoss(target), 48, strokes=10, rounds=2, steps=12, palette=3, seed=2,
+                target_for_seeding=target)
     k = torch.tensor([[int(h[i:i + 2], 16) / 255 for i in (1, 3, 5)] for h in res.strokes.extra["palette"]])
     assert len(k) == 3
     assert (torch.cdist(res.strokes.actions[:, RGB], k).min(1).values < 3e-3).all()
@@ -149,7 +168,8 @@ def test_seeding_goes_where_the_error_is(painter):
     """White target except a dark square in the lower right: the seeded strokes land in it."""
     target = torch.ones(1, 3, 64, 64)
     target[:, :, 40:60, 36:60] = 0.1
-    res = paint(painter, PixelLoss(target), 64, strokes=6, rounds=1, steps=0, min_size=12, max_size=12, seed=0)
+    res = paint(painter, PixelLoss(target), 64, strokes=6, rounds=1, steps=0, min_size=12, max_size=12, seed=0,
+                target_for_seeding=target)
     cx, cy = res.strokes.boxes[:, 0], res.strokes.boxes[:, 1]
     assert ((cx > 32) & (cy > 34)).all(), res.strokes.boxes
     # colours start at the target's local colour (dark)
@@ -178,11 +198,11 @@ def test_init_strokes_are_kept_under_new_ones(painter):
     assert torch.allclose(bigger.strokes.boxes[:5], first.strokes.boxes * 2, atol=1e-3)
 
 
-def test_find_target_and_objective_terms():
+def test_target_image_and_objective_terms():
     img = target_image(16)
     obj = image_objective(img, pixel=1.0)
-    assert torch.equal(find_target(obj), PixelLoss(img).target)
-    assert find_target(lambda c: c.mean()) is None
+    assert torch.equal(losses.target_image(obj), PixelLoss(img).target)
+    assert losses.target_image(lambda c: c.mean()) is None
     obj(torch.rand(1, 3, 16, 16))
     assert set(obj.last_terms) == {"pixel"}
 

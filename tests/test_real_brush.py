@@ -50,7 +50,8 @@ def test_delivered_painting_is_the_re_render_of_the_saved_strokes(painter, tmp_p
 
 
 def test_the_loss_sees_mypaint_and_the_gradient_moves_the_strokes(painter):
-    seeded = paint(painter, PixelLoss(target()), 40, strokes=5, rounds=1, steps=0, seed=1).strokes
+    seeded = paint(painter, PixelLoss(target()), 40, strokes=5, rounds=1, steps=0, seed=1,
+                   target_for_seeding=target()).strokes
     seen = []
     loss = PixelLoss(target())
 
