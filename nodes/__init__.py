@@ -7,7 +7,7 @@ from .nodes_actions import RandomActions
 from .nodes_clip import CLIPTextLoss, LoadCLIP
 from .nodes_export import RerenderMyPaint, StrokeTimelapse
 from .nodes_files import LoadStrokes, SaveStrokes, StrokesToSVG
-from .nodes_losses import CombineLosses, ImageNetClassLoss, PixelLoss, VGGFeatureLoss
+from .nodes_losses import CombineLosses, ImageNetClassLoss, PixelLoss, StyleLoss, VGGFeatureLoss
 from .nodes_optimize import OptimizeActions
 from .nodes_painter import LoadNeuralPainter
 from .nodes_render import BlendCanvas, RenderStrokes
@@ -25,6 +25,7 @@ NODE_CLASS_MAPPINGS = {
     "NeuralPaintersCLIPTextLoss": CLIPTextLoss,
     "NeuralPaintersVGGFeatureLoss": VGGFeatureLoss,
     "NeuralPaintersPixelLoss": PixelLoss,
+    "NeuralPaintersStyleLoss": StyleLoss,
     "NeuralPaintersImageNetClassLoss": ImageNetClassLoss,
     "NeuralPaintersCombineLosses": CombineLosses,
     "NeuralPaintersOptimizeActions": OptimizeActions,
@@ -35,18 +36,21 @@ NODE_CLASS_MAPPINGS = {
     "NeuralPaintersRerenderMyPaint": RerenderMyPaint,
 }
 
+# The design's node names, made unambiguous where they could be read as another node (ComfyUI's own
+# "Load CLIP") or mislead ("Actions" is jargon; the feature loss's default network is EfficientNet).
 NODE_DISPLAY_NAME_MAPPINGS = {
     "NeuralPaintersLoadPainter": "Load Neural Painter",
-    "NeuralPaintersRandomActions": "Random Actions",
+    "NeuralPaintersRandomActions": "Random Actions (random strokes)",
     "NeuralPaintersRenderStrokes": "Render Strokes",
     "NeuralPaintersBlendCanvas": "Blend Canvas",
-    "NeuralPaintersLoadCLIP": "Load CLIP",
+    "NeuralPaintersLoadCLIP": "Load CLIP (for painting)",
     "NeuralPaintersCLIPTextLoss": "CLIP Text Loss",
-    "NeuralPaintersVGGFeatureLoss": "VGG Feature Loss",
+    "NeuralPaintersVGGFeatureLoss": "VGG Feature Loss (VGG16 / EfficientNet)",
     "NeuralPaintersPixelLoss": "Pixel Loss",
+    "NeuralPaintersStyleLoss": "Style Loss",
     "NeuralPaintersImageNetClassLoss": "ImageNet Class Loss",
     "NeuralPaintersCombineLosses": "Combine Losses",
-    "NeuralPaintersOptimizeActions": "Optimize Actions",
+    "NeuralPaintersOptimizeActions": "Optimize Actions (paint strokes)",
     "NeuralPaintersSaveStrokes": "Save Strokes",
     "NeuralPaintersLoadStrokes": "Load Strokes",
     "NeuralPaintersStrokesToSVG": "Strokes to SVG",

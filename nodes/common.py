@@ -8,7 +8,9 @@ import functools
 
 import torch
 
+# ComfyUI's node menu: one pack folder, four sub-folders by what a node is for
 CATEGORY = "neural painters"
+LOADERS, LOSSES, PAINTING, EXPORT = (f"{CATEGORY}/{sub}" for sub in ("loaders", "losses", "painting", "export"))
 
 # custom types (links are checked by string equality, so a wrong link is refused at queue time)
 NEURAL_PAINTER = "NEURAL_PAINTER"   # painter_models.NeuralPainter

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import torch
 
-from .common import (CATEGORY, MAX_SIDE, MAX_STROKES, NEURAL_PAINTER, SEED_MAX, STROKES, NodeError,
-                     colour_from_hex, image_to_bchw, user_errors)
+from .common import (MAX_SIDE, MAX_STROKES, NEURAL_PAINTER, PAINTING, SEED_MAX, STROKES, NodeError, colour_from_hex,
+                     image_to_bchw, user_errors)
 from .core import painter_models, submodule
 
 
@@ -57,7 +57,7 @@ def random_strokes(count: int, seed: int, width: int, height: int, min_size: flo
 class RandomActions:
     DESCRIPTION = ("Random strokes to start a painting from: random actions (position, curve, pressure, size, "
                    "colour) placed in random boxes on a canvas of any size, large strokes first.")
-    CATEGORY = CATEGORY
+    CATEGORY = PAINTING
     FUNCTION = "make"
     RETURN_TYPES = (STROKES,)
     RETURN_NAMES = ("strokes",)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 
 from . import comfy_adapter as comfy
-from .common import CATEGORY, CLIP_MODEL, PAINT_LOSS, SEED_MAX, NodeError, user_errors
+from .common import CLIP_MODEL, LOADERS, LOSSES, PAINT_LOSS, SEED_MAX, NodeError, user_errors
 from .core import submodule
-from .nodes_losses import first_mask, one_term
+from .nodes_losses import one_mask, one_term
 
 USE_TAG = "(use the pretrained tag)"
 # an open_clip pretrained tag: letters, digits, '_', '-', '.' (laion2b_s34b_b79k, openai, ...); never a path
@@ -35,7 +35,7 @@ class LoadCLIP:
     DESCRIPTION = ("Loads an open_clip CLIP model for text-to-painting. Weights: a file from ComfyUI/models/clip, "
                    "or a pretrained tag (looked up in ComfyUI/models/clip as '<model>-<tag>.safetensors', then "
                    "the Hugging Face cache, then downloaded when online).")
-    CATEGORY = CATEGORY
+    CATEGORY = LOADERS
     FUNCTION = "load"
     RETURN_TYPES = (CLIP_MODEL,)
     RETURN_NAMES = ("clip",)
@@ -84,7 +84,7 @@ class LoadCLIP:
 class CLIPTextLoss:
     DESCRIPTION = ("Text loss through CLIP (CLIPDraw): 1 - cosine similarity between the prompt and augmented "
                    "cutouts of the painting, plus a penalty for negative prompts.")
-    CATEGORY = CATEGORY
+    CATEGORY = LOSSES
     FUNCTION = "make"
     RETURN_TYPES = (PAINT_LOSS,)
     RETURN_NAMES = ("loss",)
@@ -121,5 +121,5 @@ class CLIPTextLoss:
         if not prompts:
             raise NodeError("CLIP Text Loss: the prompt is empty; describe what the painting should show")
         loss = submodule("losses").ClipTextLoss(clip, prompts, negatives, negative_weight=float(negative_weight),
-                                                cutouts=int(cutouts), mask=first_mask(mask), seed=int(seed) % 2**63)
+                                                cutouts=int(cutouts), mask=one_mask(mask), seed=int(seed) % 2**63)
         return (one_term("clip", weight, loss),)

@@ -7,8 +7,7 @@ import numpy as np
 import torch
 
 from . import comfy_adapter as comfy
-from .common import (CATEGORY, NEURAL_PAINTER, STROKES, NodeError, check_painter_matches, image_to_bchw,
-                     user_errors)
+from .common import EXPORT, NEURAL_PAINTER, STROKES, NodeError, check_painter_matches, image_to_bchw, user_errors
 from .core import submodule
 
 MAX_FRAMES = 1000
@@ -25,7 +24,7 @@ class StrokeTimelapse:
     DESCRIPTION = ("The painting stroke by stroke: frames from the bare canvas to the finished painting (by the "
                    "real MyPaint brush where it is installed), as an IMAGE batch for ComfyUI's animated save nodes "
                    "(Save Animated WEBP / PNG).")
-    CATEGORY = CATEGORY
+    CATEGORY = EXPORT
     FUNCTION = "frames"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("frames",)
@@ -90,7 +89,7 @@ class RerenderMyPaint:
     DESCRIPTION = ("Paints the strokes again with the real MyPaint brush (libmypaint), at any scale: e.g. a 512 px "
                    "painting re-rendered at 2048 px with true brush texture. Needs libmypaint and the MyPaint "
                    "brushes (Debian/Ubuntu: apt-get install libmypaint-1.5-1 mypaint-brushes).")
-    CATEGORY = CATEGORY
+    CATEGORY = EXPORT
     FUNCTION = "rerender"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from . import comfy_adapter as comfy
-from .common import CATEGORY, STROKES, NodeError, user_errors
+from .common import EXPORT, LOADERS, STROKES, NodeError, user_errors
 from .core import submodule
 
 NO_FILES = "(no stroke files in ComfyUI/input)"
@@ -23,7 +23,7 @@ def _write(strokes, filename_prefix: str, ext: str, save):
 class SaveStrokes:
     DESCRIPTION = ("Saves the strokes as JSON in ComfyUI's output folder: every stroke's action and box (reloads "
                    "to exactly the same painting) plus canvas-pixel geometry and MyPaint parameters.")
-    CATEGORY = CATEGORY
+    CATEGORY = EXPORT
     FUNCTION = "save"
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING",)
@@ -48,7 +48,7 @@ class SaveStrokes:
 class LoadStrokes:
     DESCRIPTION = ("Loads strokes saved by Save Strokes (or the neural-painters CLI). Lists .json files in ComfyUI's "
                    "input folder and, marked [output], in its output folder.")
-    CATEGORY = CATEGORY
+    CATEGORY = LOADERS
     FUNCTION = "load"
     RETURN_TYPES = (STROKES,)
     RETURN_NAMES = ("strokes",)
@@ -83,7 +83,7 @@ class StrokesToSVG:
     DESCRIPTION = ("Writes the strokes as an SVG drawing (each stroke a filled outline that follows its pressure, "
                    "with the brush's width, colour and opacity as MyPaint paints them) into ComfyUI's output folder, "
                    "for plotters and vector editors.")
-    CATEGORY = CATEGORY
+    CATEGORY = EXPORT
     FUNCTION = "save"
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING", "STRING")

@@ -7,7 +7,7 @@ import json
 import torch
 
 from . import comfy_adapter as comfy
-from .common import (CATEGORY, MAX_SIDE, MAX_STROKES, NEURAL_PAINTER, PAINT_LOSS, SEED_MAX, STROKES, NodeError,
+from .common import (MAX_SIDE, MAX_STROKES, NEURAL_PAINTER, PAINTING, PAINT_LOSS, SEED_MAX, STROKES, NodeError,
                      bchw_to_image, check_painter_matches, colour_from_hex, image_to_bchw, user_errors)
 from .core import submodule
 from .nodes_losses import describe
@@ -87,7 +87,7 @@ class OptimizeActions:
     DESCRIPTION = ("Paints by optimising brushstrokes: strokes are added in coarse-to-fine rounds where the error "
                    "is largest, and their actions (curve, pressure, size, colour) and boxes are optimised with "
                    "Adam through the frozen painter to minimise the loss. Shows a live preview; Cancel stops it.")
-    CATEGORY = CATEGORY
+    CATEGORY = PAINTING
     FUNCTION = "optimize"
     RETURN_TYPES = (STROKES, "IMAGE", "IMAGE", "STRING")
     RETURN_NAMES = ("strokes", "image", "snapshots", "report")

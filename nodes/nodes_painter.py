@@ -6,7 +6,7 @@ import json
 import os
 
 from . import comfy_adapter as comfy
-from .common import CATEGORY, NEURAL_PAINTER, NodeError, user_errors
+from .common import LOADERS, NEURAL_PAINTER, NodeError, user_errors
 
 NO_PAINTER = "(no painters found)"
 
@@ -71,7 +71,7 @@ class LoadNeuralPainter:
     DESCRIPTION = ("Loads a neural painter: a small network that imitates a MyPaint brush (action -> stroke). "
                    "Lists the painters shipped with the pack and every .safetensors file in "
                    "ComfyUI/models/neural_painters (and folders added in extra_model_paths.yaml).")
-    CATEGORY = CATEGORY
+    CATEGORY = LOADERS
     FUNCTION = "load"
     RETURN_TYPES = (NEURAL_PAINTER, "STRING")
     RETURN_NAMES = ("painter", "info")

@@ -6,7 +6,7 @@ import dataclasses
 import torch
 
 from . import comfy_adapter as comfy
-from .common import (CATEGORY, NEURAL_PAINTER, STROKES, NodeError, bchw_to_image, check_painter_matches,
+from .common import (NEURAL_PAINTER, PAINTING, STROKES, NodeError, bchw_to_image, check_painter_matches,
                      image_to_bchw, mask_to_b1hw, user_errors)
 from .core import submodule
 
@@ -40,7 +40,7 @@ def with_blend(strokes, blend: str):
 class RenderStrokes:
     DESCRIPTION = ("Paints a stroke set with a neural painter: a preview of random or optimised strokes, "
                    "at the strokes' canvas size (or a multiple of it).")
-    CATEGORY = CATEGORY
+    CATEGORY = PAINTING
     FUNCTION = "render"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
@@ -72,7 +72,7 @@ class RenderStrokes:
 class BlendCanvas:
     DESCRIPTION = ("Paints strokes over an existing image (every image of a batch) and blends the result "
                    "back with an opacity and an optional mask. The strokes are scaled to the image size.")
-    CATEGORY = CATEGORY
+    CATEGORY = PAINTING
     FUNCTION = "blend"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)

@@ -370,7 +370,7 @@ class FeatureLoss(_BackboneLoss):
         return total
 
 
-_STYLE_LAYERS = {"vgg16": ["relu1_2", "relu2_2", "relu3_3", "relu4_3"],
+STYLE_LAYERS = {"vgg16": ["relu1_2", "relu2_2", "relu3_3", "relu4_3"],
                  "vgg16_bn": ["relu1_2", "relu2_2", "relu3_3", "relu4_3"],
                  "efficientnet_lite0": ["stage1", "stage2", "stage3", "stage4"]}
 
@@ -395,7 +395,7 @@ class StyleLoss(_BackboneLoss):
     def __init__(self, style_image, backbone="efficientnet_lite0", layers=None, layer_weights=None, mask=None):
         if layers is None and not isinstance(backbone, FeatureExtractor):
             from .backbones import _canonical
-            layers = _STYLE_LAYERS[_canonical(backbone)]
+            layers = STYLE_LAYERS[_canonical(backbone)]
         super().__init__(style_image, backbone, layers, None, mask)
         self.layer_weights = [1.0] * len(self.layer_names) if layer_weights is None else \
             _resolve_weights(self.backbone, layer_weights)

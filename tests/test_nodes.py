@@ -28,14 +28,23 @@ def load_pack(name: str = "np_pack_under_test"):
 
 PACK = load_pack()
 NODES = PACK.NODE_CLASS_MAPPINGS
-NAMES = {v: k for k, v in PACK.NODE_DISPLAY_NAME_MAPPINGS.items()}
+# the design's node names (what the messages name); display names may add a word to be unambiguous
+NAMES = {"Load Neural Painter": "NeuralPaintersLoadPainter", "Random Actions": "NeuralPaintersRandomActions",
+         "Render Strokes": "NeuralPaintersRenderStrokes", "Blend Canvas": "NeuralPaintersBlendCanvas",
+         "Load CLIP": "NeuralPaintersLoadCLIP", "CLIP Text Loss": "NeuralPaintersCLIPTextLoss",
+         "VGG Feature Loss": "NeuralPaintersVGGFeatureLoss", "Pixel Loss": "NeuralPaintersPixelLoss",
+         "Style Loss": "NeuralPaintersStyleLoss", "ImageNet Class Loss": "NeuralPaintersImageNetClassLoss",
+         "Combine Losses": "NeuralPaintersCombineLosses", "Optimize Actions": "NeuralPaintersOptimizeActions",
+         "Save Strokes": "NeuralPaintersSaveStrokes", "Load Strokes": "NeuralPaintersLoadStrokes",
+         "Strokes to SVG": "NeuralPaintersStrokesToSVG", "Stroke Timelapse": "NeuralPaintersStrokeTimelapse",
+         "Re-render with MyPaint": "NeuralPaintersRerenderMyPaint"}
 adapter = sys.modules[f"{PACK.__name__}.nodes.comfy_adapter"]
 common = sys.modules[f"{PACK.__name__}.nodes.common"]
 NodeError = common.NodeError
 
 
-def node(display_name: str):
-    return NODES[NAMES[display_name]]()
+def node(name: str):
+    return NODES[NAMES[name]]()
 
 
 @pytest.fixture
@@ -76,15 +85,28 @@ def test_pack_imports_without_comfyui():
     assert "folder_paths" not in sys.modules and "comfy" not in sys.modules
 
 
+# display names of ComfyUI's own nodes (nodes.py, comfy_extras) that a pack's names must not repeat
+CORE_DISPLAY_NAMES = {"Load CLIP", "Load Image", "Save Image", "Preview Image", "Load Checkpoint", "Image Blend",
+                      "Image Scale", "Load VAE", "CLIP Text Encode (Prompt)"}
+CATEGORIES = {"loaders": {"Load Neural Painter", "Load CLIP", "Load Strokes"},
+              "losses": {"CLIP Text Loss", "VGG Feature Loss", "Pixel Loss", "Style Loss", "ImageNet Class Loss",
+                         "Combine Losses"},
+              "painting": {"Random Actions", "Render Strokes", "Blend Canvas", "Optimize Actions"},
+              "export": {"Save Strokes", "Strokes to SVG", "Stroke Timelapse", "Re-render with MyPaint"}}
+
+
 def test_display_names_and_node_contract():
-    expected = {"Load Neural Painter", "Random Actions", "Render Strokes", "Load CLIP", "CLIP Text Loss",
-                "VGG Feature Loss", "Optimize Actions", "Blend Canvas", "Pixel Loss", "Combine Losses",
-                "Save Strokes", "Load Strokes", "Strokes to SVG", "Stroke Timelapse", "Re-render with MyPaint",
-                "ImageNet Class Loss"}
-    assert set(NAMES) == expected
+    assert set(NAMES.values()) == set(NODES) == set(PACK.NODE_DISPLAY_NAME_MAPPINGS)
+    shown = PACK.NODE_DISPLAY_NAME_MAPPINGS
+    for name, cls_name in NAMES.items():
+        assert shown[cls_name].startswith(name), (name, shown[cls_name])
+    assert not set(shown.values()) & CORE_DISPLAY_NAMES and len(set(shown.values())) == len(shown)
+    assert shown["NeuralPaintersVGGFeatureLoss"] == "VGG Feature Loss (VGG16 / EfficientNet)"
+    for sub, names in CATEGORIES.items():
+        assert {NODES[NAMES[n]].CATEGORY for n in names} == {f"neural painters/{sub}"}
+    assert sum(len(n) for n in CATEGORIES.values()) == len(NODES)
     for cls_name, cls in NODES.items():
         assert cls_name.startswith("NeuralPainters"), cls_name
-        assert cls.CATEGORY == "neural painters"
         assert cls.DESCRIPTION
         assert callable(getattr(cls(), cls.FUNCTION))
         assert isinstance(cls.RETURN_TYPES, tuple)
@@ -282,17 +304,17 @@ def canvas_like(h=64, w=96):
 
 def test_pixel_loss_and_combine():
     target = torch.rand(1, 48, 64, 3)
-    pixel = node("Pixel Loss").make(target, "l2", 1.0, 2.0)[0]
+    pixel = node("Pixel Loss").make(target, "l2", 1.0, 2.0)[0][0]
     assert pixel.names == ["pixel"] and pixel.weights == [2.0]
     x = canvas_like(48, 64)
     value = pixel(x)
     value.backward()
     assert value.item() > 0 and x.grad.abs().sum() > 0
     exact = target.permute(0, 3, 1, 2)
-    assert node("Pixel Loss").make(target, "l1", 0.0, 1.0)[0](exact).item() < 1e-5
+    assert node("Pixel Loss").make(target, "l1", 0.0, 1.0)[0][0](exact).item() < 1e-5
     mask = torch.zeros(1, 48, 64)
     mask[:, :, :32] = 1
-    masked = node("Pixel Loss").make(target, "l1", 0.0, 1.0, mask=mask)[0]
+    masked = node("Pixel Loss").make(target, "l1", 0.0, 1.0, mask=mask)[0][0]
     other = exact.clone()
     other[..., 32:] = 1 - other[..., 32:]
     assert masked(other).item() < 1e-5, "outside the mask nothing counts"
@@ -304,7 +326,7 @@ def test_pixel_loss_and_combine():
 
 def test_vgg_feature_loss_offline_backbone():
     image = torch.rand(1, 64, 64, 3)
-    loss = node("VGG Feature Loss").make(image, "efficientnet_lite0", "auto", "stage2, stage3", "l1", 1.5)[0]
+    loss = node("VGG Feature Loss").make(image, "efficientnet_lite0", "auto", "stage2, stage3", "l1", 1.5)[0][0]
     assert loss.names == ["feature"] and loss.weights == [1.5]
     assert loss.terms[0].layer_names == ["stage2", "stage3"]
     x = canvas_like(64, 64)
@@ -328,7 +350,8 @@ def test_vgg_feature_loss_weights_from_the_vgg_folder(models_dir):
     save_file({f"features.{k}": v.contiguous() for k, v in state.items()}, str(models_dir / "vgg" / "my_vgg16.safetensors"))
     choices = NODES[NAMES["VGG Feature Loss"]].INPUT_TYPES()["required"]["weights"][0]
     assert "my_vgg16.safetensors" in choices
-    loss = node("VGG Feature Loss").make(torch.rand(1, 32, 32, 3), "vgg16", "my_vgg16.safetensors", "relu2_2", "mse", 1.0)[0]
+    loss = node("VGG Feature Loss").make(torch.rand(1, 32, 32, 3), "vgg16", "my_vgg16.safetensors", "relu2_2", "mse",
+                                         1.0)[0][0]
     assert loss.terms[0].backbone.weights_source.endswith("my_vgg16.safetensors")
 
 
@@ -490,7 +513,7 @@ def optimize(painter, loss, **kw):
 
 def test_optimize_actions_paints_towards_the_target(painter):
     import json
-    loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0]
+    loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0][0]
     strokes, image, snapshots, text = optimize(painter, loss, snapshot_every=4)
     info = json.loads(text)
     assert len(strokes) == 10 and strokes.canvas_size == (48, 64)
@@ -522,7 +545,7 @@ def test_optimize_actions_takes_the_engines_defaults_and_polishes(painter):
     # inputs added later are appended, in the order they came (the example workflows store widget
     # values by position: tests/e2e/examples.py writes them from this spec)
     assert list(spec["optional"])[-5:] == ["polish_steps", "real_brush", "width", "height", "time_limit"]
-    loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0]
+    loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0][0]
     # no learning_rate given: the engine's own default, not some other number
     unset = optimize(painter, loss, steps=3, learning_rate=None)[0].actions
     assert torch.equal(unset, optimize(painter, loss, steps=3, learning_rate=engine["lr"].default)[0].actions)
@@ -533,7 +556,7 @@ def test_optimize_actions_takes_the_engines_defaults_and_polishes(painter):
 
 def test_optimize_actions_continues_from_init_strokes(painter):
     init, = node("Random Actions").make(5, 0, 32, 24, 8, 16)[0]
-    loss = node("Pixel Loss").make(target_image(), "l1", 1.0, 1.0)[0]
+    loss = node("Pixel Loss").make(target_image(), "l1", 1.0, 1.0)[0][0]
     strokes, image, _, _ = optimize(painter, loss, init_strokes=init, strokes=4, steps=4, size=512)
     assert strokes.canvas_size == (24, 32) and len(strokes) == 9 and image.shape == (1, 24, 32, 3)
     assert torch.allclose(strokes.actions[:5], init.actions, atol=1e-2), "init strokes stay first (frozen)"
@@ -551,7 +574,7 @@ def test_optimize_actions_paints_over_the_init_strokes_own_backdrop():
     photo = torch.stack([0.2 + 0.6 * x, 0.8 - 0.5 * y, 0.4 + 0.2 * x * y])
     boxes = torch.tensor([[6.0, 6.0, 10.0], [12.0, 9.0, 10.0]])
     init = StrokeSet(NAKANO.sample(2, seed=3), boxes, (h, w), background=(0.1, 0.2, 0.3), background_image=photo)
-    loss = node("Pixel Loss").make(target_image(h, w), "l2", 0.0, 1.0)[0]
+    loss = node("Pixel Loss").make(target_image(h, w), "l2", 0.0, 1.0)[0][0]
     run = dict(strokes=2, rounds=1, steps=2, background="#000000")
 
     strokes, image, _, _ = optimize(painter, loss, init_strokes=init, **run)
@@ -569,9 +592,40 @@ def test_optimize_actions_paints_over_the_init_strokes_own_backdrop():
     assert torch.allclose(strokes.background_image, other[0].permute(2, 0, 1))
 
 
+def test_loss_nodes_make_one_loss_per_image_of_a_batch():
+    """A batch is never cut to its first image: one loss per image (ComfyUI then runs Optimize Actions once
+    for each), masks one for all or one per image."""
+    batch = torch.stack([target_image()[0], 1 - target_image()[0], target_image()[0].flip(1)])
+    pixel = node("Pixel Loss").make(batch, "l2", 0.0, 1.0)[0]
+    feature = node("VGG Feature Loss").make(batch, "efficientnet_lite0", "auto", "stage2", "mse", 1.0)[0]
+    style = node("Style Loss").make(batch[:2], "efficientnet_lite0", "auto", "", 1.0)[0]
+    assert (len(pixel), len(feature), len(style)) == (3, 3, 2)
+    for i in range(3):
+        canvas = batch[i:i + 1].permute(0, 3, 1, 2)
+        assert float(pixel[i](canvas)) < 1e-6 and float(feature[i](canvas)) < 1e-4
+        assert all(float(pixel[j](canvas)) > 0.01 for j in range(3) if j != i)
+    masks = torch.zeros(3, 48, 64)
+    per_image = node("Pixel Loss").make(batch, "l1", 0.0, 1.0, mask=masks)[0]
+    assert len(per_image) == 3
+    with pytest.raises(NodeError, match="2 masks for 3 images"):
+        node("Pixel Loss").make(batch, "l1", 0.0, 1.0, mask=masks[:2])
+
+
+def test_style_loss_node():
+    style = torch.rand(1, 40, 40, 3)
+    loss = node("Style Loss").make(style, "efficientnet_lite0", "auto", "", 2.0)[0][0]
+    assert loss.names == ["style"] and loss.weights == [2.0]
+    assert loss.terms[0].layer_names == ["stage1", "stage2", "stage3", "stage4"]
+    same = float(loss(style.permute(0, 3, 1, 2)))
+    flat = float(loss(torch.full((1, 3, 40, 40), 0.5)))
+    assert same < 0.1 * flat
+    with pytest.raises(NodeError, match="Style Loss: unknown backbone"):
+        node("Style Loss").make(style, "resnet", "auto", "", 1.0)
+
+
 def test_optimize_actions_canvas_takes_the_photograph_s_aspect_ratio(painter):
     import json
-    portrait = node("Pixel Loss").make(target_image(60, 40), "l2", 0.0, 1.0)[0]
+    portrait = node("Pixel Loss").make(target_image(60, 40), "l2", 0.0, 1.0)[0][0]
     strokes, image, _, text = optimize(painter, portrait, size=48, steps=2, strokes=4, rounds=1)
     assert strokes.canvas_size == (48, 32) and image.shape == (1, 48, 32, 3)
     assert json.loads(text)["photograph"] == "the 40x60 photograph fills the 32x48 canvas"
@@ -592,7 +646,7 @@ def test_optimize_actions_canvas_takes_the_photograph_s_aspect_ratio(painter):
 
 def test_optimize_actions_time_limit_and_batches(painter):
     import json
-    loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0]
+    loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0][0]
     text = optimize(painter, loss, steps=100000, strokes=8, rounds=2, time_limit=1.0)[3]
     info = json.loads(text)
     assert info["timed_out"] and not info["cancelled"] and info["steps"] < 100000 and info["seconds"] < 30
@@ -601,7 +655,7 @@ def test_optimize_actions_time_limit_and_batches(painter):
 
 
 def test_optimize_actions_clear_errors(painter, strokes):
-    loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0]
+    loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0][0]
     with pytest.raises(NodeError, match="nothing to paint"):
         optimize(painter, loss, strokes=0)
     with pytest.raises(NodeError, match="min_stroke_size 40 is larger"):
@@ -619,7 +673,7 @@ def test_optimize_actions_clear_errors(painter, strokes):
 
 def test_optimize_actions_stops_promptly_on_interrupt(painter):
     """Cancel (here: the adapter's interrupt flag) stops the optimisation at the next step."""
-    pixel = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0]
+    pixel = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0][0]
     calls = []
 
     def objective(canvas):
@@ -641,9 +695,9 @@ def test_nodes_work_under_comfyui_inference_mode(painter_file):
         painter = node("Load Neural Painter").load("tiny.safetensors")[0]
         image = target_image()
         assert image.is_inference()
-        loss = node("Combine Losses").combine(node("Pixel Loss").make(image, "l2", 1.0, 1.0)[0], 1.0,
+        loss = node("Combine Losses").combine(node("Pixel Loss").make(image, "l2", 1.0, 1.0)[0][0], 1.0,
                                               node("VGG Feature Loss").make(image, "efficientnet_lite0", "auto",
-                                                                            "stage2", "mse", 0.1)[0], 1.0)[0]
+                                                                            "stage2", "mse", 0.1)[0][0], 1.0)[0]
         init, = node("Random Actions").make(4, 0, 64, 48, 8, 24)[0]
         strokes, painting, _, text = optimize(painter, loss, init_strokes=init, strokes=4, steps=3,
                                               background_image=image)
@@ -653,7 +707,7 @@ def test_nodes_work_under_comfyui_inference_mode(painter_file):
 
 
 def test_optimize_actions_palette_greyscale_and_opaque(painter):
-    loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0]
+    loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0][0]
     strokes = optimize(painter, loss, strokes=6, rounds=1, steps=3, palette="#e01010, 202020 ; #ffffff")[0]
     rgb = strokes.actions[:, strokes.layout.indices("red", "green", "blue")]
     allowed = torch.tensor([[0xe0, 0x10, 0x10], [0x20, 0x20, 0x20], [0xff, 0xff, 0xff]]) / 255
@@ -758,7 +812,7 @@ def test_scales_and_learning_rates_must_be_finite_positive_numbers(painter, stro
         node("Render Strokes").render(painter, strokes, value)
     with pytest.raises(NodeError, match="Re-render with MyPaint: scale must be a finite positive number"):
         node("Re-render with MyPaint").rerender(strokes, value, "")
-    loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0]
+    loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0][0]
     with pytest.raises(NodeError, match="Optimize Actions: learning_rate must be a finite positive number"):
         optimize(painter, loss, learning_rate=value)
     if value != 0.0:
@@ -773,7 +827,7 @@ def test_image_batches_and_stroke_sizes_are_bounded_before_the_work(painter, str
     with pytest.raises(NodeError, match="Stroke Timelapse: 21 images of 96x64 px .*lower frames or hold_last, or set "
                                         "a smaller max_side"):
         node("Stroke Timelapse").frames(painter, strokes, 10, 0, 11)
-    loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0]
+    loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0][0]
     monkeypatch.setattr(sys.modules["painter_models.optimize"], "paint", lambda *a, **k: pytest.fail("painted"))
     with pytest.raises(NodeError, match="Optimize Actions: snapshots: .*raise snapshot_every"):
         optimize(painter, loss, steps=100, snapshot_every=1)
