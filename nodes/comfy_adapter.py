@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -44,8 +45,11 @@ SHIPPED_PREFIX = "shipped/"
 # model folders of the pack: ComfyUI folder name -> (sub folder of models/, accepted extensions)
 MODEL_FOLDERS = {
     "neural_painters": ("neural_painters", {".safetensors"}),
-    # open_clip checkpoints; ComfyUI maps the legacy name "clip" to "text_encoders" (models/clip is in it)
+    # open_clip checkpoints; ComfyUI maps the legacy name "clip" to "text_encoders" (models/clip is in it),
+    # which also holds Stable Diffusion's text encoders: the CLIP loader lists only open_clip files from it
     "clip": ("clip", {".safetensors", ".pt", ".pth", ".bin"}),
+    # the pack's own folder for open_clip checkpoints in any format (.pt files cannot be checked unopened)
+    "open_clip": ("open_clip", {".safetensors", ".pt", ".pth", ".bin"}),
     "vgg": ("vgg", {".safetensors", ".pt", ".pth"}),
 }
 ENV_WEIGHTS = "NEURAL_PAINTERS_WEIGHTS"
@@ -99,7 +103,10 @@ def model_dirs(kind: str) -> list[str]:
     for d in os.environ.get(ENV_WEIGHTS, "").split(os.pathsep):
         if d:  # a folder laid out like ComfyUI's models/ (with a neural_painters/ sub folder), or a flat one
             sub = os.path.join(d, MODEL_FOLDERS[kind][0])
-            dirs.append(sub if os.path.isdir(sub) else d)
+            if os.path.isdir(sub):
+                dirs.append(sub)
+            elif not any(os.path.isdir(os.path.join(d, s)) for s, _ in MODEL_FOLDERS.values()):
+                dirs.append(d)
     return dirs
 
 
@@ -249,6 +256,43 @@ def soft_empty_cache():
         model_management.soft_empty_cache()
     elif torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def storage_device() -> torch.device:
+    """Where the pack's models (painters, CLIP, feature networks) wait between runs: ComfyUI's offload
+    device (the CPU, unless ComfyUI runs with --highvram / --gpu-only), so they hold no VRAM that
+    ComfyUI's own models need; outside ComfyUI, the compute device."""
+    if IN_COMFYUI:
+        return model_management.unet_offload_device()
+    return compute_device()
+
+
+WORKING_MEMORY = 512 << 20    # bytes for activations and canvases besides the models' own weights
+
+
+@contextmanager
+def on_compute_device(*models, working_memory: int = WORKING_MEMORY):
+    """Run with `models` (nn.Modules, NeuralPainters; None is skipped) on the compute device, yielding it.
+    Inside ComfyUI its memory manager first frees room for them (unloading its own models as it would for
+    another of them, e.g. an SDXL checkpoint on a 24 GB card), and afterwards they go back to
+    storage_device() and the cache is emptied; outside ComfyUI they stay where they are."""
+    models = [m for m in models if hasattr(m, "to")]      # a loss may be a plain function
+    if not IN_COMFYUI:
+        yield compute_device()
+        return
+    device = model_management.get_torch_device()
+    modules = [getattr(m, "generator", m) for m in models]
+    need = sum(model_management.module_size(m) for m in modules if isinstance(m, torch.nn.Module))
+    model_management.free_memory(need + working_memory, device)
+    for m in models:
+        m.to(device)
+    try:
+        yield device
+    finally:
+        store = storage_device()
+        for m in models:
+            m.to(store)
+        model_management.soft_empty_cache()
 
 
 # -------------------------------------------------------------------------------------------------

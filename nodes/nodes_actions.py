@@ -109,5 +109,6 @@ class RandomActions:
         colour = colour_from_hex(background, "Random Actions: background")
         images = [None] if image is None else list(image_to_bchw(image).split(1))
         return ([random_strokes(count, seed, width, height, float(min_stroke_size), float(max_stroke_size),
-                                layout, brush, colour, order, blend, img, painter.reach if painter is not None else None)
+                                layout, brush, colour, order, blend, img,
+                                painter.reach if painter is not None else None)
                  for img in images],)

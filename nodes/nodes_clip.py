@@ -1,7 +1,9 @@
 """Load CLIP (an open_clip model and its weights) and CLIP Text Loss (text to painting)."""
 from __future__ import annotations
 
+import os
 import re
+import weakref
 
 from . import comfy_adapter as comfy
 from .common import CLIP_MODEL, LOADERS, LOSSES, PAINT_LOSS, SEED_MAX, NodeError, user_errors
@@ -14,21 +16,87 @@ TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
+SHIPPED_PREFIX = "shipped/"
+
+
 def clip_dirs() -> list[str]:
-    """Folders searched for CLIP checkpoints: ComfyUI's models/clip (and extra model paths)."""
-    return comfy.model_dirs("clip")
+    """Folders searched for CLIP checkpoints: ComfyUI's models/open_clip and models/clip (and extra paths)."""
+    return comfy.model_dirs("open_clip") + comfy.model_dirs("clip")
 
 
-_CACHE: dict = {}
+def shipped_clip_files() -> list[str]:
+    folder = submodule("clip_loader").PACK_CLIP_CONFIGS
+    return sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")) if os.path.isdir(folder) else []
+
+
+_HEADERS: dict = {}
+
+
+def is_open_clip_file(path: str) -> bool:
+    """Whether a safetensors file holds an open_clip model (both towers' names in its header: read, not
+    loaded; remembered per file). Other formats cannot be checked unopened: they are not listed."""
+    if not path.endswith(".safetensors"):
+        return False
+    stat = os.stat(path)
+    key = (path, stat.st_mtime, stat.st_size)
+    if key not in _HEADERS:
+        from safetensors import safe_open
+        try:
+            with safe_open(path, framework="pt") as f:
+                names = set(f.keys())
+        except Exception:  # noqa: BLE001 - an unreadable file is simply not an open_clip checkpoint
+            names = set()
+        _HEADERS[key] = {"logit_scale", "token_embedding.weight"} <= names and any(
+            n.startswith("visual.") for n in names)
+    return _HEADERS[key]
+
+
+def weight_choices() -> list[str]:
+    """What the weights list offers: the pack's own CLIP (shipped/...), every file in models/open_clip, and
+    the open_clip checkpoints among models/clip's files (text_encoders: Stable Diffusion's are left out)."""
+    own = [SHIPPED_PREFIX + f for f in shipped_clip_files()]
+    clip_files = [n for n in comfy.list_models("clip") if (p := comfy.model_path("clip", n)) and is_open_clip_file(p)]
+    return own + sorted(set(comfy.list_models("open_clip")) | set(clip_files))
+
+
+def weights_path(name: str) -> str | None:
+    """The file a weights_file value names (only what weight_choices offers), or None."""
+    if name.startswith(SHIPPED_PREFIX):
+        base = name[len(SHIPPED_PREFIX):]
+        return comfy.inside(submodule("clip_loader").PACK_CLIP_CONFIGS, base) if base in shipped_clip_files() else None
+    path = comfy.model_path("open_clip", name)
+    if path is not None:
+        return path
+    path = comfy.model_path("clip", name)
+    return path if path is not None and is_open_clip_file(path) else None
+
+
+def model_names() -> list[str]:
+    """open_clip's model names, the pack's own (np-tiny-rn-64) included."""
+    import open_clip
+    submodule("clip_loader").register_pack_configs()
+    return open_clip.list_models()
+
+
+def pretrained_tags() -> list[str]:
+    """Every open_clip pretrained tag (which model each fits: open_clip.list_pretrained()), 'openai' first;
+    'random' for untrained weights."""
+    import open_clip
+    tags = sorted({tag for _, tag in open_clip.list_pretrained()} - {"openai"})
+    return ["openai"] + tags + ["random"]
+
+
+# CLIP models loaded once while something uses them: weak references, so ComfyUI freeing its cache frees them
+_CACHE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def load_clip_cached(model_name: str, pretrained: str, device, precision: str):
     key = (model_name, pretrained, str(device), precision)
-    if key not in _CACHE:
-        _CACHE.clear()  # CLIP models are large: keep one
-        _CACHE[key] = submodule("clip_loader").load_clip(model_name, pretrained, device=device,
-                                                         search_dirs=clip_dirs(), precision=precision)
-    return _CACHE[key]
+    model = _CACHE.get(key)
+    if model is None:
+        model = _CACHE[key] = submodule("clip_loader").load_clip(model_name, pretrained, device=device,
+                                                                 search_dirs=clip_dirs(), precision=precision)
+    return model
 
 
 class LoadCLIP:
@@ -45,14 +113,18 @@ class LoadCLIP:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model_name": ("STRING", {"default": "ViT-B-32", "tooltip":
-                                          "open_clip model name: ViT-B-32, ViT-B-16, ViT-L-14, ... (ViT-B-32 is "
-                                          "the CLIPDraw choice: fast and good enough)."}),
-                "weights_file": ([USE_TAG] + comfy.list_models("clip"), {"default": USE_TAG, "tooltip":
-                                 "A checkpoint file in ComfyUI/models/clip for this model, or use the tag below."}),
-                "pretrained_tag": ("STRING", {"default": "openai", "tooltip":
-                                              "open_clip pretrained tag (openai, laion2b_s34b_b79k, ...) used when "
-                                              "no file is picked. 'random' gives untrained weights (tests only)."}),
+                "model_name": (model_names(), {"default": "ViT-B-32", "tooltip":
+                                                "open_clip model: ViT-B-32 is the CLIPDraw choice (fast, good "
+                                                "enough); np-tiny-rn-64 is the pack's own small shapes CLIP."}),
+                "weights_file": ([USE_TAG] + weight_choices(), {"default": USE_TAG, "tooltip":
+                                 "A checkpoint for this model: shipped/... comes with the pack (for np-tiny-rn-64); "
+                                 "or a file from ComfyUI/models/open_clip (any format) or ComfyUI/models/clip "
+                                 "(open_clip .safetensors only: that folder also holds Stable Diffusion's text "
+                                 "encoders); or use the pretrained tag below."}),
+                "pretrained_tag": (pretrained_tags(), {"default": "openai", "tooltip":
+                                                       "open_clip pretrained tag, used when no file is picked "
+                                                       "(looked up in the clip folders, the Hugging Face cache, "
+                                                       "then downloaded). 'random': untrained weights (tests)."}),
                 "precision": (["fp32", "fp16", "bf16"], {"default": "fp32", "tooltip":
                                                           "fp16 / bf16 halve memory on a GPU; use fp32 on CPU."}),
             },
@@ -64,10 +136,10 @@ class LoadCLIP:
         if not model_name:
             raise NodeError("Load CLIP: give an open_clip model name, e.g. ViT-B-32")
         if weights_file != USE_TAG:
-            pretrained = comfy.model_path("clip", weights_file)
+            pretrained = weights_path(weights_file)
             if pretrained is None:
-                raise NodeError(f"Load CLIP: {weights_file!r} is not in the clip models folder (ComfyUI/models/clip): "
-                                f"pick a file from the list")
+                raise NodeError(f"Load CLIP: {weights_file!r} is not an open_clip checkpoint in "
+                                f"ComfyUI/models/open_clip or ComfyUI/models/clip: pick a file from the list")
         else:
             pretrained = (pretrained_tag or "").strip() or "openai"
             if not TAG.fullmatch(pretrained) or pretrained.lower().endswith(FILE_SUFFIXES):
@@ -75,10 +147,9 @@ class LoadCLIP:
                 raise NodeError(f"Load CLIP: pretrained_tag {pretrained[:80]!r} is not an open_clip tag (e.g. openai, "
                                 f"laion2b_s34b_b79k); to use a checkpoint file, put it in ComfyUI/models/clip and pick "
                                 f"it in weights_file")
-        device = comfy.compute_device()
-        if precision != "fp32" and device.type == "cpu":
+        if precision != "fp32" and comfy.compute_device().type == "cpu":
             precision = "fp32"  # half precision on CPU is slow or unsupported
-        return (load_clip_cached(model_name, pretrained, device, precision),)
+        return (load_clip_cached(model_name, pretrained, comfy.storage_device(), precision),)
 
 
 class CLIPTextLoss:
@@ -120,6 +191,7 @@ class CLIPTextLoss:
         negatives = [p.strip() for p in (negative_prompt or "").splitlines() if p.strip()]
         if not prompts:
             raise NodeError("CLIP Text Loss: the prompt is empty; describe what the painting should show")
-        loss = submodule("losses").ClipTextLoss(clip, prompts, negatives, negative_weight=float(negative_weight),
-                                                cutouts=int(cutouts), mask=one_mask(mask), seed=int(seed) % 2**63)
+        with comfy.on_compute_device(clip):   # the prompts are encoded here
+            loss = submodule("losses").ClipTextLoss(clip, prompts, negatives, negative_weight=float(negative_weight),
+                                                    cutouts=int(cutouts), mask=one_mask(mask), seed=int(seed) % 2**63)
         return (one_term("clip", weight, loss),)

@@ -14,6 +14,26 @@ MAX_FRAMES = 1000
 MAX_RERENDER_SIDE = 8192
 
 
+STROKES_BRUSH = "(the strokes' brush)"
+
+
+def delivered_seed(strokes) -> int:
+    """The brush seed the painting was delivered with (StrokeSet.extra, written by paint()), else 0."""
+    seed = strokes.extra.get("brush_seed", 0)
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
+def one_background(background, node_name: str):
+    """[1, 3, H, W] of a background IMAGE input, or None; a batch is refused, never cut to its first image."""
+    if background is None:
+        return None
+    images = image_to_bchw(background)
+    if len(images) > 1:
+        raise NodeError(f"{node_name}: background is a batch of {len(images)} images and one painting has one "
+                        f"background: split the batch into a list with the core node Rebatch Images (batch_size 1)")
+    return images
+
+
 def frames_to_image(frames: list[np.ndarray]) -> torch.Tensor:
     """uint8 [H, W, 3] frames -> ComfyUI IMAGE [T, H, W, 3] float32 in 0..1 (intermediate device)."""
     batch = torch.from_numpy(np.stack(frames)).float().div_(255.0)
@@ -66,15 +86,15 @@ class StrokeTimelapse:
                 renderer = "mypaint"
             except mypaint.MyPaintUnavailable:
                 pass   # the painter's canvas, as Optimize Actions paints without libmypaint
-        seed = strokes.extra.get("brush_seed", 0)           # the seed the painting was delivered with
-        brush_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
-        bg = image_to_bchw(background)[:1] if background is not None else None
+        brush_seed = delivered_seed(strokes)
+        bg = one_background(background, "Stroke Timelapse")
         counts = export.frame_counts(len(strokes), int(frames))
         h, w = export.frame_size(strokes, int(max_side) or None)
         submodule("limits").check_batch(len(counts) + int(hold_last), h, w, "Stroke Timelapse",
                                         "lower frames or hold_last, or set a smaller max_side")
         out = []
-        with comfy.Progress(len(counts), "time-lapse") as progress:
+        with comfy.Progress(len(counts), "time-lapse") as progress, \
+                comfy.on_compute_device(None if renderer == "mypaint" else painter):
             for i, (_, frame) in enumerate(export.iter_timelapse(renderer, strokes, int(frames), bg,
                                                                  max_side=int(max_side) or None, counts=counts,
                                                                  check=comfy.check_interrupt,
@@ -102,28 +122,34 @@ class RerenderMyPaint:
                 "strokes": (STROKES, {"tooltip": "The strokes, in painting order."}),
                 "scale": ("FLOAT", {"default": 2.0, "min": 0.25, "max": 16.0, "step": 0.25,
                                     "tooltip": "Output size as a multiple of the strokes' canvas."}),
-                "brush": ("STRING", {"default": "", "tooltip": "An installed MyPaint preset (e.g. classic/dry_brush, "
-                                     "classic/charcoal); empty: the brush the strokes were made for."}),
+                "brush": ([STROKES_BRUSH] + submodule("mypaint").list_brushes(), {"default": STROKES_BRUSH,
+                          "tooltip": "The brush the strokes were made for, or another installed MyPaint preset "
+                                     "(the same strokes with another brush)."}),
             },
             "optional": {
                 "background": ("IMAGE", {"tooltip": "Optional: paint over this image instead of the strokes' "
                                                     "own background (colour or image)."}),
+                "brush_seed": ("INT", {"default": -1, "min": -1, "max": 10000, "step": 1, "tooltip":
+                                       "The brush's random texture: -1 is the seed the painting was delivered with "
+                                       "(what Optimize Actions showed); another number, another draw of the "
+                                       "brush's grain."}),
             },
         }
 
     @user_errors("Re-render with MyPaint")
-    def rerender(self, strokes, scale=2.0, brush="", background=None):
+    def rerender(self, strokes, scale=2.0, brush=STROKES_BRUSH, background=None, brush_seed=-1):
         scale = submodule("limits").finite_positive(scale, "scale")
         h, w = strokes.canvas_size
         if max(h, w) * scale > MAX_RERENDER_SIDE:
             raise NodeError(f"Re-render with MyPaint: {w}x{h} at scale {scale:g} is "
                             f"{round(w * scale)}x{round(h * scale)} px; at most {MAX_RERENDER_SIDE} px a side")
         export = submodule("export")
-        preset = installed_preset(brush.strip() or strokes.brush)
-        bg = image_to_bchw(background)[:1] if background is not None else None
+        preset = installed_preset(strokes.brush if brush in ("", STROKES_BRUSH) else brush)
+        bg = one_background(background, "Re-render with MyPaint")
+        seed = delivered_seed(strokes) if brush_seed < 0 else int(brush_seed)
         with comfy.Progress(max(1, len(strokes)), "MyPaint") as progress:
             image = export.rerender_mypaint(strokes, scale, preset, bg, check=comfy.check_interrupt,
-                                            callback=lambda done, total: progress.update(done))
+                                            callback=lambda done, total: progress.update(done), brush_seed=seed)
         return (frames_to_image([image]),)
 
 
@@ -135,7 +161,7 @@ def installed_preset(brush: str) -> str:
     name = export.mypaint_brush_name(brush)
     if name is None:
         raise NodeError(f"Re-render with MyPaint: these strokes were made for the torch rasteriser ({brush!r}), "
-                        f"which has no MyPaint brush: type a preset in brush, e.g. classic/dry_brush")
+                        f"which has no MyPaint brush: pick a preset in brush, e.g. classic/dry_brush")
     installed = mypaint.list_brushes()
     if name not in installed:
         if not installed:

@@ -76,7 +76,7 @@ def feature_network(node_name: str, backbone: str, weights: str, layers: str, de
         if path is None:
             raise NodeError(f"{node_name}: weights file {weights!r} not found in ComfyUI/models/vgg")
     names = [s.strip() for s in layers.replace(";", ",").split(",") if s.strip()] or default_layers
-    return submodule("backbones").build_backbone(backbone, weights=path, layers=names, device=comfy.compute_device(),
+    return submodule("backbones").build_backbone(backbone, weights=path, layers=names, device=comfy.storage_device(),
                                                  search_dirs=weights_dirs())
 
 

@@ -205,14 +205,6 @@ class OptimizeActions:
                                "raise snapshot_every (0: none), or lower steps")
         if strokes == 0 and (init_strokes is None or len(init_strokes) == 0):
             raise NodeError("Optimize Actions: nothing to paint: set strokes above 0 or connect init_strokes")
-        device = painter.device
-        if background_image is not None:
-            bg = image_to_bchw(background_image)[:1].to(device)
-        elif init_strokes is not None:
-            bg = init_strokes.backdrop  # continuing a painting keeps what it was painted over (e.g. a photo)
-        else:
-            bg = colour_from_hex(background, "Optimize Actions: background")
-
         if learning_rate is None:
             learning_rate = engine_default("lr")
         polish_steps = int(polish_steps) if strokes > 0 else 0  # paint() polishes only after new strokes
@@ -222,22 +214,28 @@ class OptimizeActions:
             # an update is also the interrupt point: Cancel raises out of paint() here
             progress.update(p.step, preview=p.preview)
 
-        try:
-            with torch.enable_grad():  # ComfyUI runs nodes with gradients off
-                result = optimize.paint(
-                    painter, loss, (int(height), int(width)), strokes=int(strokes), rounds=int(rounds),
-                    steps=int(steps), lr=float(learning_rate), min_size=float(min_stroke_size) or None,
-                    max_size=float(max_stroke_size) or None, palette=parse_palette(palette),
-                    greyscale=bool(greyscale), opaque=bool(opaque), blend=blend, background=bg,
-                    seed=int(seed) % 2**63, init=init_strokes, keep_training=bool(keep_training),
-                    polish_steps=polish_steps, real_brush="auto" if real_brush else False,
-                    time_limit=time_limit or None, target_for_seeding=photo, callback=on_step, preview_every=1,
-                    snapshot_every=int(snapshot_every), device=device)
-        except FloatingPointError as e:
-            raise NodeError(f"Optimize Actions: {e}; lower the learning rate or the loss weights") from None
-        finally:
-            progress.close()
-            comfy.soft_empty_cache()
+        if background_image is not None:
+            bg = image_to_bchw(background_image)   # paint() moves it to the device
+        elif init_strokes is not None:
+            bg = init_strokes.backdrop  # continuing a painting keeps what it was painted over (e.g. a photo)
+        else:
+            bg = colour_from_hex(background, "Optimize Actions: background")
+        with comfy.on_compute_device(painter, loss) as device:
+            try:
+                with torch.enable_grad():  # ComfyUI runs nodes with gradients off
+                    result = optimize.paint(
+                        painter, loss, (int(height), int(width)), strokes=int(strokes), rounds=int(rounds),
+                        steps=int(steps), lr=float(learning_rate), min_size=float(min_stroke_size) or None,
+                        max_size=float(max_stroke_size) or None, palette=parse_palette(palette),
+                        greyscale=bool(greyscale), opaque=bool(opaque), blend=blend, background=bg,
+                        seed=int(seed) % 2**63, init=init_strokes, keep_training=bool(keep_training),
+                        polish_steps=polish_steps, real_brush="auto" if real_brush else False,
+                        time_limit=time_limit or None, target_for_seeding=photo, callback=on_step, preview_every=1,
+                        snapshot_every=int(snapshot_every), device=device)
+            except FloatingPointError as e:
+                raise NodeError(f"Optimize Actions: {e}; lower the learning rate or the loss weights") from None
+            finally:
+                progress.close()
         image = bchw_to_image(result.canvas)
         if result.snapshots:
             snaps = torch.cat([bchw_to_image(c) for _, c in result.snapshots])

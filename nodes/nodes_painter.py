@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import weakref
 
 from . import comfy_adapter as comfy
 from .common import LOADERS, NEURAL_PAINTER, NodeError, user_errors
@@ -40,18 +41,19 @@ def painter_file(name: str) -> str:
     return path
 
 
-_CACHE: dict = {}
+# Painters loaded once while something uses them: weak references, so a painter ComfyUI's own cache
+# lets go of (its 'Free model and node cache') is freed, not pinned here.
+_CACHE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def load_painter_cached(path: str, device):
-    """load_painter with a small cache keyed by file, modification time and device."""
+    """load_painter, shared by every node that asks for the same file (path, modification time, device)."""
     from .core import painter_models
     key = (os.path.abspath(path), os.path.getmtime(path), str(device))
-    if key not in _CACHE:
-        if len(_CACHE) >= 4:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = painter_models.load_painter(path, device=device)
-    return _CACHE[key]
+    painter = _CACHE.get(key)
+    if painter is None:
+        painter = _CACHE[key] = painter_models.load_painter(path, device=device)
+    return painter
 
 
 def painter_info(painter) -> str:
@@ -98,7 +100,7 @@ class LoadNeuralPainter:
     def load(self, painter_name):
         path = painter_file(painter_name)
         try:
-            painter = load_painter_cached(path, comfy.compute_device())
+            painter = load_painter_cached(path, comfy.storage_device())
         except ValueError as e:   # CheckpointError: name the painter as the user knows it, not by its server path
             raise NodeError(f"Load Neural Painter: {str(e).replace(repr(path), repr(painter_name))}") from None
         return painter, painter_info(painter)

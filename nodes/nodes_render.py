@@ -28,6 +28,17 @@ def render(painter, strokes, background=None, scale: float = 1.0) -> torch.Tenso
         return canvas.render_canvas(painter, strokes, background, check=comfy.check_interrupt)
 
 
+def coverage(painter, strokes, scale: float = 1.0) -> torch.Tensor:
+    """MASK [1, H, W]: 1 - the light that comes through all the strokes, i.e. the strokes painted in black
+    over white, inverted (what covers a pixel is the strokes' alpha, whatever their colours)."""
+    rgb = strokes.layout.indices("red", "green", "blue")
+    black = strokes.actions.clone()
+    black[:, rgb] = 0.0
+    ink = dataclasses.replace(strokes, actions=black, background=(1.0, 1.0, 1.0), background_image=None)
+    through = render(painter, ink, None, scale)[:, 0]
+    return (1 - through).clamp(0, 1).to(comfy.intermediate_device())
+
+
 def with_blend(strokes, blend: str):
     """The same strokes with another blend mode ("alpha" / "linear"); "as strokes" keeps theirs."""
     if blend in ("as strokes", strokes.blend):
@@ -42,9 +53,11 @@ class RenderStrokes:
                    "at the strokes' canvas size (or a multiple of it).")
     CATEGORY = PAINTING
     FUNCTION = "render"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-    OUTPUT_TOOLTIPS = ("The painting, one image.",)
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("image", "coverage")
+    OUTPUT_TOOLTIPS = ("The painting, one image.",
+                       "How much paint covers each pixel (1: the strokes hide what is under them; 0: bare), e.g. "
+                       "to composite the strokes elsewhere. Costs a second render.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -57,16 +70,23 @@ class RenderStrokes:
             },
             "optional": {
                 "background": ("IMAGE", {"tooltip": "Optional: paint over this image (resized to the canvas) "
-                                                    "instead of the strokes' own background (colour or image)."}),
+                                                    "instead of the strokes' own background (colour or image); a "
+                                                    "batch: the strokes over each of its images."}),
             },
         }
 
     @user_errors("Render Strokes")
     def render(self, painter, strokes, scale=1.0, background=None):
         check_painter_matches(painter, strokes, "Render Strokes")
-        bg = image_to_bchw(background)[:1].to(painter.device) if background is not None else None
-        out = render(painter, strokes, bg, float(scale))
-        return (bchw_to_image(out),)
+        backgrounds = [None] if background is None else list(image_to_bchw(background).split(1))
+        out = []
+        with comfy.on_compute_device(painter) as device:
+            for bg in backgrounds:      # a background batch: the strokes over each of its images
+                comfy.check_interrupt()
+                out.append(bchw_to_image(render(painter, strokes, None if bg is None else bg.to(device),
+                                                float(scale))))
+            cover = coverage(painter, strokes, float(scale))
+        return (torch.cat(out), cover)
 
 
 class BlendCanvas:
@@ -115,13 +135,14 @@ class BlendCanvas:
             strokes = dataclasses.replace(strokes.scaled(factor), canvas_size=(h, w))
         m = mask_to_b1hw(mask, (h, w))
         out = []
-        for i in range(b):
-            comfy.check_interrupt()
-            base = images[i:i + 1].to(painter.device)
-            painted = render(painter, strokes, base)
-            mixed = base + (painted - base) * float(opacity)
-            if m is not None:
-                mi = m[min(i, len(m) - 1):min(i, len(m) - 1) + 1].to(painter.device)
-                mixed = base + (mixed - base) * mi
-            out.append(bchw_to_image(mixed))
+        with comfy.on_compute_device(painter) as device:
+            for i in range(b):
+                comfy.check_interrupt()
+                base = images[i:i + 1].to(device)
+                painted = render(painter, strokes, base)
+                mixed = base + (painted - base) * float(opacity)
+                if m is not None:
+                    mi = m[min(i, len(m) - 1):min(i, len(m) - 1) + 1].to(device)
+                    mixed = base + (mixed - base) * mi
+                out.append(bchw_to_image(mixed))
         return (torch.cat(out),)

@@ -55,7 +55,8 @@ How it paints:
     returned strokes: exactly what export.rerender_mypaint(result.strokes, 1.0) gives. Otherwise the
     painting is the painter's canvas and result.note says why.
   * Cancellation: the callback returns True or raises StopPainting -> paint returns the best result so
-    far with cancelled=True; past time_limit it does the same with timed_out=True. Any other exception from the callback (e.g. ComfyUI's interrupt)
+    far with cancelled=True; past time_limit it does the same with timed_out=True. Any other exception
+    from the callback (e.g. ComfyUI's interrupt)
     propagates with the best result so far attached as `exception.paint_result`.
 """
 from __future__ import annotations

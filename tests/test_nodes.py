@@ -268,6 +268,73 @@ def test_render_strokes(painter, strokes):
     assert over.shape == image.shape and over.mean() < image.mean()
 
 
+def test_background_batches_are_painted_whole_or_refused(painter, strokes):
+    backgrounds = torch.stack([torch.zeros(64, 96, 3), torch.ones(64, 96, 3), torch.full((64, 96, 3), 0.5)])
+    images = node("Render Strokes").render(painter, strokes, 1.0, background=backgrounds)[0]
+    assert images.shape == (3, 64, 96, 3)
+    for i in range(3):
+        alone = node("Render Strokes").render(painter, strokes, 1.0, background=backgrounds[i:i + 1])[0]
+        assert torch.equal(images[i:i + 1], alone)
+    with pytest.raises(NodeError, match="Stroke Timelapse: background is a batch of 3 images.*Rebatch Images"):
+        node("Stroke Timelapse").frames(painter, strokes, 4, 48, 0, background=backgrounds)
+    with pytest.raises(NodeError, match="Re-render with MyPaint: background is a batch of 3 images"):
+        node("Re-render with MyPaint").rerender(strokes, 1.0, background=backgrounds)
+
+
+def test_models_wait_off_the_gpu_and_comfyui_makes_room_for_them(painter, monkeypatch):
+    """Inside ComfyUI the pack's models live on its offload device between runs; for a run, ComfyUI's
+    memory manager is first asked to free room for them (it unloads its own models for that), and they go
+    back afterwards."""
+    calls = []
+
+    class FakeModelManagement:
+        @staticmethod
+        def get_torch_device():
+            return torch.device("meta")
+
+        @staticmethod
+        def unet_offload_device():
+            return torch.device("cpu")
+
+        @staticmethod
+        def module_size(module):
+            return sum(p.numel() * p.element_size() for p in module.parameters())
+
+        @staticmethod
+        def free_memory(memory_required, device):
+            calls.append(("free", memory_required, device))
+
+        @staticmethod
+        def soft_empty_cache():
+            calls.append(("empty",))
+
+    monkeypatch.setattr(adapter, "IN_COMFYUI", True)
+    monkeypatch.setattr(adapter, "model_management", FakeModelManagement)
+    assert adapter.storage_device() == torch.device("cpu")
+    moves = []
+    monkeypatch.setattr(type(painter), "to", lambda self, device: moves.append(torch.device(device)) or self)
+    with adapter.on_compute_device(painter, None, lambda c: c) as device:
+        assert device == torch.device("meta") and moves == [torch.device("meta")]
+    weights = FakeModelManagement.module_size(painter.generator)
+    assert calls == [("free", weights + adapter.WORKING_MEMORY, torch.device("meta")), ("empty",)]
+    assert moves == [torch.device("meta"), torch.device("cpu")]
+
+
+def test_render_strokes_coverage_mask():
+    """The coverage MASK is the strokes' alpha: painted over two backgrounds, the painting differs exactly
+    by the light the strokes let through."""
+    from painter_models import RasterProgram
+    painter = RasterProgram(16)
+    strokes, = node("Random Actions").make(12, 3, 48, 32, 6, 20)[0]
+    image, cover = node("Render Strokes").render(painter, strokes, 1.0)
+    assert cover.shape == (1, 32, 48) and 0 <= cover.min() and cover.max() <= 1
+    assert 0.05 < cover.mean() < 0.95 and cover.max() > 0.5 and cover.min() == 0
+    on_black = node("Render Strokes").render(painter, strokes, 1.0, background=torch.zeros(1, 32, 48, 3))[0]
+    through = (image - on_black)[0].mean(-1)          # white minus black background: what comes through
+    assert torch.allclose(1 - through, cover[0], atol=1e-5)
+    assert node("Render Strokes").render(painter, strokes, 2.0)[1].shape == (1, 64, 96)
+
+
 def test_render_refuses_a_mismatched_painter(painter, strokes):
     from painter_models.actions import ActionLayout, Field, NAKANO
     other = ActionLayout("other12", tuple(Field("x" + f.name, f.role, f.low, f.high) for f in NAKANO.fields))
@@ -404,8 +471,35 @@ def test_load_clip_from_the_clip_folder(models_dir, tmp_path):
     assert clip.name == "np-tiny-clip" and clip.source.endswith("np-tiny-clip-mine.safetensors")
     assert not any(p.requires_grad for p in clip.parameters())
     assert node("Load CLIP").load("np-tiny-clip", "np-tiny-clip-mine.safetensors", "x")[0] is clip, "cached"
-    with pytest.raises(NodeError, match="is not in"):
+    with pytest.raises(NodeError, match="is not an open_clip checkpoint"):
         node("Load CLIP").load("np-tiny-clip", "gone.safetensors", "x")
+
+
+def test_load_clip_lists_what_open_clip_can_load(models_dir):
+    """models/clip is ComfyUI's text_encoders folder: Stable Diffusion's text encoders live there too and
+    open_clip cannot load them, so only open_clip checkpoints are offered from it; models/open_clip
+    (the pack's folder) is listed whole; the pack's own shapes CLIP comes as shipped/..."""
+    import torch as t
+    from safetensors.torch import save_file
+    save_file({"text_model.encoder.layers.0.mlp.fc1.weight": t.zeros(2, 2)},
+              str(models_dir / "clip" / "clip_l.safetensors"))                       # an SD text encoder
+    save_file({"visual.conv1.weight": t.zeros(2, 2), "logit_scale": t.zeros(()),
+               "token_embedding.weight": t.zeros(2, 2)}, str(models_dir / "clip" / "my_open_clip.safetensors"))
+    (models_dir / "clip" / "mystery.pt").write_bytes(b"not opened")
+    (models_dir / "open_clip").mkdir()
+    (models_dir / "open_clip" / "ViT-B-32-openai.pt").write_bytes(b"not opened either")
+    spec = NODES[NAMES["Load CLIP"]].INPUT_TYPES()["required"]
+    files = spec["weights_file"][0]
+    assert "my_open_clip.safetensors" in files and "ViT-B-32-openai.pt" in files
+    assert "clip_l.safetensors" not in files and "mystery.pt" not in files
+    assert "shipped/np-tiny-rn-64-shapes.safetensors" in files
+    with pytest.raises(NodeError, match="is not an open_clip checkpoint"):
+        node("Load CLIP").load("ViT-B-32", "clip_l.safetensors", "openai")
+    assert {"ViT-B-32", "ViT-L-14", "np-tiny-rn-64"} <= set(spec["model_name"][0])
+    tags = spec["pretrained_tag"][0]
+    assert tags[0] == "openai" and {"laion2b_s34b_b79k", "random"} <= set(tags)
+    clip = node("Load CLIP").load("np-tiny-rn-64", "shipped/np-tiny-rn-64-shapes.safetensors", "openai")[0]
+    assert clip.name == "np-tiny-rn-64" and clip.source.endswith("np-tiny-rn-64-shapes.safetensors")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -490,6 +584,20 @@ def test_rerender_with_mypaint(strokes):
         node("Re-render with MyPaint").rerender(strokes, 100.0, "")
     with pytest.raises(NodeError, match="Re-render with MyPaint: "):
         node("Re-render with MyPaint").rerender(strokes, 1.0, "no_such/brush_name")
+    # the brush: a list of the installed presets, first the strokes' own
+    choices = NODES[NAMES["Re-render with MyPaint"]].INPUT_TYPES()["required"]["brush"][0]
+    assert choices[0] == "(the strokes' brush)" and "classic/charcoal" in choices
+    from painter_models.export import rerender_mypaint
+    as_image = lambda a: torch.from_numpy(a).float()[None] / 255  # noqa: E731
+    rerender = node("Re-render with MyPaint").rerender
+    assert torch.equal(rerender(strokes, 1.0, choices[0])[0], as_image(rerender_mypaint(strokes, 1.0)))
+    charcoal = rerender(strokes, 1.0, "classic/charcoal")[0]
+    assert torch.equal(charcoal, as_image(rerender_mypaint(strokes, 1.0, brush="classic/charcoal")))
+    # the brush seed: -1 is the one the painting was delivered with, another number another grain
+    strokes.extra["brush_seed"] = 2
+    assert torch.equal(rerender(strokes, 1.0)[0], as_image(rerender_mypaint(strokes, 1.0, brush_seed=2)))
+    assert torch.equal(rerender(strokes, 1.0, brush_seed=5)[0], as_image(rerender_mypaint(strokes, 1.0, brush_seed=5)))
+    assert not torch.equal(rerender(strokes, 1.0, brush_seed=5)[0], rerender(strokes, 1.0)[0])
 
 
 # ------------------------------------------------------------------------------------------------
