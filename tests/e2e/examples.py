@@ -15,22 +15,28 @@ from .comfy import REPO, ComfyNotSetUp, checkout_server
 from .workflow_builder import Graph
 
 EXAMPLES_DIR = REPO / "example_workflows"
+# The pack's default painter for photographs: every example (and every e2e test that wants a trained painter)
+# takes it from here.
 DEFAULT_PAINTER = "shipped/dry_brush.safetensors"
 EXAMPLE_IMAGE = "neural_painters_astronaut.jpg"
 COL = 400  # column width of the layout
 
 CLIP_NOTE = (
     "Text workflows need CLIP weights.\n\n"
-    "Load CLIP looks for open_clip weights in ComfyUI/models/clip: for ViT-B-32 with the tag 'openai' put "
-    "ViT-B-32-openai.safetensors there (or OpenAI's ViT-B-32.pt), or pick any CLIP checkpoint file in "
-    "weights_file. With internet access, open_clip downloads the tag's weights itself on first use "
-    "(into the Hugging Face cache).\n\n"
+    "Load CLIP looks for open_clip weights in ComfyUI/models/clip and ComfyUI/models/open_clip: for ViT-B-32 "
+    "with the tag 'openai' put ViT-B-32-openai.safetensors there (or OpenAI's ViT-B-32.pt), or pick a "
+    "checkpoint file in weights_file. With internet access, open_clip downloads the tag's weights itself on "
+    "first use (into the Hugging Face cache).\n\n"
     "Sources: https://huggingface.co/timm/vit_base_patch32_clip_224.openai (open_clip_model.safetensors), "
-    "or any open_clip model/tag (ViT-B-16, ViT-L-14 ...).")
+    "or any open_clip model/tag (ViT-B-16, ViT-L-14 ...).\n\n"
+    "Offline: model_name np-tiny-rn-64 with weights_file shipped/np-tiny-rn-64-shapes.safetensors, the pack's "
+    "tiny CLIP that knows only coloured shapes (prompts like 'a red circle on the left', 64 px).")
 
 PAINTER_NOTE = (
     "Painters: 'shipped/...' painters come with the pack. Your own (trained with neural-painters-train) go "
-    "in ComfyUI/models/neural_painters. Optimize Actions shows a live preview in its node; Cancel stops it.")
+    "in ComfyUI/models/neural_painters. Optimize Actions paints with the real MyPaint brush in the loop "
+    "(real_brush; without libmypaint it uses the painter's canvas and its report says so), shows a live preview "
+    "in its node, and Cancel stops it. size is the painting's long side: it keeps the photo's aspect ratio.")
 
 
 def _painter(g: Graph, pos, painter: str):
@@ -52,7 +58,7 @@ def image_to_painting(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
     feature = g.add("NeuralPaintersVGGFeatureLoss", {"backbone": "efficientnet_lite0", "weight": 1.0}, pos=(COL, 0))
     pixel = g.add("NeuralPaintersPixelLoss", {"kind": "l2", "blur_sigma": 2.0, "weight": 1.0}, pos=(COL, 330))
     combine = g.add("NeuralPaintersCombineLosses", pos=(2 * COL, 200))
-    opt = g.add("NeuralPaintersOptimizeActions", {"width": 384, "height": 384, "strokes": 400, "rounds": 4,
+    opt = g.add("NeuralPaintersOptimizeActions", {"size": 384, "strokes": 400, "rounds": 4,
                                                   "steps": 400, "seed": 1}, pos=(3 * COL, 0))
     preview = g.add("SaveImage", {"filename_prefix": "neural_painters/image_to_painting"}, pos=(4 * COL, 0))
     save = g.add("NeuralPaintersSaveStrokes", {"filename_prefix": "neural_painters/image_to_painting"},
@@ -71,13 +77,13 @@ def image_to_painting(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
 def text_to_painting(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
     """A painting from a text prompt through CLIP (CLIPDraw-style)."""
     g = Graph(info)
-    g.note(CLIP_NOTE, pos=(0, -300), size=(760, 240), title="Note: CLIP weights needed")
+    g.note(CLIP_NOTE, pos=(0, -360), size=(760, 300), title="Note: CLIP weights needed")
     load = _painter(g, (0, 0), painter)
     clip = g.add("NeuralPaintersLoadCLIP", {"model_name": "ViT-B-32", "pretrained_tag": "openai"}, pos=(0, 200))
     text = g.add("NeuralPaintersCLIPTextLoss", {"prompt": "a painting of a red lighthouse by the sea at sunset",
                                                 "negative_prompt": "text, watermark", "cutouts": 8, "seed": 2},
                  pos=(COL, 200))
-    opt = g.add("NeuralPaintersOptimizeActions", {"width": 320, "height": 320, "strokes": 300, "rounds": 3,
+    opt = g.add("NeuralPaintersOptimizeActions", {"size": 320, "strokes": 300, "rounds": 3,
                                                   "steps": 450, "learning_rate": 0.08, "seed": 2},
                 pos=(2 * COL, 0))
     save = g.add("SaveImage", {"filename_prefix": "neural_painters/text_to_painting"}, pos=(3 * COL, 0))
@@ -96,7 +102,7 @@ def timelapse(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
     load = _painter(g, (0, 0), painter)
     image = _image(g, (0, 200))
     pixel = g.add("NeuralPaintersPixelLoss", {"kind": "l2", "blur_sigma": 1.5}, pos=(COL, 200))
-    opt = g.add("NeuralPaintersOptimizeActions", {"width": 320, "height": 320, "strokes": 250, "rounds": 4,
+    opt = g.add("NeuralPaintersOptimizeActions", {"size": 320, "strokes": 250, "rounds": 4,
                                                   "steps": 300, "seed": 3}, pos=(2 * COL, 0))
     frames = g.add("NeuralPaintersStrokeTimelapse", {"frames": 60, "max_side": 320, "hold_last": 15},
                    pos=(3 * COL, 0))
@@ -125,14 +131,14 @@ def svg_export(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
     load = _painter(g, (0, 0), painter)
     image = _image(g, (0, 200))
     pixel = g.add("NeuralPaintersPixelLoss", {"kind": "l2", "blur_sigma": 1.0}, pos=(COL, 200))
-    opt = g.add("NeuralPaintersOptimizeActions", {"width": 256, "height": 256, "strokes": 200, "rounds": 3,
+    opt = g.add("NeuralPaintersOptimizeActions", {"size": 256, "strokes": 200, "rounds": 3,
                                                   "steps": 240, "seed": 4, "opaque": True}, pos=(2 * COL, 0))
     svg = g.add("NeuralPaintersStrokesToSVG", {"filename_prefix": "neural_painters/painting",
                                                "title": "neural painters: astronaut"}, pos=(3 * COL, 0))
     save = g.add("NeuralPaintersSaveStrokes", {"filename_prefix": "neural_painters/painting"}, pos=(3 * COL, 260))
     big = g.add("NeuralPaintersRenderStrokes", {"scale": 2.0}, pos=(3 * COL, 420))
     preview = g.add("PreviewImage", pos=(4 * COL, 420))
-    mypaint = g.add("NeuralPaintersRerenderMyPaint", {"scale": 4.0, "brush": ""}, pos=(3 * COL, 640),
+    mypaint = g.add("NeuralPaintersRerenderMyPaint", {"scale": 4.0}, pos=(3 * COL, 640),
                     title="Re-render with MyPaint (unmute: needs libmypaint)")
     mypaint.mode = 2
     mypaint_save = g.add("SaveImage", {"filename_prefix": "neural_painters/mypaint_4x"}, pos=(4 * COL, 820))
@@ -153,15 +159,16 @@ def svg_export(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
 def image_plus_text(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
     """A photograph painted under a text prompt: feature loss for the content, CLIP for the mood."""
     g = Graph(info)
-    g.note(CLIP_NOTE, pos=(0, -300), size=(760, 240), title="Note: CLIP weights needed")
+    g.note(CLIP_NOTE, pos=(0, -360), size=(760, 300), title="Note: CLIP weights needed")
     load = _painter(g, (0, 0), painter)
     image = _image(g, (0, 200))
     clip = g.add("NeuralPaintersLoadCLIP", {"model_name": "ViT-B-32", "pretrained_tag": "openai"}, pos=(0, 560))
-    feature = g.add("NeuralPaintersVGGFeatureLoss", {"weight": 1.0}, pos=(COL, 200))
+    # the feature loss is relative errors x 0.005 plus a colour term: x100 keeps it level with CLIP x0.5
+    feature = g.add("NeuralPaintersVGGFeatureLoss", {"weight": 100.0}, pos=(COL, 200))
     text = g.add("NeuralPaintersCLIPTextLoss", {"prompt": "an expressionist oil painting, bold blue and orange "
                                                           "brushstrokes", "cutouts": 6, "seed": 5}, pos=(COL, 520))
     combine = g.add("NeuralPaintersCombineLosses", {"scale_1": 1.0, "scale_2": 0.5}, pos=(2 * COL, 300))
-    opt = g.add("NeuralPaintersOptimizeActions", {"width": 320, "height": 320, "strokes": 350, "rounds": 4,
+    opt = g.add("NeuralPaintersOptimizeActions", {"size": 320, "strokes": 350, "rounds": 4,
                                                   "steps": 400, "seed": 5}, pos=(3 * COL, 0))
     save = g.add("SaveImage", {"filename_prefix": "neural_painters/image_plus_text"}, pos=(4 * COL, 0))
     g.link(image, "IMAGE", feature, "image")

@@ -39,10 +39,11 @@ def cut_down(prompt: dict) -> dict:
     for node in prompt.values():
         inputs, kind = node["inputs"], node["class_type"]
         if kind == "NeuralPaintersOptimizeActions":
-            scale = CI_SIDE / max(inputs["width"], inputs["height"])
-            inputs.update(width=max(16, round(inputs["width"] * scale / 8) * 8),
-                          height=max(16, round(inputs["height"] * scale / 8) * 8),
-                          strokes=min(inputs["strokes"], 16), rounds=min(inputs["rounds"], 2),
+            scale = CI_SIDE / max(inputs["size"], inputs["width"], inputs["height"])
+            for side in ("size", "width", "height"):
+                if inputs[side]:  # width / height 0: from size and the photograph
+                    inputs[side] = max(16, round(inputs[side] * scale / 8) * 8)
+            inputs.update(strokes=min(inputs["strokes"], 16), rounds=min(inputs["rounds"], 2),
                           steps=min(inputs["steps"], 4))
         elif kind == "NeuralPaintersCLIPTextLoss":
             inputs["cutouts"] = 1
@@ -133,41 +134,32 @@ def test_example_image_to_painting(comfy, comfy_server):
     opt = prompt[node_of(prompt, "NeuralPaintersOptimizeActions")]["inputs"]
     painting = images[node_of(prompt, "SaveImage")]
     assert len(painting) == 1
-    assert_painted(painting[0], (opt["width"], opt["height"]))
+    assert_painted(painting[0], (opt["size"], opt["size"]))  # the photograph is square
     saved = entry["outputs"][node_of(prompt, "NeuralPaintersSaveStrokes")]["strokes_files"][0]
     doc = json.loads((comfy_server.dirs["output"] / saved["subfolder"] / saved["filename"]).read_text())
     assert doc["format"] == "neural-painters-strokes" and len(doc["strokes"]) == opt["strokes"]
 
 
-@pytest.fixture(scope="session")
-def shapes_clip_file(extra_models_dir):
-    """The shipped shapes CLIP (trained here by training/tiny_clip.py), in the CLIP folder as a user's file."""
-    from training.guided_checks import shapes_clip_path
-    source = Path(shapes_clip_path())
-    target = extra_models_dir / "clip" / source.name
-    if not target.exists():
-        target.symlink_to(source)
-    return target
-
-
-def test_example_text_to_painting(comfy, shapes_clip_file):
-    """The text workflow as shipped, but with a CLIP that really knows its words (the shapes CLIP picked in
-    Load CLIP, a prompt from its world) and the text recipe's sizes (training/guided_checks.py), which a
-    CPU runs in well under a minute: by the pixel judge, the painting's main colour is the prompt's."""
+def test_example_text_to_painting(comfy):
+    """The text workflow as shipped, but with a CLIP that really knows its words (the pack's shapes CLIP, picked
+    in Load CLIP's weights list, and a prompt from its world) and the text recipe's sizes
+    (training/guided_checks.py), which a CPU runs in well under a minute: by the pixel judge, the painting's main
+    colour is the prompt's."""
     import numpy as np
-    from training.guided_checks import SHAPE_PROMPTS, TEXT_RECIPE
+    from training.guided_checks import SHAPE_PROMPTS, TEXT_RECIPE, shapes_clip_path
     from training.judges import ShapeJudge
     from training.tiny_clip import MODEL_NAME
     text = "a red circle"
+    shapes_clip = "shipped/" + Path(shapes_clip_path()).name
+    assert shapes_clip in comfy.object_info()["NeuralPaintersLoadCLIP"]["input"]["required"]["weights_file"][0]
     prompt = comfy.convert(load_example("text_to_painting"))
-    prompt[node_of(prompt, "NeuralPaintersLoadCLIP")]["inputs"].update(model_name=MODEL_NAME,
-                                                                      weights_file=shapes_clip_file.name)
+    prompt[node_of(prompt, "NeuralPaintersLoadCLIP")]["inputs"].update(model_name=MODEL_NAME, weights_file=shapes_clip)
     prompt[node_of(prompt, "NeuralPaintersCLIPTextLoss")]["inputs"].update(prompt=text, negative_prompt="",
                                                                           cutouts=TEXT_RECIPE["cutouts"])
     opt = prompt[node_of(prompt, "NeuralPaintersOptimizeActions")]["inputs"]
     side = TEXT_RECIPE["size"]
-    opt.update(width=side, height=side, strokes=TEXT_RECIPE["strokes"], rounds=TEXT_RECIPE["rounds"],
-               steps=TEXT_RECIPE["steps"], learning_rate=0.2)
+    opt.update(size=side, strokes=TEXT_RECIPE["strokes"], rounds=TEXT_RECIPE["rounds"], steps=TEXT_RECIPE["steps"],
+               learning_rate=0.2)
     images = comfy.images(comfy.run(with_stand_in_painter(prompt), timeout=600))
     painting = images[node_of(prompt, "SaveImage")][0]
     assert painting.size == (side, side)
@@ -180,7 +172,7 @@ def test_example_text_to_painting(comfy, shapes_clip_file):
 def test_example_image_plus_text(comfy, clip_weights):
     prompt, _, images = run_example(comfy, "image_plus_text")
     opt = prompt[node_of(prompt, "NeuralPaintersOptimizeActions")]["inputs"]
-    assert_painted(images[node_of(prompt, "SaveImage")][0], (opt["width"], opt["height"]))
+    assert_painted(images[node_of(prompt, "SaveImage")][0], (opt["size"], opt["size"]))
 
 
 def test_example_timelapse(comfy):
@@ -209,9 +201,9 @@ def test_example_svg_export(comfy, comfy_server):
     assert "NeuralPaintersRerenderMyPaint" not in {n["class_type"] for n in prompt.values()}, "shipped muted"
     svg_info = entry["outputs"][node_of(prompt, "NeuralPaintersStrokesToSVG")]["svg_files"][0]
     svg = (comfy_server.dirs["output"] / svg_info["subfolder"] / svg_info["filename"]).read_text()
-    assert svg.count("<path ") == opt["strokes"] and f'width="{opt["width"]}"' in svg
+    assert svg.count("<path ") == opt["strokes"] and f'width="{opt["size"]}"' in svg
     big = images[node_of(prompt, "PreviewImage")][0]
-    assert_painted(big, (2 * opt["width"], 2 * opt["height"]))
+    assert_painted(big, (2 * opt["size"], 2 * opt["size"]))
 
 
 def test_example_svg_export_with_mypaint_unmuted(comfy):
@@ -227,7 +219,7 @@ def test_example_svg_export_with_mypaint_unmuted(comfy):
     opt = prompt[node_of(prompt, "NeuralPaintersOptimizeActions")]["inputs"]
     scale = prompt[node_of(prompt, "NeuralPaintersRerenderMyPaint")]["inputs"]["scale"]
     mypaint_id = [k for k, v in prompt.items() if v["class_type"] == "SaveImage"][0]
-    assert_painted(images[mypaint_id][0], (round(opt["width"] * scale), round(opt["height"] * scale)))
+    assert_painted(images[mypaint_id][0], (round(opt["size"] * scale), round(opt["size"] * scale)))
 
 
 def test_cancelled_optimisation_stops_within_seconds(comfy):
@@ -235,7 +227,7 @@ def test_cancelled_optimisation_stops_within_seconds(comfy):
     workflow = image_to_painting(comfy.object_info(), painter=E2E_PAINTER)
     prompt = comfy.convert(workflow)
     opt = prompt[node_of(prompt, "NeuralPaintersOptimizeActions")]["inputs"]
-    opt.update(width=128, height=128, strokes=40, rounds=1, steps=100000)
+    opt.update(size=128, strokes=40, rounds=1, steps=100000)
     # every step is an interrupt point; a light objective keeps the test about that, not about speed
     pixel = node_of(prompt, "NeuralPaintersPixelLoss")
     prompt[node_of(prompt, "NeuralPaintersCombineLosses")]["inputs"]["loss_1"] = [pixel, 0]
