@@ -127,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", default="auto",
                    help="weights file for the backbone (default: the packaged / cached weights)")
     p.add_argument("--feature-weight", type=_float_range(0, 1e6, "--feature-weight"), default=None,
-                   help="weight of the perceptual feature loss through --backbone (default 0: pixel loss only, "
-                        "fastest and best PSNR; 0.02 makes strokes follow edges more, about 40%% slower)")
+                   help="weight of the perceptual feature loss through --backbone beside the pixel loss (default "
+                        "0: pixel loss only, fastest and best PSNR; 1: the example workflow's balance, strokes that "
+                        "follow the photo's edges and textures, in its colours; about 40%% slower)")
     p.add_argument("--pixel-weight", type=_float_range(0, 1e6, "--pixel-weight"), default=1.0,
                    help="weight of the pixel loss (default 1)")
     p.add_argument("--pixel-loss", choices=("l1", "l2"), default="l2", help="pixel distance (default l2)")
