@@ -91,3 +91,30 @@ def comfy_server(comfy_setup, comfy_dir, tmp_path_factory, extra_model_paths_yam
 def comfy(comfy_server):
     """An HTTP client for the session's server."""
     return comfy_server.client()
+
+
+ARTEFACTS = Path(os.environ.get("NP_E2E_ARTEFACTS") or REPO / ".cache" / "e2e" / "artefacts")
+
+
+@pytest.fixture(scope="session")
+def artefacts_dir() -> Path:
+    """Where the e2e tests leave what a person should look at (screenshots); NP_E2E_ARTEFACTS moves it."""
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTEFACTS
+
+
+@pytest.fixture(scope="session")
+def comfy_page(comfy_server):
+    """ComfyUI's frontend from the session's server, in headless Chromium. Without a browser the browser tests
+    are skipped locally and FAIL in CI (CI=true), like the server tests without ComfyUI."""
+    from .browser import BrowserUnavailable, ComfyPage
+    try:
+        page = ComfyPage(comfy_server.url)
+    except BrowserUnavailable as e:
+        if in_ci():
+            pytest.fail(f"no browser for the browser tests: {e}")
+        pytest.skip(f"no browser for the browser tests: {e}")
+    try:
+        yield page
+    finally:
+        page.close()

@@ -77,7 +77,7 @@ def image_to_painting(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
 def text_to_painting(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
     """A painting from a text prompt through CLIP (CLIPDraw-style)."""
     g = Graph(info)
-    g.note(CLIP_NOTE, pos=(0, -360), size=(760, 300), title="Note: CLIP weights needed")
+    g.note(CLIP_NOTE, pos=(0, -260), size=(760, 200), title="Note: CLIP weights needed")
     load = _painter(g, (0, 0), painter)
     clip = g.add("NeuralPaintersLoadCLIP", {"model_name": "ViT-B-32", "pretrained_tag": "openai"}, pos=(0, 200))
     text = g.add("NeuralPaintersCLIPTextLoss", {"prompt": "a painting of a red lighthouse by the sea at sunset",
@@ -159,14 +159,14 @@ def svg_export(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
 def image_plus_text(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
     """A photograph painted under a text prompt: feature loss for the content, CLIP for the mood."""
     g = Graph(info)
-    g.note(CLIP_NOTE, pos=(0, -360), size=(760, 300), title="Note: CLIP weights needed")
+    g.note(CLIP_NOTE, pos=(0, -260), size=(760, 200), title="Note: CLIP weights needed")
     load = _painter(g, (0, 0), painter)
     image = _image(g, (0, 200))
-    clip = g.add("NeuralPaintersLoadCLIP", {"model_name": "ViT-B-32", "pretrained_tag": "openai"}, pos=(0, 560))
+    clip = g.add("NeuralPaintersLoadCLIP", {"model_name": "ViT-B-32", "pretrained_tag": "openai"}, pos=(0, 640))
     # the feature loss is relative errors x 0.005 plus a colour term: x100 keeps it level with CLIP x0.5
     feature = g.add("NeuralPaintersVGGFeatureLoss", {"weight": 100.0}, pos=(COL, 200))
     text = g.add("NeuralPaintersCLIPTextLoss", {"prompt": "an expressionist oil painting, bold blue and orange "
-                                                          "brushstrokes", "cutouts": 6, "seed": 5}, pos=(COL, 520))
+                                                          "brushstrokes", "cutouts": 6, "seed": 5}, pos=(COL, 560))
     combine = g.add("NeuralPaintersCombineLosses", {"scale_1": 1.0, "scale_2": 0.5}, pos=(2 * COL, 300))
     opt = g.add("NeuralPaintersOptimizeActions", {"size": 320, "strokes": 350, "rounds": 4,
                                                   "steps": 400, "seed": 5}, pos=(3 * COL, 0))

@@ -19,7 +19,7 @@ import torch
 
 from .comfy import REPO, PromptFailed
 from .conftest import E2E_PAINTER
-from .examples import EXAMPLES, EXAMPLES_DIR, NEEDS_CLIP, image_to_painting
+from .examples import EXAMPLES, EXAMPLES_DIR, NEEDS_CLIP, image_to_painting, write_examples
 from .workflow_builder import Graph
 
 pytestmark = pytest.mark.slow
@@ -120,6 +120,14 @@ def test_examples_are_ui_workflows_with_thumbnails():
         if name in NEEDS_CLIP:
             notes = [n for n in workflow["nodes"] if n["type"] == "Note"]
             assert any("ComfyUI/models/clip" in n["widgets_values"][0] for n in notes), f"{name}: no CLIP note"
+
+
+def test_examples_are_what_the_generator_writes_for_these_nodes(comfy, tmp_path):
+    """The shipped files hold positional widgets_values: when a node's inputs change, they must be written again
+    from the nodes' current specs (`python -m tests.e2e.examples`), or they load with values in the wrong slots."""
+    for path in write_examples(comfy.object_info(), tmp_path):
+        assert json.loads(path.read_text()) == load_example(path.stem), \
+            f"example_workflows/{path.name} is stale: run `python -m tests.e2e.examples`"
 
 
 def test_examples_listed_as_templates(comfy):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .comfy import is_widget, widget_slots
 
-NODE_WIDTH = 320
+NODE_WIDTH = 360
 ROW = 24
 
 
