@@ -96,8 +96,21 @@ def _float_range(lo, hi, what):
     return parse
 
 
+class ShortErrorParser(argparse.ArgumentParser):
+    """An argparse parser whose errors take three lines: a one-line usage, the error, where the options are
+    (argparse's own prints the whole usage first, 22 lines for `paint`, and the error is lost under it)."""
+
+    def short_usage(self) -> str:
+        positionals = [a for a in self._actions if not a.option_strings]
+        names = [f"[{a.metavar or a.dest}]" if a.nargs in ("?", "*") else (a.metavar or a.dest) for a in positionals]
+        return " ".join(["usage:", self.prog, "[options]", *names])
+
+    def error(self, message):
+        self.exit(2, f"{self.short_usage()}\n{self.prog}: error: {message}\n(all options: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="neural-painters", description="Stroke-based neural painting.")
+    ap = ShortErrorParser(prog="neural-painters", description="Stroke-based neural painting.")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("paint", help="paint an image or a text prompt with brushstrokes",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

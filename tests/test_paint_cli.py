@@ -118,6 +118,15 @@ def test_argument_ranges(capsys):
     assert "--strokes must be 1..20000" in err and "--size must be 16..4096" in err
 
 
+def test_argument_errors_print_one_usage_line(capsys):
+    with pytest.raises(SystemExit):
+        main(["paint", "x.png", "--size", "5"])
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["usage: neural-painters paint [options] [image]",
+                   "neural-painters paint: error: argument --size/-s: --size must be 16..4096, got 5",
+                   "(all options: neural-painters paint --help)"]
+
+
 def test_not_an_image(tmp_path, tmp_painter, capsys):
     bad = tmp_path / "notes.png"
     bad.write_text("not a picture")
