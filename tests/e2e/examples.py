@@ -17,7 +17,7 @@ from .workflow_builder import Graph
 EXAMPLES_DIR = REPO / "example_workflows"
 # The pack's default painter for photographs: every example (and every e2e test that wants a trained painter)
 # takes it from here.
-DEFAULT_PAINTER = "shipped/dry_brush.safetensors"
+DEFAULT_PAINTER = "shipped/soft_brush.safetensors"
 EXAMPLE_IMAGE = "neural_painters_astronaut.jpg"
 COL = 400  # column width of the layout
 
