@@ -9,7 +9,7 @@ renderer's memory at large sizes.
 
 Each case runs in its own process, so its peak memory (ru_maxrss) is its own. A painting case is
 exactly what `neural-painters paint IMAGE --strokes N --size S` does with its defaults (pixel L2
-loss, 4 rounds, 50 steps per round, the real brush in the loop where the painter has one;
+loss, its rounds and steps, the real brush in the loop where the painter has one;
 --steps/--rounds/--feature-weight/--no-real-brush change them here too) and reports, for the
 painting delivered (MyPaint's own, or the painter's canvas without the real brush): PSNR, SSIM, a
 perceptual distance (mean squared EfficientNet-Lite0 feature difference over its 5 stages, the
@@ -40,6 +40,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from painter_models.paint_cli import DEFAULT_ROUNDS, DEFAULT_STEPS  # noqa: E402 - the CLI's defaults
 
 BENCH_IMAGES = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench_images"))
 BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")
@@ -246,7 +248,7 @@ def paint_section(results, args, command, load, sheet, started) -> str:
              f"- Command: `{command}`",
              f"- Painter: `{os.path.relpath(args.painter, ROOT)}`; objective: pixel L2"
              + (f" + {args.feature_weight:g} x EfficientNet-Lite0 features" if args.feature_weight else "")
-             + f"; {args.rounds} rounds, {args.steps or 50 * args.rounds} steps; seed {args.seed}; device {dev}; "
+             + f"; {args.rounds} rounds, {args.steps} steps; seed {args.seed}; device {dev}; "
              + ("real brush in the loop" if args.real_brush else "no real brush (--no-real-brush)"),
              "", "| image | canvas | strokes | painted by | PSNR dB | SSIM | feature dist. | neural canvas dB | "
              "MyPaint, brush seed 1, dB | wall s | CPU s | threads | peak RSS MiB |"
@@ -330,8 +332,8 @@ def main(argv=None):
     p.add_argument("--images", default="astronaut,coffee")
     p.add_argument("--strokes", default="200,500,1000")
     p.add_argument("--sizes", default="256,512")
-    p.add_argument("--steps", type=int, default=None, help="steps in all (default 50 per round, as the CLI)")
-    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"steps in all (default {DEFAULT_STEPS}, as the CLI)")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     p.add_argument("--feature-weight", type=float, default=0.0)
     p.add_argument("--no-real-brush", dest="real_brush", action="store_false",
                    help="paint with the neural painter's canvas only (as the CLI's --no-real-brush)")
@@ -379,7 +381,7 @@ def main(argv=None):
             for image in args.images.split(","):
                 for n in (int(s) for s in args.strokes.split(",")):
                     case = dict(image=image, size=size, strokes=n, painter=args.painter, device=args.device,
-                                threads=args.threads, rounds=args.rounds, steps=args.steps or 50 * args.rounds,
+                                threads=args.threads, rounds=args.rounds, steps=args.steps,
                                 seed=args.seed, feature_weight=args.feature_weight, real_brush=args.real_brush,
                                 png=os.path.join(args.out, f"{image}_{size}_{n}.png"))
                     r = spawn("paint", case, args.timeout)

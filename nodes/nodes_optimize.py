@@ -110,7 +110,7 @@ class OptimizeActions:
                                  "another. Ignored when init_strokes are given."}),
                 "strokes": ("INT", {"default": 300, "min": 0, "max": MAX_STROKES, "step": 1,
                                     "tooltip": "New strokes to add (on top of init_strokes)."}),
-                "rounds": ("INT", {"default": 4, "min": 1, "max": 64, "step": 1,
+                "rounds": ("INT", {"default": engine_default("rounds"), "min": 1, "max": 64, "step": 1,
                                    "tooltip": "Coarse-to-fine rounds: stroke size falls from max to min over them."}),
                 "steps": ("INT", {"default": 300, "min": 0, "max": MAX_STEPS, "step": 1,
                                   "tooltip": "Optimisation steps in all, split over the rounds."}),

@@ -8,7 +8,7 @@ API (stable; the ComfyUI nodes and the CLI wrap it):
         objective,                  # callable canvas [1, 3, H, W] in 0..1 -> scalar loss (losses.combine(...), ...)
         canvas_size,                # (H, W) or an int for a square canvas
         strokes=200,                # number of NEW strokes (added in `rounds`, on top of `init`)
-        rounds=4,                   # coarse-to-fine rounds: stroke size goes max_size -> min_size
+        rounds=3,                   # coarse-to-fine rounds: stroke size goes max_size -> min_size
         steps=300,                  # Adam steps in all, split over the rounds
         lr=0.2,                     # learning rate of the action logits (boxes: lr * box_lr_scale)
         min_size=None, max_size=None,   # stroke box side in canvas px (None: from canvas and stroke count)
@@ -723,7 +723,7 @@ class PaintingJob:
                            cancelled, time.perf_counter() - self.t0, self.note, timed_out)
 
 
-def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 4, steps: int = 300,
+def paint(painter, objective, canvas_size, strokes: int = 200, rounds: int = 3, steps: int = 300,
           lr: float = 0.2, min_size: float | None = None, max_size: float | None = None, palette=None,
           greyscale: bool = False, opaque: bool = False, blend: str = "alpha", background=(1.0, 1.0, 1.0),
           seed: int = 0, init: StrokeSet | None = None, target_for_seeding=None, keep_training: bool = False,
