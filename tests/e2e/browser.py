@@ -197,6 +197,16 @@ class ComfyPage:
             time.sleep(0.5)
         raise TimeoutError(f"no image shown in node {node_id} after {timeout:.0f} s")
 
+    def wait_for_dialog(self, timeout: float) -> list[str]:
+        """Wait until the page opens a dialog (e.g. an execution error); returns the open dialogs' text."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dialogs = self.dialogs()
+            if dialogs:
+                return dialogs
+            time.sleep(0.5)
+        raise TimeoutError(f"no dialog opened within {timeout:.0f} s")
+
     # -- pictures --------------------------------------------------------------------------------
     def screenshot(self, path: Path) -> Path:
         path = Path(path)

@@ -71,3 +71,20 @@ def test_workflow_queued_from_the_page_shows_its_painting(comfy_page, comfy, art
     painting = Image.open(io.BytesIO(comfy.view(shown["filename"], shown["subfolder"], shown["type"])))
     assert_painted(painting, (64, 64))
     assert not comfy_page.dialogs() and not comfy_page.console_errors()
+
+
+def test_execution_error_shows_the_message_in_a_dialog(comfy_page, artefacts_dir):
+    """A user error (a stroke size range that is empty) as the user sees it: ComfyUI's error dialog with the
+    pack's message, and no module path of the pack's in it."""
+    workflow = load_example("image_to_painting")
+    assert comfy_page.load_workflow(workflow).clean
+    comfy_page.set_widgets(node_id(workflow, "NeuralPaintersOptimizeActions"),
+                           {"size": 64, "strokes": 8, "rounds": 1, "steps": 4, "min_stroke_size": 80,
+                            "max_stroke_size": 20})
+    comfy_page.queue()
+    dialogs = comfy_page.wait_for_dialog(timeout=120)
+    comfy_page.screenshot(artefacts_dir / "browser" / "execution_error.png")
+    comfy_page.close_dialogs()
+    assert len(dialogs) == 1, dialogs
+    assert "Optimize Actions: min_stroke_size 80 is larger than max_stroke_size 20" in dialogs[0], dialogs
+    assert "custom_nodes" not in dialogs[0] and PACK_NAME not in dialogs[0] and "nodes.common" not in dialogs[0]
