@@ -543,20 +543,19 @@ class PaintingJob:
         c = self.constraints
         return torch.cat([c.actions(g) for g in groups]), torch.cat([c.boxes(g) for g in groups])
 
-    def neural_canvas(self, groups, under):
-        actions, boxes = self.materialise(groups)
+    def neural_canvas(self, actions, boxes, under):
         return render(self.painter, actions, boxes, self.size, under, blend=self.blend, layout=self.layout,
                       **self.render_options)
 
     def canvas(self, groups, under):
         """The canvas the loss sees: `groups` painted over `under`, by the real brush when it is in the
         loop (with the neural painter's gradient), else by the neural painter."""
-        neural = self.neural_canvas(groups, under)
-        if self.real_brush is None:
-            return neural
-        from .real_brush import straight_through
         actions, boxes = self.materialise(groups)
-        return straight_through(neural, self.real_brush.paint(actions, boxes, under))
+        if self.real_brush is None:
+            return self.neural_canvas(actions, boxes, under)
+        from .real_brush import straight_through
+        real = self.real_brush.start(actions, boxes, under)     # MyPaint paints while the painter renders
+        return straight_through(self.neural_canvas(actions, boxes, under), real.result())
 
     def trainable_groups(self):
         return [g for g in self.groups if g.trainable]
@@ -696,8 +695,7 @@ class PaintingJob:
     @torch.no_grad()
     def result(self, cancelled: bool, timed_out: bool = False) -> PaintResult:
         actions, boxes = self.materialise(self.groups)
-        neural = render(self.painter, actions, boxes, self.size, self.backdrop, blend=self.blend,
-                        layout=self.layout, **self.render_options)
+        neural = self.neural_canvas(actions, boxes, self.backdrop)
         painter_file = getattr(self.source, "path", None)
         extra = {"painter": os.path.basename(painter_file) if painter_file else None, "steps": self.step,
                  "rounds": self.n_rounds, "seed": self.seed, "min_size": self.min_size, "max_size": self.max_size,
