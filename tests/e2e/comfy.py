@@ -429,9 +429,8 @@ class ComfyServer:
         return ComfyClient(self.url)
 
     def pack_tracebacks(self) -> list[str]:
-        """Tracebacks in the server log with a frame in the pack's own code (see pack_frame)."""
-        blocks = [b.split("\n\n")[0] for b in self.log().split("Traceback (most recent call last):")[1:]]
-        return [b for b in blocks if any(pack_frame(f) for f in re.findall(r'File "([^"]+)"', b))]
+        """The pack's faults in the server log (see pack_faults)."""
+        return pack_faults(self.log())
 
     def pack_import_line(self, name: str = PACK_NAME) -> str | None:
         """The 'Import times for custom nodes' line of our pack (None when it was not even tried)."""
@@ -445,6 +444,15 @@ class ComfyServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def pack_faults(log: str) -> list[str]:
+    """Tracebacks in a server log with a frame in the pack's own code (see pack_frame), except the pack's
+    NodeError: ComfyUI logs a traceback for every failed node, and a NodeError is the message the pack
+    meant the user to read (bad input, a test asking for it), not a fault."""
+    blocks = [b.split("\n\n")[0].rstrip() for b in log.split("Traceback (most recent call last):")[1:]]
+    return [b for b in blocks if any(pack_frame(f) for f in re.findall(r'File "([^"]+)"', b))
+            and not re.search(r"^NodeError: ", b, re.M)]
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .comfy import PACK_NAME, pack_frame
+from .comfy import PACK_NAME, pack_faults, pack_frame
 
 REPO = Path("/home/u/ComfyUI/custom_nodes") / PACK_NAME
 
@@ -25,3 +25,18 @@ def test_comfyui_inside_the_checkout_is_not_ours():
     assert not pack_frame(f"{REPO}/.cache/comfyui/nodes.py", repo=REPO)
     assert not pack_frame(f"{REPO}/.venv/lib/python3.11/site-packages/torch/nn/modules/module.py", repo=REPO)
     assert not pack_frame("/usr/lib/python3.11/importlib/__init__.py", repo=REPO)
+
+
+def _traceback(frame: str, last: str) -> str:
+    return ("Traceback (most recent call last):\n"
+            '  File "/srv/comfyui/execution.py", line 286, in process_inputs\n    result = f(**inputs)\n'
+            f'  File "{frame}", line 51, in run\n    return fn(*args, **kwargs)\n{last}\n\n')
+
+
+def test_a_node_error_is_the_message_not_a_fault():
+    ours = f"/srv/comfyui/custom_nodes/{PACK_NAME}/nodes/common.py"
+    log = ("Starting server\n" + _traceback(ours, "NodeError: Optimize Actions: min_stroke_size 80 is larger than\n"
+                                                  "max_stroke_size 20")
+           + _traceback(ours, "TypeError: unsupported operand") + _traceback("/srv/comfyui/nodes.py", "KeyError: 'x'"))
+    faults = pack_faults(log)
+    assert len(faults) == 1 and faults[0].endswith("TypeError: unsupported operand"), faults
