@@ -76,8 +76,9 @@ def add_recon(p):
                    "(what PSNR measures)")
     g.add_argument("--texture-weight", type=float, default=None,
                    help="weight of the texture term: each stroke's fine-texture energy against the real stroke's "
-                        "(squared log ratio; the grain's amount, not its place). Default: 0, and 1 in GAN mode "
-                        "of a painter with a noise input")
+                        "(squared log ratio; the grain's amount, not its place). Default: 0, and 1 in GAN mode of a "
+                        "painter with a noise input (on a deterministic painter it buys texture_ratio with a "
+                        "hatch along the strokes, not crisper edges)")
 
 
 def _recon_extra(a) -> dict:

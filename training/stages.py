@@ -526,6 +526,7 @@ class GAN(_GeneratorStageMixin, Stage):
         self.o.betas = betas
         self.optimizer("generator", generator_param_groups(g), self.o.lr)
         self.optimizer("critic", d.parameters(), e.get("critic_lr", self.o.lr))
+        # GAN mode asks a stochastic painter for the brush's grain (a deterministic one would paint a hatch)
         self.build_recon(texture_default=1.0 if g.config.noise_dim else 0.0)
 
     def wrap(self):
