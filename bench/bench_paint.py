@@ -96,7 +96,7 @@ def run_paint_case(case: dict) -> dict:
     from painter_models import load_painter
     from painter_models.backbones import build_backbone
     from painter_models.metrics import psnr, ssim
-    from painter_models.export import rerender_mypaint
+    from painter_models.rerender import rerender_mypaint
     from painter_models.optimize import image_objective, paint
     case["threads"] = _threads(case["threads"])
     torch.set_num_threads(case["threads"])

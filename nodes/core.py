@@ -32,5 +32,5 @@ painter_models = _load()
 
 
 def submodule(name: str):
-    """A painter_models sub-module (e.g. "canvas", "export"), imported on first use."""
+    """A painter_models sub-module (e.g. "canvas", "stroke_file"), imported on first use."""
     return importlib.import_module(f"{painter_models.__name__}.{name}")

@@ -77,9 +77,9 @@ class StrokeTimelapse:
     @user_errors("Stroke Timelapse")
     def frames(self, painter, strokes, frames=48, max_side=512, hold_last=12, background=None, real_brush=True):
         check_painter_matches(painter, strokes, "Stroke Timelapse")
-        export = submodule("export")
+        timelapse = submodule("timelapse")
         renderer = painter
-        if real_brush and export.mypaint_brush_name(strokes.brush) is not None:
+        if real_brush and submodule("rerender").mypaint_brush_name(strokes.brush) is not None:
             mypaint = submodule("mypaint")
             try:
                 mypaint.load_library()
@@ -88,17 +88,17 @@ class StrokeTimelapse:
                 pass   # the painter's canvas, as Optimize Actions paints without libmypaint
         brush_seed = delivered_seed(strokes)
         bg = one_background(background, "Stroke Timelapse")
-        counts = export.frame_counts(len(strokes), int(frames))
-        h, w = export.frame_size(strokes, int(max_side) or None)
+        counts = timelapse.frame_counts(len(strokes), int(frames))
+        h, w = timelapse.frame_size(strokes, int(max_side) or None)
         submodule("limits").check_batch(len(counts) + int(hold_last), h, w, "Stroke Timelapse",
                                         "lower frames or hold_last, or set a smaller max_side")
         out = []
         with comfy.Progress(len(counts), "time-lapse") as progress, \
                 comfy.on_compute_device(None if renderer == "mypaint" else painter):
-            for i, (_, frame) in enumerate(export.iter_timelapse(renderer, strokes, int(frames), bg,
-                                                                 max_side=int(max_side) or None, counts=counts,
-                                                                 check=comfy.check_interrupt,
-                                                                 brush_seed=brush_seed)):
+            for i, (_, frame) in enumerate(timelapse.iter_timelapse(renderer, strokes, int(frames), bg,
+                                                                    max_side=int(max_side) or None, counts=counts,
+                                                                    check=comfy.check_interrupt,
+                                                                    brush_seed=brush_seed)):
                 out.append(frame)
                 progress.update(i + 1, preview=lambda f=frame: torch.tensor(f, dtype=torch.float32) / 255)
         out += [out[-1]] * int(hold_last)
@@ -143,13 +143,13 @@ class RerenderMyPaint:
         if max(h, w) * scale > MAX_RERENDER_SIDE:
             raise NodeError(f"Re-render with MyPaint: {w}x{h} at scale {scale:g} is "
                             f"{round(w * scale)}x{round(h * scale)} px; at most {MAX_RERENDER_SIDE} px a side")
-        export = submodule("export")
         preset = installed_preset(strokes.brush if brush in ("", STROKES_BRUSH) else brush)
         bg = one_background(background, "Re-render with MyPaint")
         seed = delivered_seed(strokes) if brush_seed < 0 else int(brush_seed)
         with comfy.Progress(max(1, len(strokes)), "MyPaint") as progress:
-            image = export.rerender_mypaint(strokes, scale, preset, bg, check=comfy.check_interrupt,
-                                            callback=lambda done, total: progress.update(done), brush_seed=seed)
+            image = submodule("rerender").rerender_mypaint(strokes, scale, preset, bg, check=comfy.check_interrupt,
+                                                           callback=lambda done, total: progress.update(done),
+                                                           brush_seed=seed)
         return (frames_to_image([image]),)
 
 
@@ -157,8 +157,8 @@ def installed_preset(brush: str) -> str:
     """The installed MyPaint preset a brush string names. A shared server paints with installed
     presets only: a file path (from a stroke file or the widget) is refused without looking at the
     disk, so the answer never tells whether a file exists."""
-    export, mypaint = submodule("export"), submodule("mypaint")
-    name = export.mypaint_brush_name(brush)
+    mypaint = submodule("mypaint")
+    name = submodule("rerender").mypaint_brush_name(brush)
     if name is None:
         raise NodeError(f"Re-render with MyPaint: these strokes were made for the torch rasteriser ({brush!r}), "
                         f"which has no MyPaint brush: pick a preset in brush, e.g. classic/dry_brush")

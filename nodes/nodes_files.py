@@ -41,7 +41,7 @@ class SaveStrokes:
 
     @user_errors("Save Strokes")
     def save(self, strokes, filename_prefix="neural_painters/strokes"):
-        path, entry = _write(strokes, filename_prefix, ".json", submodule("export").save_strokes)
+        path, entry = _write(strokes, filename_prefix, ".json", submodule("stroke_file").save_strokes)
         return {"ui": {"strokes_files": [entry]}, "result": (path,)}
 
 
@@ -76,7 +76,7 @@ class LoadStrokes:
         if file == NO_FILES:
             raise NodeError("Load Strokes: no stroke files found: save strokes with Save Strokes, or copy a .json "
                             "file into ComfyUI/input")
-        return (submodule("export").load_strokes(comfy.resolve_file(file), name=file, check=comfy.check_interrupt),)
+        return (submodule("stroke_file").load_strokes(comfy.resolve_file(file), name=file, check=comfy.check_interrupt),)
 
 
 class StrokesToSVG:

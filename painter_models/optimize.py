@@ -26,7 +26,7 @@ API (stable; the ComfyUI nodes and the CLI wrap it):
         optimize_boxes=True,        # positions and scales are optimised too (scale clamped to [min_size, max_size])
         real_brush="auto",          # MyPaint in the loop (see below): "auto", True (required) or False
         time_limit=None,            # seconds: stop then with the best painting so far (result.timed_out)
-        brush_seed=0,               # the real brush's random texture (as export.rerender_mypaint's brush_seed)
+        brush_seed=0,               # the real brush's random texture (as rerender.rerender_mypaint's brush_seed)
         callback=None,              # callback(PaintProgress) each step; return True (or raise StopPainting) to stop
         preview_every=0,            # put the current canvas in PaintProgress.preview every k steps
         snapshot_every=0,           # keep (step, canvas) in result.snapshots every k steps (and at round ends)
@@ -52,7 +52,7 @@ How it paints:
     (real_brush="auto"), every canvas the loss sees is MyPaint's own painting of the strokes (frozen
     rounds included) and the gradient is the painter's (real_brush.straight_through). The error map
     that places new strokes is then the real brush's, and result.canvas is MyPaint's painting of the
-    returned strokes: exactly what export.rerender_mypaint(result.strokes, 1.0) gives. Otherwise the
+    returned strokes: exactly what rerender.rerender_mypaint(result.strokes, 1.0) gives. Otherwise the
     painting is the painter's canvas and result.note says why.
   * Cancellation: the callback returns True or raises StopPainting -> paint returns the best result so
     far with cancelled=True; past time_limit it does the same with timed_out=True. Any other exception
@@ -72,6 +72,7 @@ import torch.nn.functional as F
 from .actions import get_layout, keep_inside
 from .canvas import background_canvas, fast_painter, render
 from .limits import MAX_BOX_SIDE, MAX_STROKES, check_batch, finite_positive
+from .rerender import mypaint_brush_name, rerender_mypaint
 from .strokes import MAX_CANVAS, StrokeSet
 
 __all__ = ["paint", "PaintResult", "PaintProgress", "StopPainting", "PaintingJob", "round_plan", "default_sizes",
@@ -401,7 +402,6 @@ def _open_real_brush(painter, real_brush, canvas_size, layout, brush_seed):
         raise ValueError(f"real_brush must be True, False or 'auto', got {real_brush!r}")
     if real_brush is False:
         return None, "real brush switched off: the painting is the neural painter's canvas"
-    from .export import mypaint_brush_name
     from .mypaint import MyPaintUnavailable
     from .real_brush import RealBrush
     brush = getattr(painter, "brush", None)
@@ -709,7 +709,6 @@ class PaintingJob:
                             self.backdrop[0].detach().float().cpu() if self.over_image else None)
         canvas, renderer = neural, "neural painter"
         if self.real_brush is not None:
-            from .export import rerender_mypaint
             image = rerender_mypaint(strokes, 1.0, dtype="float32", brush_seed=self.brush_seed)
             canvas = torch.from_numpy(image).permute(2, 0, 1)[None].to(self.device)
             renderer = f"mypaint:{self.real_brush.brush}"

@@ -443,9 +443,9 @@ def run_paint(args) -> int:
         target = fit_to(image.to(result.canvas.device), h, w)
         msg += f", PSNR {float(psnr(result.canvas, target)):.2f} dB"
     msg += f", painted by {result.renderer}" + (f" ({result.note})" if result.note else "")
-    from . import export
+    from . import rerender, stroke_file, timelapse
     if args.json:
-        export.save_strokes(args.json, strokes)
+        stroke_file.save_strokes(args.json, strokes)
         written.append(args.json)
     if args.svg:
         from .svg import save_svg
@@ -454,9 +454,9 @@ def run_paint(args) -> int:
     if args.frames:
         # the painting's own time-lapse: the real brush's strokes where it painted them
         renderer = "mypaint" if result.renderer.startswith("mypaint:") else painter
-        frames = export.timelapse_frames(renderer, strokes, n_frames=args.frame_count, background=background,
+        frames = timelapse.timelapse_frames(renderer, strokes, n_frames=args.frame_count, background=background,
                                          brush_seed=args.brush_seed)
-        export.save_animation(frames, args.frames, fps=args.fps)
+        timelapse.save_animation(frames, args.frames, fps=args.fps)
         written.append(args.frames)
     if args.snapshots:
         os.makedirs(args.snapshots, exist_ok=True)
@@ -466,9 +466,9 @@ def run_paint(args) -> int:
         written.append(args.snapshots + os.sep)
     if args.rerender:
         from .mypaint import MyPaintUnavailable
-        brush = export.mypaint_brush_name(strokes.brush)
+        brush = rerender.mypaint_brush_name(strokes.brush)
         try:
-            big = export.rerender_mypaint(strokes, scale=args.rerender_scale,
+            big = rerender.rerender_mypaint(strokes, scale=args.rerender_scale,
                                           brush=None if brush else "classic/dry_brush")
         except MyPaintUnavailable as e:
             raise CliError(f"--rerender needs libmypaint: {e}") from None

@@ -7,7 +7,7 @@ through the neural painter's canvas (straight-through):
 
 The forward value is exactly what the real brush paints (its grain, its holes, the parts of a stroke
 beyond its box); the backward pass is the painter's Jacobian, evaluated against MyPaint's residual.
-Strokes are painted the way `export.rerender_mypaint` paints a stroke file (StrokeSet.geometry, one
+Strokes are painted the way `rerender.rerender_mypaint` paints a stroke file (StrokeSet.geometry, one
 surface, in painting order), so the canvas seen here is the one a re-render of the saved strokes gives.
 """
 from __future__ import annotations

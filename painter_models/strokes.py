@@ -74,6 +74,12 @@ class StrokeSet:
         return StrokeSet(self.actions.to(device), self.boxes.to(device), self.canvas_size, self.layout,
                          self.brush, self.background, self.blend, dict(self.extra), image)
 
+    def cpu(self) -> "StrokeSet":
+        """The same strokes as detached CPU tensors (what files, SVGs and MyPaint are made from)."""
+        image = None if self.background_image is None else self.background_image.detach().cpu()
+        return StrokeSet(self.actions.detach().cpu(), self.boxes.detach().cpu(), self.canvas_size, self.layout,
+                         self.brush, self.background, self.blend, dict(self.extra), image)
+
     def cat(self, other: "StrokeSet") -> "StrokeSet":
         if other.canvas_size != self.canvas_size or other.layout.to_dict() != self.layout.to_dict():
             raise ValueError("can only join stroke sets with the same canvas size and layout")

@@ -21,7 +21,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from .checkpoint import atomic_write
-from .export import _cpu, _hex, _to_uint8, mypaint_brush_name
+from .images import hex_colour, to_uint8
+from .rerender import mypaint_brush_name
 from .strokes import StrokeSet
 
 PATH_POINTS = 24        # samples of a stroke's path in its outline (MyPaint paints 100)
@@ -124,17 +125,17 @@ def strokes_to_svg(strokes: StrokeSet, profile: BrushProfile | None = None, titl
     """The painting as SVG 1.1: the background (colour, then the background image if any), then one
     filled outline per stroke in painting order. `profile`: default the strokes' brush's."""
     h, w = strokes.canvas_size
-    s = _cpu(strokes)
+    s = strokes.cpu()
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
            f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" version="1.1" '
            f'width="{w}" height="{h}" viewBox="0 0 {w} {h}">',
            f"<title>{escape(title or f'{len(s)} brushstrokes')}</title>",
            f"<desc>{escape(f'neural-painters strokes: brush {s.brush}, blend {s.blend}, {len(s)} strokes')}</desc>",
-           f'<rect x="0" y="0" width="{w}" height="{h}" fill="{_hex(s.background)}"/>']
+           f'<rect x="0" y="0" width="{w}" height="{h}" fill="{hex_colour(s.background)}"/>']
     if s.background_image is not None:
         from PIL import Image
         buf = io.BytesIO()
-        Image.fromarray(_to_uint8(s.background_image.permute(1, 2, 0).numpy())).save(buf, format="PNG")
+        Image.fromarray(to_uint8(s.background_image.permute(1, 2, 0).numpy())).save(buf, format="PNG")
         out.append(f'<image x="0" y="0" width="{w}" height="{h}" preserveAspectRatio="none" '
                    f'xlink:href="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode("ascii")}"/>')
     out.append('<g stroke="none" fill-rule="nonzero">')
@@ -143,7 +144,7 @@ def strokes_to_svg(strokes: StrokeSet, profile: BrushProfile | None = None, titl
         colours = s.actions[:, s.layout.indices("red", "green", "blue")].numpy()
         for outline, opacity, colour in zip(outlines, opacities, colours):
             d = "M" + " L".join(f"{_num(x)} {_num(y)}" for x, y in outline) + " Z"
-            out.append(f'<path d="{d}" fill="{_hex(colour)}" fill-opacity="{opacity:.3f}"/>')
+            out.append(f'<path d="{d}" fill="{hex_colour(colour)}" fill-opacity="{opacity:.3f}"/>')
     out += ["</g>", "</svg>", ""]
     return "\n".join(out)
 

@@ -48,7 +48,8 @@ MYPAINT = _mypaint_available()
 def stroke_file(case, folder):
     from painter_models import RasterProgram
     from painter_models.canvas import render_canvas
-    from painter_models.export import load_strokes, rerender_mypaint, save_strokes
+    from painter_models.rerender import rerender_mypaint
+    from painter_models.stroke_file import load_strokes, save_strokes
     path = os.path.join(folder, "case.json")
     with open(path, "w", encoding="utf-8") as f:
         f.write(case.get("text", ""))

@@ -18,8 +18,10 @@ from PIL import Image
 
 from painter_models import NAKANO, RasterProgram, png16
 from painter_models.canvas import background_canvas, render_canvas, render_progress
-from painter_models.export import (FORMAT_VERSION, StrokeFileError, load_strokes, rerender_mypaint, save_strokes,
-                                   strokes_from_json, strokes_to_json, timelapse_frames)
+from painter_models.rerender import rerender_mypaint
+from painter_models.stroke_file import (FORMAT_VERSION, StrokeFileError, load_strokes, save_strokes, strokes_from_json,
+                                        strokes_to_json)
+from painter_models.timelapse import timelapse_frames
 from painter_models.svg import strokes_to_svg
 from painter_models.strokes import StrokeSet
 

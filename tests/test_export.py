@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 from painter_models import NAKANO
-from painter_models import export as ex
-from painter_models.export import (StrokeFileError, frame_counts, load_strokes, rerender_mypaint, save_animation,
-                                   save_strokes, strokes_from_json, strokes_to_json, timelapse_frames)
+from painter_models import stroke_file as sf
+from painter_models.rerender import rerender_mypaint
+from painter_models.stroke_file import StrokeFileError, load_strokes, save_strokes, strokes_from_json, strokes_to_json
+from painter_models.timelapse import frame_counts, save_animation, timelapse_frames
 from painter_models.strokes import StrokeSet
 
 
@@ -83,16 +84,16 @@ def test_exact_number_encoding_many_values():
                              np.array([0.0, -0.0, 1.0, np.finfo(np.float32).tiny, np.finfo(np.float32).max], np.float32)])
     values = values[np.isfinite(values)]
     assert values.dtype == np.float32
-    back = np.array(json.loads(json.dumps(ex._exact(values))), np.float64).astype(np.float32)
+    back = np.array(json.loads(json.dumps(sf._exact(values))), np.float64).astype(np.float32)
     assert np.array_equal(back.view(np.int32), values.view(np.int32))
     # and short where it can be: 0.3 is written as 0.3, not 0.30000001192092896
-    assert json.dumps(ex._exact(np.array([0.3, 0.25], np.float32))) == "[0.3, 0.25]"
+    assert json.dumps(sf._exact(np.array([0.3, 0.25], np.float32))) == "[0.3, 0.25]"
 
 
 def test_json_carries_plotter_friendly_geometry():
     s = _strokes(12, seed=2)
     doc = strokes_to_json(s)
-    assert doc["format"] == "neural-painters-strokes" and doc["format_version"] == ex.FORMAT_VERSION
+    assert doc["format"] == "neural-painters-strokes" and doc["format_version"] == sf.FORMAT_VERSION
     assert doc["canvas"] == {"width": 128, "height": 96} and doc["n_strokes"] == 12
     assert doc["background"]["hex"] == "#ffffff" and doc["layout"]["name"] == "nakano12"
     geo = s.geometry(100)
@@ -178,7 +179,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
     def broken(*_):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(ex, "_json_text", broken)
+    monkeypatch.setattr(sf, "_json_text", broken)
     with pytest.raises(RuntimeError):
         save_strokes(str(path), _strokes(4))
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["s.json"]
@@ -417,13 +418,13 @@ def test_stroke_files_beyond_the_limits_are_refused(tmp_path, box, message):
 
 def test_stroke_count_and_file_size_are_checked_before_the_work(tmp_path, monkeypatch):
     path = _write(tmp_path, strokes_to_json(_strokes(5)))
-    monkeypatch.setattr(ex, "MAX_STROKES", 4)
+    monkeypatch.setattr(sf, "MAX_STROKES", 4)
     with pytest.raises(StrokeFileError, match="holds 5 strokes, more than the 4 a painting may have: split it"):
         load_strokes(path)
-    monkeypatch.setattr(ex, "MAX_STROKES", 5)
+    monkeypatch.setattr(sf, "MAX_STROKES", 5)
     assert len(load_strokes(path)) == 5
-    monkeypatch.setattr(ex, "MAX_STROKE_FILE_BYTES", os.path.getsize(path) - 1)
-    monkeypatch.setattr(ex.json, "loads", lambda *a, **k: pytest.fail("parsed"))
+    monkeypatch.setattr(sf, "MAX_STROKE_FILE_BYTES", os.path.getsize(path) - 1)
+    monkeypatch.setattr(sf.json, "loads", lambda *a, **k: pytest.fail("parsed"))
     with pytest.raises(StrokeFileError, match="stroke files may be at most"):
         load_strokes(path)
 

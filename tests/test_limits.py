@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from painter_models import NAKANO, RasterProgram, limits
-from painter_models import export as ex
+from painter_models import rerender, timelapse
 from painter_models.canvas import render, render_canvas, render_progress, render_work
 from painter_models.strokes import StrokeSet
 
@@ -103,13 +103,13 @@ def test_check_runs_before_every_group_and_cancels(one_thread):
 def test_mypaint_checks_every_stroke_and_refuses_work_above_its_budget(monkeypatch):
     s = strokes([[40, 32, 24]] * 5)
     calls = []
-    ex.rerender_mypaint(s, 1.0, check=lambda: calls.append(1))
+    rerender.rerender_mypaint(s, 1.0, check=lambda: calls.append(1))
     assert len(calls) == 5, "one check per stroke"
-    monkeypatch.setattr(ex, "MAX_MYPAINT_WORK", 1.0)
+    monkeypatch.setattr(rerender, "MAX_MYPAINT_WORK", 1.0)
     with pytest.raises(ValueError, match="MyPaint painting at scale 2 is too much work.*lower the scale"):
-        ex.rerender_mypaint(s, 2.0)
+        rerender.rerender_mypaint(s, 2.0)
     with pytest.raises(ValueError, match="MyPaint painting the time-lapse is too much work"):
-        ex.timelapse_frames("mypaint", s, 3)
+        timelapse.timelapse_frames("mypaint", s, 3)
 
 
 @skip_no_mypaint
@@ -127,13 +127,13 @@ def test_mypaint_work_grows_with_length_and_radius():
 @pytest.mark.parametrize("scale", [float("nan"), float("inf"), 0.0, -2.0, "x"])
 def test_a_scale_that_is_not_a_finite_positive_number_is_refused(scale):
     with pytest.raises(ValueError, match="scale must be a finite positive number"):
-        ex.rerender_mypaint(strokes([[40, 32, 24]]), scale)
+        rerender.rerender_mypaint(strokes([[40, 32, 24]]), scale)
 
 
 def test_time_lapse_frames_times_pixels_are_bounded(monkeypatch):
     s = strokes([[40, 32, 24]] * 10)
     monkeypatch.setattr(limits, "MAX_BATCH_PIXELS", 5 * 64 * 80)
-    assert len(ex.timelapse_frames(RasterProgram(16), s, 5)) == 5
+    assert len(timelapse.timelapse_frames(RasterProgram(16), s, 5)) == 5
     with pytest.raises(ValueError, match="time-lapse: 6 images of 80x64 px.*use fewer frames or a smaller max_side"):
-        ex.timelapse_frames(RasterProgram(16), s, 6)
-    assert len(ex.timelapse_frames(RasterProgram(16), s, 6, max_side=40)) == 6
+        timelapse.timelapse_frames(RasterProgram(16), s, 6)
+    assert len(timelapse.timelapse_frames(RasterProgram(16), s, 6, max_side=40)) == 6

@@ -560,7 +560,7 @@ def test_stroke_timelapse(painter, strokes):
 def test_stroke_timelapse_of_the_real_brush(painter, strokes):
     """By default the frames are MyPaint's painting, ending on what a re-render gives (with the brush
     seed the painting was delivered with)."""
-    from painter_models.export import rerender_mypaint
+    from painter_models.rerender import rerender_mypaint
     frames = node("Stroke Timelapse").frames(painter, strokes, 6, 0, 0)[0]
     assert torch.equal(frames[-1], torch.from_numpy(rerender_mypaint(strokes, 1.0)).float() / 255)
     strokes.extra["brush_seed"] = 3
@@ -587,7 +587,7 @@ def test_rerender_with_mypaint(strokes):
     # the brush: a list of the installed presets, first the strokes' own
     choices = NODES[NAMES["Re-render with MyPaint"]].INPUT_TYPES()["required"]["brush"][0]
     assert choices[0] == "(the strokes' brush)" and "classic/charcoal" in choices
-    from painter_models.export import rerender_mypaint
+    from painter_models.rerender import rerender_mypaint
     as_image = lambda a: torch.from_numpy(a).float()[None] / 255  # noqa: E731
     rerender = node("Re-render with MyPaint").rerender
     assert torch.equal(rerender(strokes, 1.0, choices[0])[0], as_image(rerender_mypaint(strokes, 1.0)))
@@ -839,7 +839,7 @@ def test_optimize_actions_palette_greyscale_and_opaque(painter):
 
 def test_file_inputs_stay_inside_their_folder_links_included(strokes, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    from painter_models.export import save_strokes
+    from painter_models.stroke_file import save_strokes
     (tmp_path / "input").mkdir()
     (tmp_path / "elsewhere").mkdir()
     save_strokes(str(tmp_path / "elsewhere" / "secret.json"), strokes)

@@ -11,7 +11,8 @@ from PIL import Image
 
 from painter_models import load_painter
 from painter_models.canvas import render_canvas
-from painter_models.export import load_strokes, rerender_mypaint
+from painter_models.rerender import rerender_mypaint
+from painter_models.stroke_file import load_strokes
 from painter_models.paint_cli import main, resolve_painter_path, CliError
 
 

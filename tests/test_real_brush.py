@@ -9,7 +9,8 @@ import torch
 from conftest import requires_mypaint
 from painter_models import RasterProgram, load_painter
 from painter_models.canvas import render_canvas
-from painter_models.export import load_strokes, rerender_mypaint, save_strokes
+from painter_models.rerender import rerender_mypaint
+from painter_models.stroke_file import load_strokes, save_strokes
 from painter_models.losses import PixelLoss
 from painter_models.mypaint import MyPaintUnavailable
 from painter_models.optimize import paint

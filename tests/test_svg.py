@@ -139,7 +139,7 @@ def test_svg_of_a_real_painting_is_close_to_the_painting(tmp_path):
     """A real painting (the shipped painter, the real brush): its SVG, drawn by librsvg, is as close to
     the photograph as the painting within 2 dB, and much closer to the painting than a flat tube per
     stroke would be."""
-    from painter_models.export import rerender_mypaint
+    from painter_models.rerender import rerender_mypaint
     from painter_models.losses import PixelLoss
     from painter_models.optimize import paint
     torch.set_num_threads(1)
