@@ -2,6 +2,7 @@
 
 One concern per module; ComfyUI itself is only touched by comfy_adapter.py.
 """
+from . import core  # noqa: F401  (first: how the nodes import the core package, see core.py)
 from . import comfy_adapter
 from .nodes_actions import RandomActions
 from .nodes_clip import CLIPTextLoss, LoadCLIP

@@ -8,6 +8,8 @@ import functools
 
 import torch
 
+from .. import painter_models
+
 # ComfyUI's node menu: one pack folder, four sub-folders by what a node is for
 CATEGORY = "neural painters"
 LOADERS, LOSSES, PAINTING, EXPORT = (f"{CATEGORY}/{sub}" for sub in ("loaders", "losses", "painting", "export"))
@@ -79,7 +81,6 @@ def _is_cpu_out_of_memory(e: Exception) -> bool:
 def _is_user_error(e: Exception) -> bool:
     """Errors whose message already tells the user what is wrong (ours and painter_models'): shown
     as a message. Anything else (a bug) keeps its traceback for the report."""
-    from .core import painter_models
     # ValueError and FileNotFoundError include painter_models' own (CheckpointError, StrokeFileError,
     # BackboneWeightsMissing, ClipWeightsMissing, ...)
     return isinstance(e, (ValueError, FileNotFoundError, painter_models.MyPaintUnavailable))

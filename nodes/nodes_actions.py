@@ -6,9 +6,10 @@ import math
 import numpy as np
 import torch
 
+from .. import painter_models
+from ..painter_models import limits
 from .common import (MAX_SIDE, MAX_STROKES, NEURAL_PAINTER, PAINTING, SEED_MAX, STROKES, NodeError, colour_from_hex,
                      image_to_bchw, user_errors)
-from .core import painter_models, submodule
 
 
 def random_strokes(count: int, seed: int, width: int, height: int, min_size: float, max_size: float,
@@ -28,7 +29,7 @@ def random_strokes(count: int, seed: int, width: int, height: int, min_size: flo
     if not 0 < min_size <= max_size:
         raise NodeError(f"Random Actions: stroke size range {min_size}..{max_size} px is empty: "
                         f"min_stroke_size must be positive and at most max_stroke_size")
-    largest = submodule("limits").MAX_BOX_SIDE * max(width, height)
+    largest = limits.MAX_BOX_SIDE * max(width, height)
     if max_size > largest:
         raise NodeError(f"Random Actions: max_stroke_size {max_size} px is more than {largest / max(width, height):g}x "
                         f"the canvas ({width}x{height}); use at most {largest:g}")
@@ -50,7 +51,7 @@ def random_strokes(count: int, seed: int, width: int, height: int, min_size: flo
         actions[:, layout.indices("red", "green", "blue")] = rgb.to(actions.dtype)
     boxes = torch.from_numpy(np.stack([cx, cy, side], 1)).float()
     actions = painter_models.keep_inside(layout, actions, reach or painter_models.BrushReach())   # strokes whole
-    return submodule("strokes").StrokeSet(actions, boxes, (height, width), layout, brush, tuple(background), blend,
+    return painter_models.StrokeSet(actions, boxes, (height, width), layout, brush, tuple(background), blend,
                                           {"made_by": "Random Actions", "seed": int(seed)})
 
 

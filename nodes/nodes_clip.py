@@ -5,9 +5,9 @@ import os
 import re
 import weakref
 
+from ..painter_models import clip_loader, losses
 from . import comfy_adapter as comfy
 from .common import CLIP_MODEL, LOADERS, LOSSES, PAINT_LOSS, SEED_MAX, NodeError, user_errors
-from .core import submodule
 from .nodes_losses import one_mask, one_term
 
 USE_TAG = "(use the pretrained tag)"
@@ -25,7 +25,7 @@ def clip_dirs() -> list[str]:
 
 
 def shipped_clip_files() -> list[str]:
-    folder = submodule("clip_loader").PACK_CLIP_CONFIGS
+    folder = clip_loader.PACK_CLIP_CONFIGS
     return sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")) if os.path.isdir(folder) else []
 
 
@@ -63,7 +63,7 @@ def weights_path(name: str) -> str | None:
     """The file a weights_file value names (only what weight_choices offers), or None."""
     if name.startswith(SHIPPED_PREFIX):
         base = name[len(SHIPPED_PREFIX):]
-        return comfy.inside(submodule("clip_loader").PACK_CLIP_CONFIGS, base) if base in shipped_clip_files() else None
+        return comfy.inside(clip_loader.PACK_CLIP_CONFIGS, base) if base in shipped_clip_files() else None
     path = comfy.model_path("open_clip", name)
     if path is not None:
         return path
@@ -74,7 +74,7 @@ def weights_path(name: str) -> str | None:
 def model_names() -> list[str]:
     """open_clip's model names, the pack's own (np-tiny-rn-64) included."""
     import open_clip
-    submodule("clip_loader").register_pack_configs()
+    clip_loader.register_pack_configs()
     return open_clip.list_models()
 
 
@@ -94,7 +94,7 @@ def load_clip_cached(model_name: str, pretrained: str, device, precision: str):
     key = (model_name, pretrained, str(device), precision)
     model = _CACHE.get(key)
     if model is None:
-        model = _CACHE[key] = submodule("clip_loader").load_clip(model_name, pretrained, device=device,
+        model = _CACHE[key] = clip_loader.load_clip(model_name, pretrained, device=device,
                                                                  search_dirs=clip_dirs(), precision=precision)
     return model
 
@@ -192,6 +192,6 @@ class CLIPTextLoss:
         if not prompts:
             raise NodeError("CLIP Text Loss: the prompt is empty; describe what the painting should show")
         with comfy.on_compute_device(clip):   # the prompts are encoded here
-            loss = submodule("losses").ClipTextLoss(clip, prompts, negatives, negative_weight=float(negative_weight),
+            loss = losses.ClipTextLoss(clip, prompts, negatives, negative_weight=float(negative_weight),
                                                     cutouts=int(cutouts), mask=one_mask(mask), seed=int(seed) % 2**63)
         return (one_term("clip", weight, loss),)

@@ -6,9 +6,9 @@ import difflib
 import numpy as np
 import torch
 
+from ..painter_models import limits, mypaint, rerender, timelapse
 from . import comfy_adapter as comfy
 from .common import EXPORT, NEURAL_PAINTER, STROKES, NodeError, check_painter_matches, image_to_bchw, user_errors
-from .core import submodule
 
 MAX_FRAMES = 1000
 MAX_RERENDER_SIDE = 8192
@@ -77,10 +77,8 @@ class StrokeTimelapse:
     @user_errors("Stroke Timelapse")
     def frames(self, painter, strokes, frames=48, max_side=512, hold_last=12, background=None, real_brush=True):
         check_painter_matches(painter, strokes, "Stroke Timelapse")
-        timelapse = submodule("timelapse")
         renderer = painter
-        if real_brush and submodule("rerender").mypaint_brush_name(strokes.brush) is not None:
-            mypaint = submodule("mypaint")
+        if real_brush and rerender.mypaint_brush_name(strokes.brush) is not None:
             try:
                 mypaint.load_library()
                 renderer = "mypaint"
@@ -90,7 +88,7 @@ class StrokeTimelapse:
         bg = one_background(background, "Stroke Timelapse")
         counts = timelapse.frame_counts(len(strokes), int(frames))
         h, w = timelapse.frame_size(strokes, int(max_side) or None)
-        submodule("limits").check_batch(len(counts) + int(hold_last), h, w, "Stroke Timelapse",
+        limits.check_batch(len(counts) + int(hold_last), h, w, "Stroke Timelapse",
                                         "lower frames or hold_last, or set a smaller max_side")
         out = []
         with comfy.Progress(len(counts), "time-lapse") as progress, \
@@ -122,7 +120,7 @@ class RerenderMyPaint:
                 "strokes": (STROKES, {"tooltip": "The strokes, in painting order."}),
                 "scale": ("FLOAT", {"default": 2.0, "min": 0.25, "max": 16.0, "step": 0.25,
                                     "tooltip": "Output size as a multiple of the strokes' canvas."}),
-                "brush": ([STROKES_BRUSH] + submodule("mypaint").list_brushes(), {"default": STROKES_BRUSH,
+                "brush": ([STROKES_BRUSH] + mypaint.list_brushes(), {"default": STROKES_BRUSH,
                           "tooltip": "The brush the strokes were made for, or another installed MyPaint preset "
                                      "(the same strokes with another brush)."}),
             },
@@ -138,7 +136,7 @@ class RerenderMyPaint:
 
     @user_errors("Re-render with MyPaint")
     def rerender(self, strokes, scale=2.0, brush=STROKES_BRUSH, background=None, brush_seed=-1):
-        scale = submodule("limits").finite_positive(scale, "scale")
+        scale = limits.finite_positive(scale, "scale")
         h, w = strokes.canvas_size
         if max(h, w) * scale > MAX_RERENDER_SIDE:
             raise NodeError(f"Re-render with MyPaint: {w}x{h} at scale {scale:g} is "
@@ -147,7 +145,7 @@ class RerenderMyPaint:
         bg = one_background(background, "Re-render with MyPaint")
         seed = delivered_seed(strokes) if brush_seed < 0 else int(brush_seed)
         with comfy.Progress(max(1, len(strokes)), "MyPaint") as progress:
-            image = submodule("rerender").rerender_mypaint(strokes, scale, preset, bg, check=comfy.check_interrupt,
+            image = rerender.rerender_mypaint(strokes, scale, preset, bg, check=comfy.check_interrupt,
                                                            callback=lambda done, total: progress.update(done),
                                                            brush_seed=seed)
         return (frames_to_image([image]),)
@@ -157,8 +155,7 @@ def installed_preset(brush: str) -> str:
     """The installed MyPaint preset a brush string names. A shared server paints with installed
     presets only: a file path (from a stroke file or the widget) is refused without looking at the
     disk, so the answer never tells whether a file exists."""
-    mypaint = submodule("mypaint")
-    name = submodule("rerender").mypaint_brush_name(brush)
+    name = rerender.mypaint_brush_name(brush)
     if name is None:
         raise NodeError(f"Re-render with MyPaint: these strokes were made for the torch rasteriser ({brush!r}), "
                         f"which has no MyPaint brush: pick a preset in brush, e.g. classic/dry_brush")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 
+from ..painter_models import stroke_file, svg
 from . import comfy_adapter as comfy
 from .common import EXPORT, LOADERS, STROKES, NodeError, user_errors
-from .core import submodule
 
 NO_FILES = "(no stroke files in ComfyUI/input)"
 
@@ -41,7 +41,7 @@ class SaveStrokes:
 
     @user_errors("Save Strokes")
     def save(self, strokes, filename_prefix="neural_painters/strokes"):
-        path, entry = _write(strokes, filename_prefix, ".json", submodule("stroke_file").save_strokes)
+        path, entry = _write(strokes, filename_prefix, ".json", stroke_file.save_strokes)
         return {"ui": {"strokes_files": [entry]}, "result": (path,)}
 
 
@@ -76,7 +76,7 @@ class LoadStrokes:
         if file == NO_FILES:
             raise NodeError("Load Strokes: no stroke files found: save strokes with Save Strokes, or copy a .json "
                             "file into ComfyUI/input")
-        return (submodule("stroke_file").load_strokes(comfy.resolve_file(file), name=file, check=comfy.check_interrupt),)
+        return (stroke_file.load_strokes(comfy.resolve_file(file), name=file, check=comfy.check_interrupt),)
 
 
 class StrokesToSVG:
@@ -101,7 +101,6 @@ class StrokesToSVG:
 
     @user_errors("Strokes to SVG")
     def save(self, strokes, filename_prefix="neural_painters/painting", title=""):
-        svg_module = submodule("svg")
-        svg = svg_module.strokes_to_svg(strokes, title=title or None)
-        path, entry = _write(strokes, filename_prefix, ".svg", lambda p, _: svg_module.write_svg(p, svg))
-        return {"ui": {"svg_files": [entry]}, "result": (svg, path)}
+        text = svg.strokes_to_svg(strokes, title=title or None)
+        path, entry = _write(strokes, filename_prefix, ".svg", lambda p, _: svg.write_svg(p, text))
+        return {"ui": {"svg_files": [entry]}, "result": (text, path)}

@@ -7,16 +7,16 @@ terms (scaling each input's weights), so any mix of objectives reaches Optimize 
 """
 from __future__ import annotations
 
+from ..painter_models import backbones, imagenet_loss, losses
 from . import comfy_adapter as comfy
 from .common import LOSSES, PAINT_LOSS, SEED_MAX, NodeError, image_to_bchw, user_errors
-from .core import submodule
 
 BACKBONES = ["efficientnet_lite0", "vgg16", "vgg16_bn"]
 AUTO_WEIGHTS = "auto"
 
 
 def one_term(name: str, weight: float, loss):
-    return submodule("losses").combine([(name, float(weight), loss)])
+    return losses.combine([(name, float(weight), loss)])
 
 
 def merge(losses_and_scales) -> object:
@@ -33,7 +33,7 @@ def merge(losses_and_scales) -> object:
             terms.append((unique, weight * float(scale), term))
     if not terms:
         raise NodeError("Combine Losses: connect at least one loss")
-    return submodule("losses").combine(terms)
+    return losses.combine(terms)
 
 
 def each_image(image, mask, what: str) -> list[tuple]:
@@ -76,7 +76,7 @@ def feature_network(node_name: str, backbone: str, weights: str, layers: str, de
         if path is None:
             raise NodeError(f"{node_name}: weights file {weights!r} not found in ComfyUI/models/vgg")
     names = [s.strip() for s in layers.replace(";", ",").split(",") if s.strip()] or default_layers
-    return submodule("backbones").build_backbone(backbone, weights=path, layers=names, device=comfy.storage_device(),
+    return backbones.build_backbone(backbone, weights=path, layers=names, device=comfy.storage_device(),
                                                  search_dirs=weights_dirs())
 
 
@@ -127,7 +127,6 @@ class VGGFeatureLoss:
     def make(self, image, backbone="efficientnet_lite0", weights=AUTO_WEIGHTS, layers="", kind="mse", weight=1.0,
              mask=None):
         fx = feature_network("VGG Feature Loss", backbone, weights, layers)
-        losses = submodule("losses")
         return ([one_term("feature", weight, losses.FeatureLoss(im, fx, kind=kind, mask=m))
                  for im, m in each_image(image, mask, "VGG Feature Loss")],)
 
@@ -162,7 +161,6 @@ class PixelLoss:
 
     @user_errors("Pixel Loss")
     def make(self, image, kind="l1", blur_sigma=0.0, weight=1.0, mask=None):
-        losses = submodule("losses")
         return ([one_term("pixel", weight, losses.PixelLoss(im, kind=kind, blur_sigma=float(blur_sigma), mask=m))
                  for im, m in each_image(image, mask, "Pixel Loss")],)
 
@@ -198,7 +196,6 @@ class StyleLoss:
     @user_errors("Style Loss")
     def make(self, style_image, backbone="efficientnet_lite0", weights=AUTO_WEIGHTS, layers="", weight=1.0,
              mask=None):
-        losses = submodule("losses")
         fx = feature_network("Style Loss", backbone, weights, layers, losses.STYLE_LAYERS.get(backbone))
         return ([one_term("style", weight, losses.StyleLoss(im, fx, mask=m))
                  for im, m in each_image(style_image, mask, "Style Loss")],)
@@ -210,7 +207,7 @@ _CLASSIFIER: dict = {}
 def imagenet_classifier():
     """The offline EfficientNet-Lite0 ImageNet classifier, built once per process."""
     if "lite0" not in _CLASSIFIER:
-        _CLASSIFIER["lite0"] = submodule("backbones").build_efficientnet_classifier()
+        _CLASSIFIER["lite0"] = backbones.build_efficientnet_classifier()
     return _CLASSIFIER["lite0"]
 
 
@@ -253,7 +250,7 @@ class ImageNetClassLoss:
         if not names:
             raise NodeError("ImageNet Class Loss: the class name is empty; give an ImageNet class, e.g. goldfish")
         # an unknown class raises UnknownImageNetClass (a ValueError): user_errors shows its message
-        loss = submodule("imagenet_loss").ImageNetClassLoss(names, classifier=imagenet_classifier(),
+        loss = imagenet_loss.ImageNetClassLoss(names, classifier=imagenet_classifier(),
                                                             cutouts=int(cutouts), input_size=int(input_size),
                                                             mask=one_mask(mask), seed=int(seed) % 2**63)
         return (one_term("imagenet", weight, loss),)

@@ -6,10 +6,10 @@ import json
 
 import torch
 
+from ..painter_models import limits, losses, optimize
 from . import comfy_adapter as comfy
 from .common import (MAX_SIDE, MAX_STROKES, NEURAL_PAINTER, PAINTING, PAINT_LOSS, SEED_MAX, STROKES, NodeError,
                      bchw_to_image, check_painter_matches, colour_from_hex, image_to_bchw, user_errors)
-from .core import submodule
 from .nodes_losses import describe
 
 MAX_STEPS = 100_000
@@ -17,7 +17,7 @@ MAX_STEPS = 100_000
 
 def engine_default(name: str):
     """paint()'s own default for one of its parameters: the node offers what the engine was tuned with."""
-    return inspect.signature(submodule("optimize").paint).parameters[name].default
+    return inspect.signature(optimize.paint).parameters[name].default
 
 
 def parse_palette(text: str):
@@ -174,8 +174,7 @@ class OptimizeActions:
                  min_stroke_size=0, max_stroke_size=0, seed=0, blend="alpha", init_strokes=None, keep_training=False,
                  palette="", greyscale=False, opaque=False, background="#ffffff", background_image=None,
                  snapshot_every=0, polish_steps=0, real_brush=True, width=0, height=0, time_limit=0.0):
-        optimize = submodule("optimize")
-        photo = submodule("losses").target_image(loss)
+        photo = losses.target_image(loss)
         if init_strokes is not None:
             check_painter_matches(painter, init_strokes, "Optimize Actions")
             (height, width), canvas_note = init_strokes.canvas_size, "the canvas of the init strokes"
@@ -188,7 +187,6 @@ class OptimizeActions:
         if min_stroke_size and max_stroke_size and min_stroke_size > max_stroke_size:
             raise NodeError(f"Optimize Actions: min_stroke_size {min_stroke_size} is larger than max_stroke_size "
                             f"{max_stroke_size}")
-        limits = submodule("limits")
         largest = limits.MAX_BOX_SIDE * max(int(width), int(height))
         biggest = max(min_stroke_size, max_stroke_size)
         if biggest > largest:

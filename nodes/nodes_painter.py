@@ -6,6 +6,7 @@ import json
 import os
 import weakref
 
+from .. import painter_models
 from . import comfy_adapter as comfy
 from .common import LOADERS, NEURAL_PAINTER, NodeError, user_errors
 
@@ -48,7 +49,6 @@ _CACHE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 def load_painter_cached(path: str, device):
     """load_painter, shared by every node that asks for the same file (path, modification time, device)."""
-    from .core import painter_models
     key = (os.path.abspath(path), os.path.getmtime(path), str(device))
     painter = _CACHE.get(key)
     if painter is None:

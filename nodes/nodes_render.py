@@ -5,10 +5,10 @@ import dataclasses
 
 import torch
 
+from ..painter_models import canvas, limits
 from . import comfy_adapter as comfy
 from .common import (NEURAL_PAINTER, PAINTING, STROKES, NodeError, bchw_to_image, check_painter_matches,
                      image_to_bchw, mask_to_b1hw, user_errors)
-from .core import submodule
 
 MAX_RENDER_SIDE = 16384
 
@@ -16,8 +16,7 @@ MAX_RENDER_SIDE = 16384
 def render(painter, strokes, background=None, scale: float = 1.0) -> torch.Tensor:
     """[1, 3, H, W] painting of `strokes` by `painter` (no gradients), on the painter's device.
     Cancel is checked before every group of strokes; a render above the work budget is refused."""
-    canvas = submodule("canvas")
-    scale = submodule("limits").finite_positive(scale, "scale")
+    scale = limits.finite_positive(scale, "scale")
     h, w = strokes.canvas_size
     if max(h, w) * scale > MAX_RENDER_SIDE:
         raise NodeError(f"a {round(w * scale)}x{round(h * scale)} px render is too large (at most {MAX_RENDER_SIDE} "

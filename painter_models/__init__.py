@@ -10,5 +10,6 @@ from .model import (Critic, CriticConfig, Generator, GeneratorConfig, count_para
                     generator_config)
 from .mypaint import MyPaintProgram, MyPaintUnavailable, list_brushes, rgba_to_rgb
 from .raster import RasterProgram, make_program
+from .strokes import StrokeSet
 
 __version__ = "0.1.0"

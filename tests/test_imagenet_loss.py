@@ -80,10 +80,10 @@ def test_bad_arguments_are_refused(classifier):
 
 
 def test_node_makes_a_named_term_and_reports_typos():
-    import nodes
-    from nodes.common import NodeError
-    node_class = nodes.NODE_CLASS_MAPPINGS["NeuralPaintersImageNetClassLoss"]
-    assert nodes.NODE_DISPLAY_NAME_MAPPINGS["NeuralPaintersImageNetClassLoss"] == "ImageNet Class Loss"
+    from test_nodes import PACK
+    NodeError = PACK.nodes.common.NodeError
+    node_class = PACK.NODE_CLASS_MAPPINGS["NeuralPaintersImageNetClassLoss"]
+    assert PACK.NODE_DISPLAY_NAME_MAPPINGS["NeuralPaintersImageNetClassLoss"] == "ImageNet Class Loss"
     (loss,) = node_class().make("goldfish\nlemon", cutouts=2, input_size=64, weight=0.5, seed=3)
     assert loss.names == ["imagenet"] and loss.weights == [0.5]
     assert loss.terms[0].class_indices == [1, 951]

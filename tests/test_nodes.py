@@ -139,6 +139,18 @@ print(len(m.NODE_CLASS_MAPPINGS))
     assert int(r.stdout.strip()) == len(NODES)
 
 
+def test_nodes_share_the_installed_core_and_import_it_one_way():
+    """Installed (tests, CI), the nodes' core is the installed painter_models: one set of classes. A
+    `from ..painter_models.x import y` would load x a second time under the pack's name."""
+    import painter_models.canvas
+    assert PACK.nodes.nodes_render.canvas is painter_models.canvas
+    assert sys.modules[f"{PACK.__name__}.painter_models"] is painter_models
+    for path in sorted((REPO / "nodes").glob("*.py")):
+        for line in path.read_text().splitlines():
+            assert not line.startswith(("from ..painter_models.", "import painter_models", "from painter_models")), \
+                f"{path.name}: {line!r}: import sub-modules as `from ..painter_models import name`"
+
+
 # ------------------------------------------------------------------------------------------------
 # adapter without ComfyUI
 
