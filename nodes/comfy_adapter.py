@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 import torch
 
+from ..painter_models import images
+
 # -------------------------------------------------------------------------------------------------
 # Is ComfyUI here? It is when its modules are already imported by a running server (the pack is
 # loaded by main.py after folder_paths and comfy.model_management). Importing them ourselves outside
@@ -338,15 +340,9 @@ def is_interrupt(exc: BaseException) -> bool:
 # progress with live preview
 # -------------------------------------------------------------------------------------------------
 def to_pil(image):
-    """A PIL image from a tensor [H, W, 3] / [1, H, W, 3] / [3, H, W] / [1, 3, H, W] in 0..1."""
+    """A PIL image from the core's image tensor ([1, 3, H, W] / [3, H, W] in 0..1)."""
     from PIL import Image
-    t = image.detach()
-    if t.dim() == 4:
-        t = t[0]
-    if t.shape[0] == 3 and t.shape[-1] != 3:
-        t = t.permute(1, 2, 0)
-    arr = (t.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
-    return Image.fromarray(arr)
+    return Image.fromarray(images.to_uint8(images.to_hwc(image)))
 
 
 class Progress:

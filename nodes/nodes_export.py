@@ -98,7 +98,7 @@ class StrokeTimelapse:
                                                                     check=comfy.check_interrupt,
                                                                     brush_seed=brush_seed)):
                 out.append(frame)
-                progress.update(i + 1, preview=lambda f=frame: torch.tensor(f, dtype=torch.float32) / 255)
+                progress.update(i + 1, preview=lambda f=frame: torch.tensor(f).permute(2, 0, 1))
         out += [out[-1]] * int(hold_last)
         return (frames_to_image(out),)
 

@@ -243,7 +243,7 @@ def _missing_vgg_message(name: str, looked: list[str], reason: str) -> str:
     lines = [f"ImageNet weights for the {name} backbone were not found ({reason}).",
              f"Download {url}",
              f"and put the file {fname} in one of:",
-             f"  - ComfyUI/models/neural_painters/ (or any folder listed in $NEURAL_PAINTERS_WEIGHTS)",
+             "  - ComfyUI/models/neural_painters/ (or any folder listed in $NEURAL_PAINTERS_WEIGHTS)",
              f"  - {hub}/ (torchvision's cache; torchvision downloads it there itself when online)",
              "or pass the file's path as the backbone weights (CLI: --backbone-weights PATH).",
              "Folders searched: " + (", ".join(looked) if looked else "none"),

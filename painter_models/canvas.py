@@ -296,16 +296,16 @@ def _composite_group(canvas: torch.Tensor, layers: torch.Tensor, boxes: torch.Te
 def background_canvas(background, canvas_size, device=None, dtype=torch.float32) -> torch.Tensor:
     """A [1, 3, H, W] canvas from a colour (RGB tuple in 0..1 or a single grey) or an image tensor.
 
-    An image [3, H, W], [1, 3, H, W] or ComfyUI-style [1, H, W, 3] of another size is resized."""
+    An image [3, H, W] or [1, 3, H, W] (channels first, as every image in the core) of another size
+    is resized."""
     h, w = canvas_size
     if isinstance(background, torch.Tensor) and background.dim() >= 3 and background.numel() > 3:
         img = background.to(device=device, dtype=dtype)
         if img.dim() == 3:
             img = img[None]
-        if img.shape[1] != 3 and img.shape[-1] == 3:
-            img = img.permute(0, 3, 1, 2)
         if img.shape[0] != 1 or img.shape[1] != 3:
-            raise ValueError(f"background image must be [1, 3, H, W] (or [3, H, W] / [1, H, W, 3]), got {list(background.shape)}")
+            raise ValueError(f"a background image is [1, 3, H, W] or [3, H, W] (channels first), got "
+                             f"{list(background.shape)}")
         if tuple(img.shape[-2:]) != (h, w):
             img = F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         return img.clamp(0, 1)

@@ -1,7 +1,10 @@
-"""Images at the edges of the core: what a painting is painted over (a StrokeSet's backdrop as an
-image), and conversions between the core's tensors and the arrays, colours and files outside code
-holds: float HWC arrays, 8-bit pixels, '#rrggbb' colours. The core itself works on [1, 3, H, W]
-float tensors in 0..1 (canvas.background_canvas makes one from a colour or an image)."""
+"""Images at the edges of the core, with one rule for their layout: a tensor is channels-first
+([1, C, H, W] or [C, H, W], the core's own convention: float in 0..1), an array or a PIL image is
+channels-last ([H, W, C] or [H, W], as image files and numpy hold them). Nothing is guessed from
+sizes: `image_tensor` / `mask_tensor` bring anything in, `to_hwc` / `to_uint8` take the core's
+tensors out; ComfyUI's channels-last IMAGE tensors are converted by the nodes (nodes/common.py).
+
+Also here: what a painting is painted over (a StrokeSet's backdrop as an image) and '#rrggbb' colours."""
 from __future__ import annotations
 
 import numpy as np
@@ -33,19 +36,66 @@ def hex_colour(rgb) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def to_hwc(image) -> np.ndarray:
-    """[1, 3, H, W] / [3, H, W] tensor or array, or [H, W, 3] array (float 0..1 or uint8) -> float32 HWC."""
-    if isinstance(image, torch.Tensor):
-        image = image.detach().float().cpu().numpy()
+def _array_to_tensor(image) -> torch.Tensor:
+    """A PIL image or a channels-last array -> float tensor [1, C, H, W] (uint8 / uint16 scaled to 0..1)."""
+    from PIL import Image
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
     a = np.asarray(image)
-    if a.ndim == 4:
-        if a.shape[0] != 1:
-            raise ValueError(f"expected one image, got a batch of {a.shape[0]}")
-        a = a[0]
-    if a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[-1] not in (3, 4):
-        a = a.transpose(1, 2, 0)
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3:
+        raise ValueError(f"an image array is [H, W] or [H, W, C] (channels last), got shape {list(a.shape)}")
+    return torch.from_numpy(np.ascontiguousarray(a.astype(np.float32) / scale)).permute(2, 0, 1)[None]
+
+
+def _one_channels_first(x: torch.Tensor, what: str) -> torch.Tensor:
+    """A tensor [C, H, W] / [1, C, H, W] (or [H, W]) -> float [1, C, H, W]; uint8 scaled to 0..1."""
+    if not 2 <= x.dim() <= 4:
+        raise ValueError(f"an {what} tensor is [C, H, W] or [1, C, H, W] (channels first), got shape {list(x.shape)}")
+    x = x.detach()
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    x = x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))
+    if x.shape[0] != 1:
+        raise ValueError(f"one {what} expected, got a batch of {x.shape[0]}: give them one at a time")
+    return x
+
+
+def image_tensor(image) -> torch.Tensor:
+    """Any image (tensor channels-first; array or PIL channels-last) -> float [1, 3, H, W] in 0..1,
+    grey repeated, alpha dropped."""
+    x = (_one_channels_first(image, "image") if isinstance(image, torch.Tensor) else _array_to_tensor(image))
+    c = x.shape[1]
+    if c not in (1, 3, 4):
+        hint = (" (a channels-last [1, H, W, C] tensor, e.g. ComfyUI's IMAGE? use .permute(0, 3, 1, 2))"
+                if x.shape[-1] in (1, 3, 4) else "")
+        raise ValueError(f"an image has 1, 3 or 4 channels, got {c} in shape {list(x.shape)}{hint}")
+    x = x.repeat(1, 3, 1, 1) if c == 1 else x[:, :3]
+    return x.clamp(0, 1).contiguous()
+
+
+def mask_tensor(mask) -> torch.Tensor:
+    """Any mask (tensor [H, W] / [1, H, W] / [1, 1, H, W]; array or PIL [H, W] or channels-last, first
+    channel) -> float [1, 1, H, W] in 0..1."""
+    if isinstance(mask, torch.Tensor):
+        m = _one_channels_first(mask, "mask")
+        if m.shape[1] != 1:
+            raise ValueError(f"a mask has one channel, got shape {list(mask.shape)}")
+    else:
+        from PIL import Image
+        m = _array_to_tensor(mask.convert("L") if isinstance(mask, Image.Image) else mask)[:, :1]
+    return m.clamp(0, 1).contiguous()
+
+
+def to_hwc(image) -> np.ndarray:
+    """The core's image (tensor [1, 3, H, W] / [3, H, W]) or an array [H, W, 3] (float 0..1 or uint8)
+    -> float32 [H, W, 3]."""
+    if isinstance(image, torch.Tensor):
+        image = image_tensor(image)[0].permute(1, 2, 0).cpu().numpy()
+    a = np.asarray(image)
     if a.ndim != 3 or a.shape[-1] < 3:
-        raise ValueError(f"expected an RGB image, got shape {list(np.shape(image))}")
+        raise ValueError(f"expected an RGB image [H, W, 3], got shape {list(np.shape(image))}")
     a = a[..., :3]
     return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
 

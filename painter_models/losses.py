@@ -22,93 +22,21 @@ keeps the latest per-term values in `.last_terms` (unweighted floats) for loggin
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbones import FeatureExtractor, build_backbone
 from .clip_loader import ClipModel
+from .images import image_tensor, mask_tensor
 
 __all__ = ["ClipTextLoss", "FeatureLoss", "PixelLoss", "StyleLoss", "WeightedLoss", "combine",
-           "fit_to", "gaussian_blur", "make_cutouts", "srgb_to_oklab", "to_image_tensor", "to_mask_tensor"]
+           "fit_to", "gaussian_blur", "make_cutouts", "srgb_to_oklab"]
 
 
 # ----------------------------------------------------------------------------------------------------
 # inputs
-
-
-def to_image_tensor(image) -> torch.Tensor:
-    """Any image -> float tensor [1, 3, H, W] in 0..1 (grey repeated, alpha dropped)."""
-    if isinstance(image, torch.Tensor):
-        x = image.detach().float()
-        if x.dim() == 2:
-            x = x[None, None]
-        elif x.dim() == 3:
-            x = x[None] if x.shape[0] in (1, 3, 4) or x.shape[-1] not in (1, 3, 4) else x.permute(2, 0, 1)[None]
-        elif x.dim() == 4:
-            if x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):
-                x = x.permute(0, 3, 1, 2)  # ComfyUI IMAGE [B, H, W, C]
-        else:
-            raise ValueError(f"image tensor must be [H, W], [C, H, W] or [B, C, H, W], got {tuple(x.shape)}")
-        if x.shape[0] != 1:
-            raise ValueError(f"one image expected, got a batch of {x.shape[0]}")
-        if x.max() > 1.0 + 1e-3:
-            x = x / 255.0
-    else:
-        try:
-            from PIL import Image
-            if isinstance(image, Image.Image):
-                image = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
-        except ImportError:  # pragma: no cover
-            pass
-        a = np.asarray(image)
-        if a.dtype == np.uint8:
-            a = a.astype(np.float32) / 255.0
-        elif a.dtype == np.uint16:
-            a = a.astype(np.float32) / 65535.0
-        a = a.astype(np.float32)
-        if a.ndim == 2:
-            a = a[..., None]
-        if a.ndim != 3:
-            raise ValueError(f"image array must be [H, W] or [H, W, C], got {a.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
-        if x.max() > 1.0 + 1e-3:
-            x = x / 255.0
-    c = x.shape[1]
-    if c == 1:
-        x = x.repeat(1, 3, 1, 1)
-    elif c == 4:
-        x = x[:, :3]
-    elif c != 3:
-        raise ValueError(f"image must have 1, 3 or 4 channels, got {c}")
-    return x.clamp(0, 1).contiguous()
-
-
-def to_mask_tensor(mask) -> torch.Tensor:
-    """Any mask -> float tensor [1, 1, H, W] in 0..1."""
-    if isinstance(mask, torch.Tensor):
-        m = mask.detach().float()
-    else:
-        try:
-            from PIL import Image
-            if isinstance(mask, Image.Image):
-                mask = np.asarray(mask.convert("L"))
-        except ImportError:  # pragma: no cover
-            pass
-        a = np.asarray(mask)
-        m = torch.from_numpy(np.ascontiguousarray(a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)))
-    while m.dim() > 2 and m.shape[0] == 1:
-        m = m[0]
-    if m.dim() == 3 and m.shape[-1] in (1, 3, 4):
-        m = m[..., 0]
-    if m.dim() != 2:
-        raise ValueError(f"mask must be [H, W], [1, H, W] or [1, 1, H, W], got {tuple(mask.shape)}")
-    if m.max() > 1.0 + 1e-3:
-        m = m / 255.0
-    return m.clamp(0, 1)[None, None].contiguous()
 
 
 def fit_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -167,7 +95,7 @@ class _Fitted(nn.Module):
 
     def __init__(self, mask=None):
         super().__init__()
-        self.register_buffer("_mask", None if mask is None else to_mask_tensor(mask), persistent=False)
+        self.register_buffer("_mask", None if mask is None else mask_tensor(mask), persistent=False)
         self._cache: dict = {}
 
     def _key(self, tag, canvas):
@@ -210,7 +138,7 @@ class PixelLoss(_Fitted):
         if blur_sigma < 0:
             raise ValueError("blur_sigma must be >= 0")
         self.kind, self.blur_sigma = kind, float(blur_sigma)
-        self.register_buffer("target", to_image_tensor(target), persistent=False)
+        self.register_buffer("target", image_tensor(target), persistent=False)
 
     def forward(self, canvas: torch.Tensor) -> torch.Tensor:
         _check_canvas(canvas)
@@ -262,7 +190,7 @@ class _BackboneLoss(_Fitted):
         self.backbone = _resolve_backbone(backbone, layers)
         self.layer_names = list(self.backbone.layer_names)
         self.layer_weights = _resolve_weights(self.backbone, layer_weights)
-        self.register_buffer("image", to_image_tensor(image), persistent=False)
+        self.register_buffer("image", image_tensor(image), persistent=False)
         self.last_layers: dict[str, torch.Tensor] = {}
 
     def _follow(self, canvas):

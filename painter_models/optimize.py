@@ -71,6 +71,7 @@ import torch.nn.functional as F
 
 from .actions import get_layout, keep_inside
 from .canvas import background_canvas, fast_painter, render
+from .images import image_tensor
 from .limits import MAX_BOX_SIDE, MAX_STROKES, check_batch, finite_positive
 from .rerender import mypaint_brush_name, rerender_mypaint
 from .strokes import MAX_CANVAS, StrokeSet
@@ -475,8 +476,8 @@ class PaintingJob:
 
         target = target_for_seeding
         if target is not None:
-            from .losses import fit_to, to_image_tensor
-            target = fit_to(to_image_tensor(target).to(dev), h, w)
+            from .losses import fit_to
+            target = fit_to(image_tensor(target).to(dev), h, w)
         self.target = target
         self.palette = self._palette(palette, greyscale)
         self.constraints = StrokeConstraints(self.layout, self.size, min_size, max_size, self.palette, greyscale,

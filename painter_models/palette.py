@@ -9,6 +9,8 @@ import re
 import numpy as np
 import torch
 
+from .images import image_tensor
+
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
 MAX_COLOURS = 256
 
@@ -82,8 +84,7 @@ def snap(colours: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
 
 
 def _image_pixels(image) -> torch.Tensor:
-    from .losses import to_image_tensor
-    x = to_image_tensor(image).cpu()
+    x = image_tensor(image).cpu()
     return x[0].reshape(3, -1).t().contiguous()
 
 

