@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .actions import NAKANO, bezier_points, get_layout
+from .actions import bezier_points, get_layout
 from .raster import RasterProgram
 
 PRIORS = ("none", "raster", "capsule")
@@ -117,10 +117,6 @@ class CriticConfig:
         if unknown:
             raise ValueError(f"CriticConfig has no fields {sorted(unknown)} (a newer checkpoint format?)")
         return cls(**d)
-
-
-def _nakano_layout_colour():
-    return tuple(NAKANO.indices("red", "green", "blue"))
 
 
 # Named configurations. "nakano": the size of Nakano's GAN painter (about 0.8 M parameters);

@@ -233,13 +233,16 @@ def test_freeze_really_freezes_and_critic_pretraining(data, tmp_path):
 
 def test_frozen_generator_gets_no_gradient_inside_critic_stage(data, tmp_path):
     """Inside the critic stage the generator's parameters and batch-norm statistics do not move."""
-    from training.cli import _options, build_parser
+    from training.cli import build_parser
     from training.common import Dist
+    from training.options import stage_options
     from training.stages import PretrainCritic
     g_path = _pretrain(data, tmp_path / "g", 2)
     args = build_parser().parse_args(["pretrain-critic", *_stage_args(data, tmp_path / "c2", 3, "--generator", g_path)])
     train, held = load_set(data[0])[0], load_set(data[1])[0]
-    stage = PretrainCritic(_options(args, "constant", {"config": "tiny", "generator": g_path}), train, held, Dist("cpu"))
+    options = stage_options(args, out=args.out, steps=args.steps, lr=args.lr, schedule="constant", budget=None,
+                            batch=args.batch_size, extra={"config": "tiny", "generator": g_path})
+    stage = PretrainCritic(options, train, held, Dist("cpu"))
     stage.build()
     stage.wrap()
     before = {k: v.clone() for k, v in stage.generator.state_dict().items()}
@@ -402,8 +405,9 @@ def grainy_data(tmp_path_factory):
 def test_gan_mode_of_a_stochastic_painter_learns_to_paint_grain(grainy_data, tmp_path):
     """GAN mode on a painter with noise inputs (added to a deterministic pre-trained one): the texture
     term opens the grain (its gains in a faster Adam group), and the generator nearest the bar is kept."""
-    from training.cli import _options, build_parser
+    from training.cli import build_parser
     from training.common import Dist
+    from training.options import stage_options
     from training.evaluate import painter_strokes
     from training.stages import BEST_GENERATOR, GAN, GRAIN_LR_SCALE, with_noise_inputs
     from painter_models.model import Generator
@@ -419,9 +423,10 @@ def test_gan_mode_of_a_stochastic_painter_learns_to_paint_grain(grainy_data, tmp
     out = tmp_path / "gan"
     args = build_parser().parse_args(["gan", *_stage_args(grainy_data, out, 12, "--generator", init, *RECON, "--lr", "3e-3")])
     texture_of_grain = {"psnr": 20.0, "texture_ratio": 1.0}
-    stage = GAN(_options(args, "constant", {"config": "tiny", "generator": init, "gan": "bce", "ceiling":
-                                            texture_of_grain, "backbone": "none"}), load_set(grainy_data[0])[0], held,
-                Dist("cpu"))
+    options = stage_options(args, out=args.out, steps=args.steps, lr=args.lr, schedule="constant", budget=None,
+                            batch=args.batch_size, extra={"config": "tiny", "generator": init, "gan": "bce",
+                                                          "ceiling": texture_of_grain, "backbone": "none"})
+    stage = GAN(options, load_set(grainy_data[0])[0], held, Dist("cpu"))
     stage.run()
     groups = stage.optimizers["generator"].param_groups
     assert [gr.get("lr_scale", 1.0) for gr in groups] == [1.0, GRAIN_LR_SCALE] and len(groups[1]["params"]) == 3

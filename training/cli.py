@@ -19,25 +19,9 @@ import json
 import os
 import sys
 
-import torch
-
 from painter_models.model import COLOURS
 
-DEFAULT_HELDOUT = 1000
-HELDOUT_SEED = 1_000_003
-
-# Per-config defaults for the recipe (steps per stage at batch 64).
-RECIPE_DEFAULTS = {
-    "tiny": dict(pretrain_steps=40, critic_steps=10, gan_steps=10, data_size=2048, batch_size=32),
-    "nakano": dict(pretrain_steps=12000, critic_steps=600, gan_steps=1500, data_size=100_000, batch_size=64),
-    "large": dict(pretrain_steps=20000, critic_steps=1000, gan_steps=3000, data_size=200_000, batch_size=64),
-}
-
-
-def _threads(n):
-    if n:
-        torch.set_num_threads(int(n))
-
+from .options import DEFAULT_HELDOUT, HELDOUT_SEED, RECIPE_DEFAULTS, recon_options, set_threads, stage_options
 
 def add_common(p: argparse.ArgumentParser, steps: int | None = None, lr: float = 1e-3):
     g = p.add_argument_group("training")
@@ -81,22 +65,6 @@ def add_recon(p):
                         "hatch along the strokes, not crisper edges)")
 
 
-def _recon_extra(a) -> dict:
-    return dict(backbone=a.backbone, backbone_weights=a.backbone_weights,
-                backbone_layers=a.backbone_layers.split(",") if a.backbone_layers else None,
-                feature_weight=a.feature_weight, pixel_weight=a.pixel_weight, alpha_weight=a.alpha_weight,
-                stroke_weight=a.stroke_weight, mse_weight=a.mse_weight, texture_weight=a.texture_weight)
-
-
-def _options(a, default_schedule: str, extra: dict):
-    from .stages import StageOptions
-    return StageOptions(out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                        schedule=a.schedule or default_schedule, seed=a.seed, device=a.device, amp=not a.no_amp,
-                        time_budget=a.time_budget, checkpoint_every=a.checkpoint_every,
-                        checkpoint_seconds=a.checkpoint_seconds, log_every=a.log_every, eval_every=a.eval_every,
-                        sample_every=a.sample_every, resume=not a.fresh, progress=not a.no_progress, extra=extra)
-
-
 def _load_data(a):
     from .data import load_set, load_training_data
     if not a.data:
@@ -108,7 +76,7 @@ def _load_data(a):
 
 def _run_stage(cls, a, default_schedule, extra):
     from .common import Dist
-    _threads(a.threads)
+    set_threads(a.threads)
     if a.steps is None and not a.time_budget:
         raise SystemExit("give --steps or --time-budget")
     if a.steps is None:
@@ -116,7 +84,9 @@ def _run_stage(cls, a, default_schedule, extra):
     d = Dist(a.device)
     try:
         data, heldout = _load_data(a)
-        stage = cls(_options(a, default_schedule, extra), data, heldout, d)
+        options = stage_options(a, out=a.out, steps=a.steps, lr=a.lr, schedule=a.schedule or default_schedule,
+                                budget=a.time_budget, batch=a.batch_size, extra=extra)
+        stage = cls(options, data, heldout, d)
         return stage.run()
     finally:
         d.close()
@@ -126,7 +96,7 @@ def _run_stage(cls, a, default_schedule, extra):
 def cmd_pretrain_generator(a):
     from .stages import PretrainGenerator
     extra = {"config": a.config, "init": a.init, "prior": a.prior, "colour": a.colour, "noise_dim": a.noise_dim,
-             **_recon_extra(a)}
+             **recon_options(a)}
     return _run_stage(PretrainGenerator, a, "cosine", extra)
 
 
@@ -155,7 +125,7 @@ def cmd_gan(a):
     extra = {"config": a.config, "generator": a.generator, "critic": a.critic, "gan": a.gan,
              "n_critic": a.n_critic, "adv_weight": a.adv_weight, "gp_weight": a.gp_weight,
              "critic_lr": a.critic_lr or a.lr, "conditional": not a.unconditional, "prior": a.prior,
-             "colour": a.colour, "noise_dim": a.noise_dim, **_recon_extra(a)}
+             "colour": a.colour, "noise_dim": a.noise_dim, **recon_options(a)}
     return _run_stage(GAN, a, "constant", extra)
 
 
@@ -163,7 +133,7 @@ def cmd_evaluate(a):
     from .data import heldout_set, load_set
     from .evaluate import evaluate_painter
     from painter_models.checkpoint import read_metadata
-    _threads(a.threads)
+    set_threads(a.threads)
     if a.heldout and os.path.exists(a.heldout):
         data, extra = load_set(a.heldout)
         other = extra.get("strokes_seed1")
@@ -308,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    out = args.func(args)
+    args.func(args)
     return 0
 
 

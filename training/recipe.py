@@ -35,10 +35,10 @@ import time
 from painter_models.actions import BrushReach
 from painter_models.checkpoint import atomic_write, load_painter, read_metadata, save_painter
 
-from .cli import HELDOUT_SEED, RECIPE_DEFAULTS, _threads
 from .common import Dist, hardware, is_frozen
 from .data import heldout_set, load_set, load_training_data
 from .evaluate import GRID_ROWS, evaluate_painter, feature_backbone, repeatability_ceiling
+from .options import HELDOUT_SEED, RECIPE_DEFAULTS, recon_options, set_threads, stage_options
 from .stages import BEST_GENERATOR, GAN, PretrainCritic, PretrainGenerator, StageOptions, freeze_generator
 
 
@@ -76,15 +76,6 @@ def choose_export(candidates: dict[str, dict], export: str) -> str:
         m = candidates[name]
         return (m["bar"]["shortfall_db"] if "bar" in m else 0.0, -m["psnr"])
     return min(candidates, key=key)
-
-
-def _opts(a, out, steps, lr, schedule, budget, extra, batch, eval_every=None, sample_every=None):
-    return StageOptions(out=out, steps=steps, batch_size=batch, lr=lr, schedule=schedule, seed=a.seed,
-                        device=a.device, amp=not a.no_amp, time_budget=budget,
-                        checkpoint_every=a.checkpoint_every, checkpoint_seconds=a.checkpoint_seconds,
-                        log_every=10, eval_every=a.eval_every if eval_every is None else eval_every,
-                        sample_every=a.sample_every if sample_every is None else sample_every,
-                        progress=not a.no_progress, extra=extra)
 
 
 def write_text(path: str, text: str):
@@ -152,7 +143,7 @@ def _data_time(path: str, generate) -> dict:
 
 
 def run_recipe(a: argparse.Namespace) -> dict:
-    _threads(a.threads)
+    set_threads(a.threads)
     d = Dist(a.device)
     defaults = RECIPE_DEFAULTS[a.config]
     steps1 = a.pretrain_steps or defaults["pretrain_steps"]
@@ -184,10 +175,7 @@ def run_recipe(a: argparse.Namespace) -> dict:
     shares = ((0.6, 0.07, 0.33) if a.noise_dim else (0.75, 0.08, 0.17)) if steps4 else (0.9, 0.1, 0.0)
     b1, b3, b4 = ([left * s for s in shares] if budget else (0, 0, 0))
 
-    recon = dict(backbone=a.backbone, backbone_weights=a.backbone_weights,
-                 backbone_layers=a.backbone_layers.split(",") if a.backbone_layers else None,
-                 feature_weight=a.feature_weight, pixel_weight=a.pixel_weight, alpha_weight=a.alpha_weight,
-                 stroke_weight=a.stroke_weight, mse_weight=a.mse_weight)
+    recon = recon_options(a)
     brush_id = f"mypaint:{a.brush}" if not a.brush.startswith("raster") else "raster:soft_round"
     reach_dict = None if reach is None else reach.to_dict()
     common_meta = {"brush": a.brush, "config": a.config, "prior": a.prior, "colour": a.colour,
@@ -197,11 +185,11 @@ def run_recipe(a: argparse.Namespace) -> dict:
 
     # 1. generator pre-training
     s1_dir = os.path.join(a.out, "1_pretrain_generator")
-    s1 = PretrainGenerator(_opts(a, s1_dir, steps1, a.lr, "cosine", b1,
-                                 {"config": a.config, "brush_id": brush_id, "training_meta": common_meta,
-                                  "prior": a.prior, "colour": a.colour, "noise_dim": a.noise_dim,
-                                  "reach": reach_dict, **recon, "texture_weight": 0.0},
-                                 batch), data, heldout, d).run()
+    s1 = PretrainGenerator(stage_options(a, out=s1_dir, steps=steps1, lr=a.lr, schedule="cosine", budget=b1, batch=batch,
+                                         extra={"config": a.config, "brush_id": brush_id, "training_meta": common_meta,
+                                                "prior": a.prior, "colour": a.colour, "noise_dim": a.noise_dim,
+                                                "reach": reach_dict, **recon, "texture_weight": 0.0}),
+                           data, heldout, d).run()
     g1_path = os.path.join(s1_dir, "generator.safetensors")
 
     # 2. freeze (verified) -> a frozen painter file
@@ -221,18 +209,20 @@ def run_recipe(a: argparse.Namespace) -> dict:
         ceiling = repeatability_ceiling(heldout.strokes[:n], other[:n]) if other is not None else None
         # 3. critic pre-training against the frozen generator
         s3_dir = os.path.join(a.out, "3_pretrain_critic")
-        s3 = PretrainCritic(_opts(a, s3_dir, steps3, a.lr, "constant", b3,
-                                  {"config": a.config, "generator": frozen_path, "conditional": True}, batch,
-                                  sample_every=0), data, heldout, d).run()
+        s3 = PretrainCritic(stage_options(a, out=s3_dir, steps=steps3, lr=a.lr, schedule="constant", budget=b3,
+                                          batch=batch, sample_every=0,
+                                          extra={"config": a.config, "generator": frozen_path, "conditional": True}),
+                            data, heldout, d).run()
         stage_info["pretrain_critic"] = s3.get("summary", s3)
         # 4. GAN
         s4_dir = os.path.join(a.out, "4_gan")
-        s4 = GAN(_opts(a, s4_dir, steps4, a.gan_lr, "constant", b4,
-                       {"config": a.config, "generator": frozen_path,
-                        "critic": os.path.join(s3_dir, "critic.safetensors"), "gan": a.gan,
-                        "adv_weight": a.adv_weight, "texture_weight": a.texture_weight, "ceiling": ceiling,
-                        "brush_id": brush_id, "training_meta": common_meta, "reach": reach_dict, **recon},
-                       batch, eval_every=a.gan_eval_every), data, heldout, d).run()
+        s4 = GAN(stage_options(a, out=s4_dir, steps=steps4, lr=a.gan_lr, schedule="constant", budget=b4, batch=batch,
+                               eval_every=a.gan_eval_every,
+                               extra={"config": a.config, "generator": frozen_path,
+                                      "critic": os.path.join(s3_dir, "critic.safetensors"), "gan": a.gan,
+                                      "adv_weight": a.adv_weight, "ceiling": ceiling, "brush_id": brush_id,
+                                      "training_meta": common_meta, "reach": reach_dict, **recon}),
+                 data, heldout, d).run()
         stage_info["gan"] = s4.get("summary", s4)
         candidates["gan"] = os.path.join(s4_dir, "generator.safetensors")
         if os.path.exists(os.path.join(s4_dir, BEST_GENERATOR)):
@@ -292,7 +282,7 @@ def run_compare(a: argparse.Namespace) -> dict:
     the recipe's data and held-out set, for the recipe's training CPU time (CPU seconds: a fair share
     on a machine other jobs load unevenly); then a plot and a table of held-out PSNR and texture_ratio
     against CPU time for both, and the final painters' metrics (feature distance and the bar included)."""
-    _threads(a.threads)
+    set_threads(a.threads)
     d = Dist(a.device)
     with open(os.path.join(a.recipe_dir, "recipe.json")) as f:
         rec = json.load(f)
