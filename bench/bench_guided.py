@@ -21,8 +21,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from training import guided_checks as gc  # noqa: E402
-from training.judges import ImageNetJudge, ShapeJudge  # noqa: E402
+from neural_painters_training import guided_checks as gc  # noqa: E402
+from neural_painters_training.judges import ImageNetJudge, ShapeJudge  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "bench", "results")
 

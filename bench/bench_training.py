@@ -23,9 +23,9 @@ import torch  # noqa: E402
 
 from painter_models.checkpoint import save_painter  # noqa: E402
 from painter_models.model import Generator  # noqa: E402
-from training.common import Dist, hardware  # noqa: E402
-from training.data import load_training_data, render_set  # noqa: E402
-from training.stages import (GAN, PretrainCritic, PretrainGenerator, StageOptions, make_generator_config,  # noqa: E402
+from neural_painters_training.common import Dist, hardware  # noqa: E402
+from neural_painters_training.data import load_training_data, render_set  # noqa: E402
+from neural_painters_training.stages import (GAN, PretrainCritic, PretrainGenerator, StageOptions, make_generator_config,  # noqa: E402
                              save_critic)
 
 
@@ -76,7 +76,7 @@ def main(argv=None):
         g_path = os.path.join(tmp, "g.safetensors")
         save_painter(g_path, g, layout=data.layout, brush="bench")
         from painter_models.model import Critic
-        from training.stages import make_critic_config
+        from neural_painters_training.stages import make_critic_config
         c_path = os.path.join(tmp, "c.safetensors")
         save_critic(c_path, Critic(make_critic_config(a.config, data.size)))
         stages = {

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training import guided_checks as gc
-from training.judges import ImageNetJudge, ShapeJudge
+from neural_painters_training import guided_checks as gc
+from neural_painters_training.judges import ImageNetJudge, ShapeJudge
 
 pytestmark = pytest.mark.slow
 

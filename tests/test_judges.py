@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from training.judges import ImageNetJudge, ShapeJudge, angular_moments, colour_names, ideal_shape, JUDGE_COLOURS
+from neural_painters_training.judges import ImageNetJudge, ShapeJudge, angular_moments, colour_names, ideal_shape, JUDGE_COLOURS
 
 
 def canvas_with(shape: str, rgb, size=96, angle=0.3, shift=(0, 0), background=(1.0, 1.0, 1.0)):

@@ -81,7 +81,7 @@ def _fresh_evaluation(name, count=600, seed=4242):
     uses), drawn as its own held-out strokes were: whole in their tile, or uniform for the older painters."""
     from painter_models import MyPaintProgram
     from painter_models.datasets import whole_strokes
-    from training.evaluate import high_frequency_energy, painter_strokes
+    from neural_painters_training.evaluate import high_frequency_energy, painter_strokes
     painter = load_painter(_path(name))
     actions = NAKANO.sample(count, seed=seed)
     if SHIPPED[name][2]:

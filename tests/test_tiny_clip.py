@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from training import tiny_clip
-from training.judges import ShapeJudge
-from training.tiny_clip import Caption, Scene, caption_text, random_caption, random_scene
+from neural_painters_training import tiny_clip
+from neural_painters_training.judges import ShapeJudge
+from neural_painters_training.tiny_clip import Caption, Scene, caption_text, random_caption, random_scene
 
 SHIPPED = os.path.join(os.path.dirname(tiny_clip.config_path()), tiny_clip.MODEL_NAME + "-shapes.safetensors")
 
@@ -97,7 +97,7 @@ def test_cli_refuses_a_bad_output_name(capsys):
 @pytest.fixture(scope="module")
 def shipped_clip():
     from painter_models.clip_loader import load_clip
-    assert os.path.isfile(SHIPPED), f"{SHIPPED} missing: train it with python -m training.tiny_clip --out {SHIPPED}"
+    assert os.path.isfile(SHIPPED), f"{SHIPPED} missing: train it with neural-painters-train-clip --out {SHIPPED}"
     return load_clip(tiny_clip.MODEL_NAME, SHIPPED)
 
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from painter_models.checkpoint import load_painter, read_metadata, save_painter
-from training.cli import main as train_main
-from training.common import (is_frozen, load_state, load_tensors, optimizer_from_flat, optimizer_to_flat,
+from neural_painters_training.cli import main as train_main
+from neural_painters_training.common import (is_frozen, load_state, load_tensors, optimizer_from_flat, optimizer_to_flat,
                              save_state)
-from training.data import BatchOrder, load_set, render_set, save_set
+from neural_painters_training.data import BatchOrder, load_set, render_set, save_set
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--config", "tiny", "--batch-size", "16", "--no-progress", "--threads", "1"]
@@ -141,7 +141,7 @@ def test_init_from_a_colour_residual_painter_keeps_its_alpha(data, tmp_path):
 
 
 def test_texture_ratio_sees_what_psnr_rewards_smoothing_away():
-    from training.evaluate import repeatability_ceiling
+    from neural_painters_training.evaluate import repeatability_ceiling
     g = torch.Generator().manual_seed(0)
     alpha = (torch.rand(8, 1, 32, 32, generator=g) < 0.5).float() * 0.8           # a grainy brush
     rgba = torch.cat([alpha * 0.2, alpha * 0.2, alpha * 0.2, alpha], 1)
@@ -160,7 +160,7 @@ def test_texture_ratio_sees_what_psnr_rewards_smoothing_away():
 
 
 def test_pixel_term_weights_stroke_pixels():
-    from training.losses import ReconstructionLoss
+    from neural_painters_training.losses import ReconstructionLoss
     real_rgb = torch.ones(1, 3, 8, 8)
     real_alpha = torch.zeros(1, 1, 8, 8)
     real_alpha[..., 3, :] = 1
@@ -214,7 +214,7 @@ def test_sigkill_resume_matches_uninterrupted_run(data, tmp_path):
 
 
 def test_freeze_really_freezes_and_critic_pretraining(data, tmp_path):
-    from training.stages import freeze_generator
+    from neural_painters_training.stages import freeze_generator
     g_path = _pretrain(data, tmp_path / "g", 2)
     g = freeze_generator(g_path)
     assert is_frozen(g) and not g.training and all(not p.requires_grad for p in g.parameters())
@@ -224,7 +224,7 @@ def test_freeze_really_freezes_and_critic_pretraining(data, tmp_path):
     g_after = load_painter(g_path).generator
     for (k, v), (k2, v2) in zip(g.state_dict().items(), g_after.state_dict().items()):
         assert torch.equal(v, v2), k
-    from training.stages import load_critic
+    from neural_painters_training.stages import load_critic
     critic = load_critic(str(c_out / "critic.safetensors"), "cpu")
     assert critic.config.conditional and critic.config.in_channels == 4
     recs = [json.loads(l) for l in open(c_out / "metrics.jsonl") if '"loss"' in l]
@@ -233,10 +233,10 @@ def test_freeze_really_freezes_and_critic_pretraining(data, tmp_path):
 
 def test_frozen_generator_gets_no_gradient_inside_critic_stage(data, tmp_path):
     """Inside the critic stage the generator's parameters and batch-norm statistics do not move."""
-    from training.cli import build_parser
-    from training.common import Dist
-    from training.options import stage_options
-    from training.stages import PretrainCritic
+    from neural_painters_training.cli import build_parser
+    from neural_painters_training.common import Dist
+    from neural_painters_training.options import stage_options
+    from neural_painters_training.stages import PretrainCritic
     g_path = _pretrain(data, tmp_path / "g", 2)
     args = build_parser().parse_args(["pretrain-critic", *_stage_args(data, tmp_path / "c2", 3, "--generator", g_path)])
     train, held = load_set(data[0])[0], load_set(data[1])[0]
@@ -344,7 +344,7 @@ def test_torchrun_two_cpu_processes(data, tmp_path):
 
 # -- stochastic painters, the bar and the export criterion (issue 10) ---------------------------------
 def test_texture_loss_asks_for_the_amount_of_grain_not_its_place():
-    from training.losses import texture_loss
+    from neural_painters_training.losses import texture_loss
     g = torch.Generator().manual_seed(0)
     grain = lambda: 1 - 0.5 * (torch.rand(4, 1, 32, 32, generator=g) < 0.3).float().expand(-1, 3, -1, -1)
     real, other = grain(), grain()                              # the same brush, grain elsewhere
@@ -357,8 +357,8 @@ def test_texture_loss_asks_for_the_amount_of_grain_not_its_place():
 
 
 def test_bar_and_export_choice_weigh_texture_not_psnr_alone():
-    from training.evaluate import bar
-    from training.recipe import choose_export
+    from neural_painters_training.evaluate import bar
+    from neural_painters_training.recipe import choose_export
     ceiling = {"ceiling_psnr": 31.0, "ceiling_texture_ratio": 1.0}
     smooth = {"psnr": 31.8, "texture_ratio": 0.3, **ceiling}      # the brush's mean: high PSNR, no grain
     grainy = {"psnr": 30.7, "texture_ratio": 0.95, **ceiling}     # real grain, within 0.5 dB of the ceiling
@@ -378,7 +378,7 @@ def test_bar_and_export_choice_weigh_texture_not_psnr_alone():
 
 
 def test_frechet_feature_distance():
-    from training.evaluate import frechet_distance
+    from neural_painters_training.evaluate import frechet_distance
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(400, 6)), rng.normal(size=(400, 6))
     shifted, wider = b + 1.0, b * 2.0
@@ -405,11 +405,11 @@ def grainy_data(tmp_path_factory):
 def test_gan_mode_of_a_stochastic_painter_learns_to_paint_grain(grainy_data, tmp_path):
     """GAN mode on a painter with noise inputs (added to a deterministic pre-trained one): the texture
     term opens the grain (its gains in a faster Adam group), and the generator nearest the bar is kept."""
-    from training.cli import build_parser
-    from training.common import Dist
-    from training.options import stage_options
-    from training.evaluate import painter_strokes
-    from training.stages import BEST_GENERATOR, GAN, GRAIN_LR_SCALE, with_noise_inputs
+    from neural_painters_training.cli import build_parser
+    from neural_painters_training.common import Dist
+    from neural_painters_training.options import stage_options
+    from neural_painters_training.evaluate import painter_strokes
+    from neural_painters_training.stages import BEST_GENERATOR, GAN, GRAIN_LR_SCALE, with_noise_inputs
     from painter_models.model import Generator
     from dataclasses import replace
     base = load_painter(_pretrain(grainy_data, tmp_path / "g", 2))

@@ -10,7 +10,7 @@
 
 Every training subcommand resumes from its folder's state.safetensors when run again (use
 --fresh to start over) and runs under torchrun for DistributedDataParallel, e.g.
-  python -m torch.distributed.run --nproc_per_node 2 -m training.cli pretrain-generator ...
+  python -m torch.distributed.run --nproc_per_node 2 -m neural_painters_training.cli pretrain-generator ...
 """
 from __future__ import annotations
 
@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generator_options(s)
     s.add_argument("--export", choices=("best", "gan", "gan_best", "pretrained"), default="best",
                    help="which generator becomes the painter: the one nearest the bar on the held-out strokes "
-                        "(best: texture_ratio in its band and PSNR near MyPaint's ceiling, see training.evaluate.bar), "
+                        "(best: texture_ratio in its band and PSNR near MyPaint's ceiling, see neural_painters_training.evaluate.bar), "
                         "or a fixed one (gan_best: GAN mode's generator nearest the bar during training)")
     s.add_argument("--strokes", choices=("whole", "uniform"), default="whole",
                    help="training and held-out strokes: whole in their tile for the brush's reach (what a painter "

@@ -2,12 +2,12 @@
 that tests (tests/test_guided_painting.py) and the benchmark (bench/bench_guided.py) share.
 
 Text:     the shipped painter + the shapes CLIP (painter_models/shapes_clip) paint each prompt of
-          SHAPE_PROMPTS; training.judges.ShapeJudge (pixels only) judges colour, position and shape.
+          SHAPE_PROMPTS; neural_painters_training.judges.ShapeJudge (pixels only) judges colour, position and shape.
           What holds today: the prompt's colour is the painting's main colour and the position is
           right; the shape is not (see BENCHMARKS.md). NEGATIVE_CHECK: "a circle" with the negative
           prompt "red" is not red (where "a red circle" is).
 ImageNet: the shipped painter + EfficientNet-Lite0 (ImageNetClassLoss) paint each class of
-          IMAGENET_CLASSES; EfficientNet-Lite1 (training.judges.ImageNetJudge) must rank the class
+          IMAGENET_CLASSES; EfficientNet-Lite1 (neural_painters_training.judges.ImageNetJudge) must rank the class
           higher in its painting than in the paintings of the other classes (the controls). Its top 5
           is reached only by a longer recipe (BENCHMARKS.md).
 """

@@ -1,6 +1,6 @@
 """A tiny CLIP trained here, on captioned synthetic shapes: text-to-paint that can be checked offline.
 
-    python -m training.tiny_clip --out painter_models/shapes_clip/np-tiny-rn-64-shapes.safetensors --threads 1
+    neural-painters-train-clip --out painter_models/shapes_clip/np-tiny-rn-64-shapes.safetensors --threads 1
     neural-painters-train-clip --out shapes.safetensors --minutes 4            # the same, as a console script
 
 No CLIP weights can be downloaded on the machines this pack is built on, so the text loss was only
@@ -583,7 +583,7 @@ def main(argv=None) -> int:
                                       log=lambda *a: print(*a, flush=True))
     acc = zero_shot(model, tokenizer, args.eval_images)
     print(json.dumps(acc, indent=1))
-    command = "python -m training.tiny_clip " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "neural-painters-train-clip " + shlex.join(argv if argv is not None else sys.argv[1:])
     save(model, args.out, summary, acc, command)
     print(f"wrote {args.out} and its model card")
     return 0

@@ -154,9 +154,9 @@ def test_example_text_to_painting(comfy):
     (training/guided_checks.py), which a CPU runs in well under a minute: by the pixel judge, the painting's main
     colour is the prompt's."""
     import numpy as np
-    from training.guided_checks import SHAPE_PROMPTS, TEXT_RECIPE, shapes_clip_path
-    from training.judges import ShapeJudge
-    from training.tiny_clip import MODEL_NAME
+    from neural_painters_training.guided_checks import SHAPE_PROMPTS, TEXT_RECIPE, shapes_clip_path
+    from neural_painters_training.judges import ShapeJudge
+    from neural_painters_training.tiny_clip import MODEL_NAME
     text = "a red circle"
     shapes_clip = "shipped/" + Path(shapes_clip_path()).name
     assert shapes_clip in comfy.object_info()["NeuralPaintersLoadCLIP"]["input"]["required"]["weights_file"][0]
