@@ -173,7 +173,7 @@ def contact_sheet(rows, path: str):
     """rows: [(name, photo, pixel_only, with_features, row dict)]: one row per photograph."""
     from PIL import Image, ImageDraw
 
-    from painter_models.checkpoint import atomic_write
+    from painter_models.files import atomic_write
     cell, pad, head = 256, 6, 28
     sheet = Image.new("RGB", (3 * (cell + pad) + pad, len(rows) * (cell + head + pad) + pad), (235, 235, 235))
     draw = ImageDraw.Draw(sheet)
@@ -238,7 +238,7 @@ def main(argv=None):
     p.add_argument("--write", action="store_true", help="replace this section in BENCHMARKS.md")
     args = p.parse_args(argv)
 
-    from painter_models.checkpoint import atomic_write
+    from painter_models.files import atomic_write
     args.painter = os.path.abspath(args.painter or default_painter())
     command = "python bench/bench_feature_colour.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     load, started = os.getloadavg(), datetime.datetime.utcnow()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
 from .actions import NAKANO, ActionLayout, BrushReach, get_layout
+from .files import atomic_write
 from .model import Generator, GeneratorConfig, config_to_dict
 
 FORMAT = "neural-painter"
@@ -76,37 +76,6 @@ def painter_metadata(config: GeneratorConfig, layout: ActionLayout, brush: str,
     if reach is not None:
         meta["reach"] = reach.to_dict()
     return meta
-
-
-def atomic_write(path: str, write):
-    """Call write(tmp_path), sync it, then rename over `path`: a crash (even SIGKILL or a power cut)
-    leaves either the old file or the new one, never a half-written one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        # mkstemp makes 0600 (and some writers, safetensors' among them, recreate the file):
-        # results are ordinary user files
-        os.chmod(tmp, 0o666 & ~umask)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        try:  # make the rename itself durable (some filesystems cannot sync a folder: fine)
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save_tensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict):

@@ -78,7 +78,7 @@ def strokes_grid(real: np.ndarray, generated: np.ndarray | None = None, columns:
 
 
 def _save_png(image, path: str):
-    from .checkpoint import atomic_write
+    from .files import atomic_write
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 

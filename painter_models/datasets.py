@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 from .actions import LAYOUTS, NAKANO, ActionLayout, BrushReach, get_layout, hold_whole, keep_inside
-from .checkpoint import atomic_write
+from .files import atomic_write
 
 FORMAT = "neural-painters-strokes"
 FORMAT_VERSION = 1

@@ -290,7 +290,7 @@ def _palette(spec: str | None):
 def _save_png(path: str, canvas):
     import numpy as np
     from PIL import Image
-    from .checkpoint import atomic_write
+    from .files import atomic_write
     arr = (canvas[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
     img = Image.fromarray(arr)
     ext = os.path.splitext(path)[1].lower() or ".png"
@@ -473,7 +473,7 @@ def run_paint(args) -> int:
         except MyPaintUnavailable as e:
             raise CliError(f"--rerender needs libmypaint: {e}") from None
         from PIL import Image
-        from .checkpoint import atomic_write
+        from .files import atomic_write
         atomic_write(args.rerender, lambda tmp: Image.fromarray(big).save(tmp, format="PNG"))
         written.append(args.rerender)
     log(msg + (" (interrupted)" if result.cancelled else ""))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .actions import get_layout
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .images import canvas_image, hex_colour
 from .limits import MAX_STROKE_FILE_BYTES, MAX_STROKES
 from .mypaint import N_POINTS

@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .images import hex_colour, to_uint8
 from .rerender import mypaint_brush_name
 from .strokes import StrokeSet

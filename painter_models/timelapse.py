@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .images import backdrop_image, canvas_image, is_colour, to_hwc, to_uint8
 from .limits import check_batch
 from .rerender import mypaint_canvas, mypaint_geometry

@@ -103,7 +103,7 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path, tiny_generator):
     def failing(tmp):
         Path(tmp).write_bytes(b"partial")
         raise Boom
-    from painter_models.checkpoint import atomic_write
+    from painter_models.files import atomic_write
     with pytest.raises(Boom):
         atomic_write(str(path), failing)
     assert sorted(os.listdir(path.parent)) == ["p.safetensors"]

@@ -77,7 +77,7 @@ def contact_sheet(canvases, labels, path: str, scale: int = 2) -> None:
     """A row of canvases ([1, 3, H, W]) with a label under each, written atomically as PNG."""
     import numpy as np
     from PIL import Image, ImageDraw
-    from painter_models.checkpoint import atomic_write
+    from painter_models.files import atomic_write
     tiles = [Image.fromarray((c[0].detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5)
                              .astype(np.uint8)) for c in canvases]
     w, h = max(t.width for t in tiles) * scale, max(t.height for t in tiles) * scale

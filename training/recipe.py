@@ -33,7 +33,8 @@ import sys
 import time
 
 from painter_models.actions import BrushReach
-from painter_models.checkpoint import atomic_write, load_painter, read_metadata, save_painter
+from painter_models.checkpoint import load_painter, read_metadata, save_painter
+from painter_models.files import atomic_write, write_text
 
 from .common import Dist, hardware, is_frozen
 from .data import heldout_set, load_set, load_training_data
@@ -76,14 +77,6 @@ def choose_export(candidates: dict[str, dict], export: str) -> str:
         m = candidates[name]
         return (m["bar"]["shortfall_db"] if "bar" in m else 0.0, -m["psnr"])
     return min(candidates, key=key)
-
-
-def write_text(path: str, text: str):
-    """A text file written atomically (a killed run leaves the old file or the new one, never half of it)."""
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-    atomic_write(path, write)
 
 
 def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | None, noise: bool = False):

@@ -512,7 +512,7 @@ def train(steps: int = 1200, batch_size: int = 64, lr: float = 2e-3, seed: int =
 def save(model, path: str, summary: dict, accuracy: dict, command: str) -> None:
     """fp16 open_clip state dict (safetensors, atomically) plus a model card next to it."""
     from safetensors.torch import save_file
-    from painter_models.checkpoint import atomic_write
+    from painter_models.files import atomic_write
     sd = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
     meta = {"open_clip_model": MODEL_NAME, "training": json.dumps(summary), "zero_shot": json.dumps(accuracy),
             "command": command}
