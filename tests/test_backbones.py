@@ -25,7 +25,7 @@ def no_vgg_anywhere(tmp_path, monkeypatch):
 
 
 def _photo(name, size=224):
-    skdata = pytest.importorskip("skimage.data")
+    import skimage.data as skdata
     x = torch.from_numpy(np.ascontiguousarray(getattr(skdata, name)())).permute(2, 0, 1)[None].float() / 255
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 

@@ -240,7 +240,7 @@ def test_timelapse_frames_are_incremental_and_end_at_the_painting():
 
 
 def test_timelapse_with_a_painter_uses_the_canvas_renderer():
-    render_canvas = pytest.importorskip("painter_models.canvas").render_canvas
+    from painter_models.canvas import render_canvas
     from painter_models.raster import RasterProgram
     painter = RasterProgram(32)
     s = _strokes(8, (40, 56), seed=10, smin=16, smax=32)

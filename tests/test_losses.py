@@ -10,13 +10,13 @@ import torch
 from painter_models.backbones import build_backbone
 from painter_models.clip_loader import TINY_CLIP_CONFIG, ClipModel, ClipWeightsMissing, load_clip
 from painter_models.losses import (FEATURE_STRUCTURE_SCALE, ClipTextLoss, FeatureLoss, PixelLoss, StyleLoss,
-                                   WeightedLoss, combine, fit_to, gaussian_blur, srgb_to_oklab)
+                                   WeightedLoss, combine, fit_to, gaussian_blur, make_cutouts, srgb_to_oklab)
 from painter_models.images import image_tensor, mask_tensor
 
 
 @pytest.fixture(scope="module")
 def photo():
-    skdata = pytest.importorskip("skimage.data")
+    import skimage.data as skdata
     return fit_to(image_tensor(skdata.chelsea()), 96, 128)  # [1, 3, 96, 128]
 
 
@@ -248,7 +248,14 @@ def test_clip_text_loss_runs_with_gradients_and_is_deterministic(tiny_clip):
     canvas = torch.rand(2, 3, 80, 120, requires_grad=True)
     loss = ClipTextLoss(tiny_clip, "a black sheep", cutouts=3, seed=7)
     v = loss(canvas)
-    assert v.dim() == 0 and 0.0 <= float(v.detach()) <= 2.0
+    # 1 - cosine of the text's and each cutout's features, the cutouts drawn as the loss draws them
+    gen = torch.Generator()
+    gen.manual_seed(7)
+    cuts = make_cutouts(canvas.detach(), 3, tiny_clip.image_size, gen, loss.cutout_scale, loss.perspective)
+    with torch.no_grad():
+        image, text = tiny_clip.encode_image(cuts), tiny_clip.encode_text(["a black sheep"])
+    want = 1 - torch.nn.functional.cosine_similarity(image, text.expand_as(image)).mean()
+    assert v.dim() == 0 and float(v.detach()) == pytest.approx(float(want), abs=1e-5)
     v.backward()
     assert canvas.grad.abs().sum() > 0 and all(p.grad is None for p in tiny_clip.parameters())
     again = ClipTextLoss(tiny_clip, "a black sheep", cutouts=3, seed=7)

@@ -73,7 +73,7 @@ def test_neural_painter_keep_training_and_linear_blend():
     obj = image_objective(target_image(32), pixel=1.0)
     res = paint(gen, obj, 32, strokes=8, rounds=2, steps=8, keep_training=True, blend="linear", seed=0)
     assert res.strokes.blend == "linear" and len(res.strokes) == 8
-    assert res.history[-1]["loss"] <= res.history[0]["loss"]
+    assert res.history[-1]["loss"] < 0.95 * res.history[0]["loss"]   # it painted: the loss moved
 
 
 def test_boxes_stay_within_limits(painter):

@@ -3,9 +3,7 @@ rendered by a real SVG renderer (rsvg-convert) close to the painting it came fro
 from __future__ import annotations
 
 import math
-import os
 import re
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -14,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import skip_no_mypaint
+from conftest import need_tool, skip_no_mypaint
 from painter_models import NAKANO, RasterProgram, load_painter
 from painter_models.canvas import render_canvas
 from painter_models.strokes import StrokeSet
@@ -27,13 +25,9 @@ PRESSURE = NAKANO.indices("entry_pressure", "exit_pressure")
 
 def rsvg(svg: str, tmp_path, name="p") -> np.ndarray:
     """The SVG rasterised by librsvg (installed in CI: the test must not skip there)."""
-    if shutil.which("rsvg-convert") is None:
-        message = "rsvg-convert is not installed (apt-get install -y librsvg2-bin)"
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
+    tool = need_tool("rsvg-convert", "librsvg2-bin")
     (tmp_path / f"{name}.svg").write_text(svg)
-    subprocess.run(["rsvg-convert", str(tmp_path / f"{name}.svg"), "-o", str(tmp_path / f"{name}.png")], check=True)
+    subprocess.run([tool, str(tmp_path / f"{name}.svg"), "-o", str(tmp_path / f"{name}.png")], check=True)
     return np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"), np.float64) / 255
 
 
