@@ -181,7 +181,7 @@ class Stage:
         if d.is_main and o.progress:
             from tqdm import tqdm
             bar = tqdm(total=o.steps, initial=self.step, desc=self.name, dynamic_ncols=True, smoothing=0.05)
-        last_save, last_log_time, last_log_step = time.monotonic(), time.monotonic(), self.step
+        last_save, last_log_time, last_log_position = time.monotonic(), time.monotonic(), self.position
         running: dict[str, list] = {}
         with StopFlag() as stop:
             while True:
@@ -204,8 +204,9 @@ class Stage:
                     means = d.all_mean({k: float(np.mean(v)) for k, v in running.items()})
                     running = {}
                     now = time.monotonic()
-                    rate = (self.step - last_log_step) * o.batch_size / max(1e-9, now - last_log_time)
-                    last_log_time, last_log_step = now, self.step
+                    # strokes read per second: a GAN step reads n_critic + 1 batches
+                    rate = (self.position - last_log_position) * o.batch_size / max(1e-9, now - last_log_time)
+                    last_log_time, last_log_position = now, self.position
                     rec = {"step": self.step, "time": round(timer.elapsed, 2), "cpu_time": round(timer.cpu_elapsed, 2),
                            "strokes_per_s": round(rate, 1),
                            "lr": self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"],
