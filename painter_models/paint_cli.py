@@ -20,7 +20,10 @@ import sys
 import time
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-DEFAULT_PAINTER = "dry_brush"
+# The shipped painter a photograph is painted with unless another is asked for: the soft brush paints
+# photographs closest with the real brush in the loop (200 strokes at 256 px: astronaut 21.35 dB,
+# coffee 25.15; dry_brush 19.39 on astronaut: its grain leaves holes; BENCHMARKS.md)
+DEFAULT_PAINTER = "soft_brush"
 MAX_SIZE = 4096
 MAX_STROKES = 20_000
 MAX_STEPS = 100_000
@@ -50,14 +53,8 @@ def resolve_painter_path(spec: str | None) -> str:
     """A painter file from a path or a shipped name ('dry_brush', 'classic/dry_brush', a file stem)."""
     shipped = shipped_painters()
     if spec is None:
-        for name in (DEFAULT_PAINTER, "classic_dry_brush", "dry_brush_nakano"):
-            if name in shipped:
-                return shipped[name]
-        dry = [p for n, p in shipped.items() if "dry_brush" in n]
-        if dry:
-            return dry[0]
         if shipped:
-            return next(iter(shipped.values()))
+            return shipped.get(DEFAULT_PAINTER, next(iter(shipped.values())))
         raise CliError(f"no painter is shipped in {WEIGHTS_DIR}; pass --painter PATH.safetensors "
                        f"(train one with: neural-painters-train recipe --brush classic/dry_brush)")
     path = os.path.expanduser(spec)
@@ -136,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-size", type=_float_range(1, 8192, "--max-size"), default=None,
                    help="largest stroke box side in px")
     p.add_argument("--painter", default=None,
-                   help="painter checkpoint (.safetensors) or a shipped painter's name (default: dry_brush)")
+                   help="painter checkpoint (.safetensors) or a shipped painter's name: "
+                        f"{', '.join(shipped_painters()) or 'none shipped'} (default: {DEFAULT_PAINTER})")
     p.add_argument("--blend", choices=("alpha", "linear"), default="alpha",
                    help="alpha: the painter's alpha; linear: Nakano's darkness mask with the action colour")
     p.add_argument("--background", default="#ffffff", help="canvas colour (hex, default #ffffff)")

@@ -18,16 +18,18 @@ WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # name: (MyPaint preset, stochastic: paints the brush's grain with a noise input, trained on whole strokes
 # with the bar in its metadata (painter format 2); the older painters were trained on uniform actions)
 SHIPPED = {"dry_brush": ("classic/dry_brush", False, False), "charcoal": ("classic/charcoal", False, False),
-           "soft_brush": ("deevad/brush", False, True)}
+           "soft_brush": ("deevad/brush", False, True), "ink_pen": ("classic/pen", False, True)}
 # A deterministic brush repeats itself to 55-75 dB: no network comes near, and the painters' edges are
-# softer than the brush's (texture_ratio about 0.5). What they reach, as their model cards say, is
-# what they are held to: a floor under it, and metadata that says the bar is not met.
-DETERMINISTIC_FLOOR = {"psnr": 30.0, "texture_ratio": 0.4}
+# softer than the brush's. What each reaches, as its model card says, is what it is held to (a floor
+# under its held-out PSNR and texture_ratio), and its metadata must say the bar is not met.
+DETERMINISTIC_FLOOR = {"soft_brush": {"psnr": 31.5, "texture_ratio": 0.45},
+                       "ink_pen": {"psnr": 28.5, "texture_ratio": 0.3}}
 # The painters trained on uniform actions were held to 27 dB (the mean brush, near MyPaint's own
 # ceiling of 26.8-28.0 dB): fresh strokes must reach it too.
 LEGACY_BAR_DB = 27.0
 # What fresh strokes must reach: a stochastic painter its bar (ceiling - 0.5 dB), the others:
-FRESH_FLOOR = {"dry_brush": LEGACY_BAR_DB, "charcoal": LEGACY_BAR_DB, "soft_brush": DETERMINISTIC_FLOOR["psnr"]}
+FRESH_FLOOR = {"dry_brush": LEGACY_BAR_DB, "charcoal": LEGACY_BAR_DB,
+               **{name: floor["psnr"] for name, floor in DETERMINISTIC_FLOOR.items()}}
 
 
 def _path(name):
@@ -65,7 +67,7 @@ def test_shipped_painter_loads_and_its_metadata_holds_the_bar(name):
             assert bar["texture_band"][0] <= m["texture_ratio"] <= bar["texture_band"][1]
         else:
             assert not bar["meets_psnr"] and m["ceiling_psnr"] > 50, m     # the brush repeats itself exactly
-            assert all(m[k] >= v for k, v in DETERMINISTIC_FLOOR.items()), m
+            assert all(m[k] >= v for k, v in DETERMINISTIC_FLOOR[name].items()), m
     card = open(os.path.join(WEIGHTS, f"{name}.md")).read()
     assert f"| psnr | {m['psnr']:.4f} |" in card and f"| texture_ratio | {m['texture_ratio']:.4f} |" in card
     assert os.path.exists(os.path.join(WEIGHTS, f"{name}_grid.png"))
