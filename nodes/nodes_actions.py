@@ -52,7 +52,7 @@ def random_strokes(count: int, seed: int, width: int, height: int, min_size: flo
     boxes = torch.from_numpy(np.stack([cx, cy, side], 1)).float()
     actions = painter_models.keep_inside(layout, actions, reach or painter_models.BrushReach())   # strokes whole
     return painter_models.StrokeSet(actions, boxes, (height, width), layout, brush, tuple(background), blend,
-                                          {"made_by": "Random Actions", "seed": int(seed)})
+                                    {"made_by": "Random Actions", "seed": int(seed)})
 
 
 class RandomActions:

@@ -95,7 +95,7 @@ def load_clip_cached(model_name: str, pretrained: str, device, precision: str):
     model = _CACHE.get(key)
     if model is None:
         model = _CACHE[key] = clip_loader.load_clip(model_name, pretrained, device=device,
-                                                                 search_dirs=clip_dirs(), precision=precision)
+                                                    search_dirs=clip_dirs(), precision=precision)
     return model
 
 
@@ -193,5 +193,5 @@ class CLIPTextLoss:
             raise NodeError("CLIP Text Loss: the prompt is empty; describe what the painting should show")
         with comfy.on_compute_device(clip):   # the prompts are encoded here
             loss = losses.ClipTextLoss(clip, prompts, negatives, negative_weight=float(negative_weight),
-                                                    cutouts=int(cutouts), mask=one_mask(mask), seed=int(seed) % 2**63)
+                                       cutouts=int(cutouts), mask=one_mask(mask), seed=int(seed) % 2**63)
         return (one_term("clip", weight, loss),)

@@ -89,7 +89,7 @@ class StrokeTimelapse:
         counts = timelapse.frame_counts(len(strokes), int(frames))
         h, w = timelapse.frame_size(strokes, int(max_side) or None)
         limits.check_batch(len(counts) + int(hold_last), h, w, "Stroke Timelapse",
-                                        "lower frames or hold_last, or set a smaller max_side")
+                           "lower frames or hold_last, or set a smaller max_side")
         out = []
         with comfy.Progress(len(counts), "time-lapse") as progress, \
                 comfy.on_compute_device(None if renderer == "mypaint" else painter):
@@ -146,8 +146,8 @@ class RerenderMyPaint:
         seed = delivered_seed(strokes) if brush_seed < 0 else int(brush_seed)
         with comfy.Progress(max(1, len(strokes)), "MyPaint") as progress:
             image = rerender.rerender_mypaint(strokes, scale, preset, bg, check=comfy.check_interrupt,
-                                                           callback=lambda done, total: progress.update(done),
-                                                           brush_seed=seed)
+                                              callback=lambda done, total: progress.update(done),
+                                              brush_seed=seed)
         return (frames_to_image([image]),)
 
 

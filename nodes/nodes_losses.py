@@ -77,7 +77,7 @@ def feature_network(node_name: str, backbone: str, weights: str, layers: str, de
             raise NodeError(f"{node_name}: weights file {weights!r} not found in ComfyUI/models/vgg")
     names = [s.strip() for s in layers.replace(";", ",").split(",") if s.strip()] or default_layers
     return backbones.build_backbone(backbone, weights=path, layers=names, device=comfy.storage_device(),
-                                                 search_dirs=weights_dirs())
+                                    search_dirs=weights_dirs())
 
 
 def backbone_inputs(layers_tip: str) -> dict:
@@ -251,8 +251,8 @@ class ImageNetClassLoss:
             raise NodeError("ImageNet Class Loss: the class name is empty; give an ImageNet class, e.g. goldfish")
         # an unknown class raises UnknownImageNetClass (a ValueError): user_errors shows its message
         loss = imagenet_loss.ImageNetClassLoss(names, classifier=imagenet_classifier(),
-                                                            cutouts=int(cutouts), input_size=int(input_size),
-                                                            mask=one_mask(mask), seed=int(seed) % 2**63)
+                                               cutouts=int(cutouts), input_size=int(input_size),
+                                               mask=one_mask(mask), seed=int(seed) % 2**63)
         return (one_term("imagenet", weight, loss),)
 
 

@@ -65,7 +65,7 @@ def rerender_mypaint(strokes: StrokeSet, scale: float = 4.0, brush: str | None =
     with mypaint_canvas(big, brush=brush, background=background, brush_seed=brush_seed) as canvas:
         if len(big):
             parts = mypaint_geometry(canvas, big, f"at scale {float(scale):g}",
-                                      "lower the scale, or use fewer or smaller strokes")
+                                     "lower the scale, or use fewer or smaller strokes")
             for i in range(0, len(big), chunk):
                 canvas.paint_paths(*(p[i:i + chunk] for p in parts), check=check)
                 if callback is not None:
