@@ -168,3 +168,27 @@ def test_feature_loss_through_the_offline_backbone(tmp_path, photo, tmp_painter,
     rc, err = run([photo, "--painter", tmp_painter, "--feature-weight", "0.02", "--backbone", "vgg16",
                    "--backbone-weights", str(tmp_path / "missing_vgg16.pth"), "--out", str(tmp_path / "g.png")], capsys)
     assert rc == 2 and "--backbone vgg16" in err and "Traceback" not in err
+
+
+def test_ctrl_c_saves_the_painting_so_far(tmp_path, photo, tmp_painter):
+    """Ctrl-C (SIGINT) during a long painting: the painting and strokes so far are written, exit 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    out, js = tmp_path / "stopped.png", tmp_path / "stopped.json"
+    code = ("import sys; from painter_models.paint_cli import main; sys.exit(main(sys.argv[1:]))")
+    args = [sys.executable, "-c", code, "paint", photo, "--painter", tmp_painter, "--strokes", "6", "--size", "48",
+            "--steps", "100000", "--rounds", "1", "--no-real-brush", "--threads", "1", "--out", str(out),
+            "--json", str(js)]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "%|" not in seen and time.monotonic() < deadline:     # the progress bar: painting has begun
+        seen += proc.stderr.read(1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    err = seen + proc.communicate(timeout=60)[1]
+    assert proc.returncode == 0, err[-2000:]
+    assert "interrupted: saving the painting so far" in err
+    assert Image.open(out).size == (48, 36) and len(load_strokes(str(js))) == 6
