@@ -53,7 +53,8 @@ def _array_to_tensor(image) -> torch.Tensor:
 def _one_channels_first(x: torch.Tensor, what: str) -> torch.Tensor:
     """A tensor [C, H, W] / [1, C, H, W] (or [H, W]) -> float [1, C, H, W]; uint8 scaled to 0..1."""
     if not 2 <= x.dim() <= 4:
-        raise ValueError(f"an {what} tensor is [C, H, W] or [1, C, H, W] (channels first), got shape {list(x.shape)}")
+        raise ValueError(f"the {what} tensor must be [C, H, W] or [1, C, H, W] (channels first), "
+                         f"got shape {list(x.shape)}")
     x = x.detach()
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     x = x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))
