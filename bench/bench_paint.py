@@ -328,7 +328,7 @@ def memory_section(results, args, command, load, started) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    p.add_argument("--painter", default=None, help="painter checkpoint (default: the CLI's, paint_cli.DEFAULT_PAINTER)")
+    p.add_argument("--painter", default=None, help="painter checkpoint (default: the CLI's, checkpoint.DEFAULT_PAINTER)")
     p.add_argument("--images", default="astronaut,coffee")
     p.add_argument("--strokes", default="200,500,1000")
     p.add_argument("--sizes", default="256,512")

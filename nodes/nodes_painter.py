@@ -7,6 +7,7 @@ import os
 import weakref
 
 from .. import painter_models
+from ..painter_models import checkpoint
 from . import comfy_adapter as comfy
 from .common import LOADERS, NEURAL_PAINTER, NodeError, user_errors
 
@@ -83,8 +84,9 @@ class LoadNeuralPainter:
     @classmethod
     def INPUT_TYPES(cls):
         choices = painter_choices()
+        default = f"{comfy.SHIPPED_PREFIX}{checkpoint.DEFAULT_PAINTER}.safetensors"   # as the CLI
         return {"required": {
-            "painter_name": (choices, {"default": choices[0], "tooltip":
+            "painter_name": (choices, {"default": default if default in choices else choices[0], "tooltip":
                                        "Painter checkpoint. 'shipped/...' painters come with the pack; others are "
                                        "files in ComfyUI/models/neural_painters."}),
         }}

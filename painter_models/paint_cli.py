@@ -19,11 +19,8 @@ import os
 import sys
 import time
 
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-# The shipped painter a photograph is painted with unless another is asked for: the soft brush paints
-# photographs closest with the real brush in the loop (200 strokes at 256 px: astronaut 21.35 dB,
-# coffee 25.15; dry_brush 19.39 on astronaut: its grain leaves holes; BENCHMARKS.md)
-DEFAULT_PAINTER = "soft_brush"
+from .checkpoint import DEFAULT_PAINTER, WEIGHTS_DIR
+
 MAX_SIZE = 4096
 MAX_STROKES = 20_000
 MAX_STEPS = 100_000

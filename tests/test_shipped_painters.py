@@ -79,8 +79,10 @@ def test_the_cli_and_the_node_list_the_painters_by_name():
     for name in SHIPPED:
         assert resolve_painter_path(name) == _path(name)
     from test_nodes import NAMES, NODES
-    choices = NODES[NAMES["Load Neural Painter"]].INPUT_TYPES()["required"]["painter_name"][0]
+    choices, options = NODES[NAMES["Load Neural Painter"]].INPUT_TYPES()["required"]["painter_name"]
     assert {f"shipped/{name}.safetensors" for name in SHIPPED} <= set(choices)
+    from painter_models.checkpoint import DEFAULT_PAINTER    # the node offers first what the CLI paints with
+    assert options["default"] == f"shipped/{DEFAULT_PAINTER}.safetensors" and resolve_painter_path(None) == _path(DEFAULT_PAINTER)
 
 
 def _fresh_evaluation(name, count=600, seed=4242):
