@@ -15,21 +15,14 @@ from painter_models.metrics import psnr_of_mse, rgba_to_tensors
 from conftest import skip_no_mypaint
 
 WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "painter_models", "weights")
-# name: (MyPaint preset, stochastic: paints the brush's grain with a noise input, trained on whole strokes
-# with the bar in its metadata (painter format 2); the older painters were trained on uniform actions)
-SHIPPED = {"dry_brush": ("classic/dry_brush", True, True), "charcoal": ("classic/charcoal", False, False),
-           "soft_brush": ("deevad/brush", False, True), "ink_pen": ("classic/pen", False, True)}
+# name: (MyPaint preset, stochastic: paints the brush's grain with a noise input)
+SHIPPED = {"dry_brush": ("classic/dry_brush", True), "charcoal": ("classic/charcoal", True),
+           "soft_brush": ("deevad/brush", False), "ink_pen": ("classic/pen", False)}
 # A deterministic brush repeats itself to 55-75 dB: no network comes near, and the painters' edges are
 # softer than the brush's. What each reaches, as its model card says, is what it is held to (a floor
 # under its held-out PSNR and texture_ratio), and its metadata must say the bar is not met.
 DETERMINISTIC_FLOOR = {"soft_brush": {"psnr": 31.5, "texture_ratio": 0.45},
                        "ink_pen": {"psnr": 28.5, "texture_ratio": 0.3}}
-# The painters trained on uniform actions were held to 27 dB (the mean brush, near MyPaint's own
-# ceiling of 26.8-28.0 dB): fresh strokes must reach it too.
-LEGACY_BAR_DB = 27.0
-# What fresh strokes must reach: a stochastic painter its bar (ceiling - 0.5 dB), the others:
-FRESH_FLOOR = {"charcoal": LEGACY_BAR_DB,
-               **{name: floor["psnr"] for name, floor in DETERMINISTIC_FLOOR.items()}}
 
 
 def _path(name):
@@ -44,7 +37,7 @@ def test_the_painters_ship_each_with_its_own_brush():
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_painter_loads_and_its_metadata_holds_the_bar(name):
-    brush, stochastic, whole = SHIPPED[name]
+    brush, stochastic = SHIPPED[name]
     path = _path(name)
     assert os.path.getsize(path) <= 10 * 2 ** 20
     painter = load_painter(path)
@@ -52,22 +45,18 @@ def test_shipped_painter_loads_and_its_metadata_holds_the_bar(name):
     assert painter.brush == f"mypaint:{brush}"
     assert painter.generator.config.colour == "action"   # strokes re-render in the colour they were painted
     assert (painter.generator.config.noise_dim > 0) == stochastic
+    assert painter.reach == BrushReach.from_dict(meta["reach"])     # measured at training, not guessed
+    assert meta["training"]["strokes"] == "whole"
     m = meta["metrics"]
-    assert m["heldout_count"] >= 1000
-    if not whole:   # the bar of their time: the mean brush, PSNR within 1 dB of MyPaint's ceiling
-        assert m["psnr"] >= LEGACY_BAR_DB and m["psnr"] >= m["ceiling_psnr"] - 1.0, m
+    assert m["heldout_count"] >= 1000 and m["feature_distance"] >= m["ceiling_feature_distance"] >= 0
+    bar = m["bar"]
+    assert bar["psnr_bar"] == pytest.approx(m["ceiling_psnr"] - 0.5)
+    if stochastic:
+        assert bar["meets_bar"] and m["psnr"] >= bar["psnr_bar"], m
+        assert bar["texture_band"][0] <= m["texture_ratio"] <= bar["texture_band"][1]
     else:
-        assert painter.reach == BrushReach.from_dict(meta["reach"])     # measured at training, not guessed
-        assert meta["training"]["strokes"] == "whole"
-        assert m["feature_distance"] >= m["ceiling_feature_distance"] >= 0
-        bar = m["bar"]
-        assert bar["psnr_bar"] == pytest.approx(m["ceiling_psnr"] - 0.5)
-        if stochastic:
-            assert bar["meets_bar"] and m["psnr"] >= bar["psnr_bar"], m
-            assert bar["texture_band"][0] <= m["texture_ratio"] <= bar["texture_band"][1]
-        else:
-            assert not bar["meets_psnr"] and m["ceiling_psnr"] > 50, m     # the brush repeats itself exactly
-            assert all(m[k] >= v for k, v in DETERMINISTIC_FLOOR[name].items()), m
+        assert not bar["meets_psnr"] and m["ceiling_psnr"] > 50, m     # the brush repeats itself exactly
+        assert all(m[k] >= v for k, v in DETERMINISTIC_FLOOR[name].items()), m
     card = open(os.path.join(WEIGHTS, f"{name}.md")).read()
     assert f"| psnr | {m['psnr']:.4f} |" in card and f"| texture_ratio | {m['texture_ratio']:.4f} |" in card
     assert os.path.exists(os.path.join(WEIGHTS, f"{name}_grid.png"))
@@ -87,14 +76,12 @@ def test_the_cli_and_the_node_list_the_painters_by_name():
 
 def _fresh_evaluation(name, count=600, seed=4242):
     """PSNR and texture_ratio of the painter on fresh MyPaint strokes (a seed no training or held-out set
-    uses), drawn as its own held-out strokes were: whole in their tile, or uniform for the older painters."""
+    uses), whole in their tile as its own held-out strokes were."""
     from painter_models import MyPaintProgram
     from painter_models.datasets import whole_strokes
     from neural_painters_training.evaluate import high_frequency_energy, painter_strokes
     painter = load_painter(_path(name))
-    actions = NAKANO.sample(count, seed=seed)
-    if SHIPPED[name][2]:
-        actions = whole_strokes(NAKANO, actions, painter.reach)
+    actions = whole_strokes(NAKANO, NAKANO.sample(count, seed=seed), painter.reach)
     program = MyPaintProgram(SHIPPED[name][0], painter.stroke_size)
     try:
         real, _ = rgba_to_tensors(program.render(actions, workers=1))
@@ -114,6 +101,6 @@ def test_independent_evaluation_reproduces_the_metadata(name):
     m = read_metadata(_path(name))["metrics"]
     assert abs(psnr - m["psnr"]) <= 0.5, f"{name}: {psnr:.2f} dB on fresh strokes, metadata says {m['psnr']:.2f}"
     # and the bar itself, absolute, on strokes no training run has seen
-    floor = m["bar"]["psnr_bar"] if SHIPPED[name][1] else FRESH_FLOOR[name]
+    floor = m["bar"]["psnr_bar"] if SHIPPED[name][1] else DETERMINISTIC_FLOOR[name]["psnr"]
     assert psnr >= floor, f"{name}: {psnr:.2f} dB on fresh strokes, below its bar {floor:.2f}"
     assert np.isclose(texture, m["texture_ratio"], rtol=0.15), f"{name}: texture {texture:.3f}, metadata {m['texture_ratio']:.3f}"
