@@ -74,6 +74,7 @@ class NeuralPainter:
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DEFAULT_PAINTER = "soft_brush"
 
+
 def painter_metadata(config: GeneratorConfig, layout: ActionLayout, brush: str,
                      training: dict | None = None, metrics: dict | None = None,
                      reach: BrushReach | None = None) -> dict:

@@ -512,13 +512,13 @@ def train(steps: int = 1200, batch_size: int = 64, lr: float = 2e-3, seed: int =
 def save(model, path: str, summary: dict, accuracy: dict, command: str) -> None:
     """fp16 open_clip state dict (safetensors, atomically) plus a model card next to it."""
     from safetensors.torch import save_file
-    from painter_models.files import atomic_write
+    from painter_models.files import atomic_write, write_text
     sd = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
     meta = {"open_clip_model": MODEL_NAME, "training": json.dumps(summary), "zero_shot": json.dumps(accuracy),
             "command": command}
     atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=meta))
     card = model_card(path, summary, accuracy, command)
-    atomic_write(os.path.splitext(path)[0] + ".md", lambda tmp: open(tmp, "w").write(card))
+    write_text(os.path.splitext(path)[0] + ".md", card)
 
 
 def model_card(path: str, summary: dict, acc: dict, command: str) -> str:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..actions import NAKANO, ActionLayout, BrushReach, get_layout
-from ..files import atomic_write
+from ..files import write_text
 from .format import (FORMAT, FORMAT_VERSION, IDENTITY, LOCK, MANIFEST, SHARD_RE, DatasetError, check_arrays,
                      check_shard_file, manifest_path, map_npz, read_manifest, sha256_file, shard_actions,
                      shard_files, shard_name, shard_plan, write_npz)
@@ -39,16 +39,7 @@ def _write_shard_tmp(out: str, index: int, actions: np.ndarray, strokes: np.ndar
 
 
 def _write_json(path: str, data: dict):
-    text = json.dumps(data, indent=1) + "\n"
-
-    def write(tmp):
-        os.chmod(tmp, 0o644)
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-    atomic_write(path, write)
+    write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def _program_info(program, brush: str) -> dict:
