@@ -118,18 +118,20 @@ def _edge_fade(size: int, device, dtype) -> torch.Tensor:
 
 
 def fast_painter(painter) -> PainterFn:
-    """A painter for optimisation: on the CPU a channels-last copy of a network painter (its
-    transposed convolutions run about 20 % faster). Same strokes; the caller's painter object is
-    left as it is."""
+    """A painter for optimisation: a copy of an eval-mode generator with its batch norms folded into
+    its convolutions (Generator.folded), channels-last on the CPU (its transposed convolutions run
+    about 20 % faster there). Same strokes to float rounding; the caller's painter is left as it is."""
     import copy
+    from .model import Generator
     p = as_painter(painter)
     fn = p.fn
-    if isinstance(fn, torch.nn.Module) and p.device.type == "cpu":
+    if isinstance(fn, torch.nn.Module):
         try:
-            fn = copy.deepcopy(fn)
+            fn = fn.folded() if isinstance(fn, Generator) and not fn.training else copy.deepcopy(fn)
         except Exception:  # noqa: BLE001 - an exotic module: use it as it is
             return p
-        fn = fn.to(memory_format=torch.channels_last)
+        if p.device.type == "cpu":
+            fn = fn.to(memory_format=torch.channels_last)
     return PainterFn(fn, p.stroke_size, p.device, p.layout, p.reach)
 
 

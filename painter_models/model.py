@@ -31,6 +31,7 @@ rendered. The projections are buffers saved with the weights.
 """
 from __future__ import annotations
 
+import copy
 import math
 import operator
 from dataclasses import asdict, dataclass, fields
@@ -208,7 +209,7 @@ class Generator(nn.Module):
         if cfg.prior != "none":
             prior = (self.raster.render_torch(actions)[1] if cfg.prior == "raster"
                      else capsule_alpha(get_layout(cfg.layout), actions, cfg.stroke_size))
-            alpha_logit = alpha_logit + self.prior_gain * torch.logit(prior.clamp(1e-3, 1 - 1e-3))
+            alpha_logit = alpha_logit + self.prior_gain * torch.logit(prior.clamp(PRIOR_FLOOR, 1 - PRIOR_FLOOR))
         rgb = actions[:, list(cfg.colour_indices)]
         if cfg.colour == "action":
             colour = rgb[:, :, None, None].expand(-1, -1, *alpha_logit.shape[-2:])
@@ -238,6 +239,35 @@ class Generator(nn.Module):
                 raise ValueError("split=True is for a painter with noise inputs (noise_dim > 0)")
             return colour, torch.sigmoid(alpha_logit), torch.sigmoid(alpha_logit.detach() + grain)
         return colour, torch.sigmoid(alpha_logit if grain is None else alpha_logit + grain)
+
+    def folded(self) -> "Generator":
+        """A copy for painting with a frozen painter: each batch norm (eval mode, running statistics)
+        folded into the layer before it, so the same strokes (to float rounding) cost no
+        normalisation pass forward or backward."""
+        if self.training:
+            raise ValueError("fold an eval-mode generator: call .eval() first (folding uses the running statistics)")
+        g = copy.deepcopy(self)
+
+        def scale_shift(bn):
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            return scale, bn.bias - bn.running_mean * scale
+
+        with torch.no_grad():
+            scale, shift = scale_shift(g.fc_norm)
+            cells = g.fc.out_features // scale.numel()      # fc's output is viewed as [C, 4, 4]
+            g.fc.weight.mul_(scale.repeat_interleave(cells)[:, None])
+            g.fc.bias.mul_(scale.repeat_interleave(cells)).add_(shift.repeat_interleave(cells))
+            g.fc_norm = nn.Identity()
+            stages = list(g.stages)
+            for i, layer in enumerate(stages):
+                if isinstance(layer, nn.BatchNorm2d):
+                    conv = stages[i - 1]          # a transposed convolution: weight [in, out, k, k]
+                    scale, shift = scale_shift(layer)
+                    conv.weight.mul_(scale[None, :, None, None])
+                    conv.bias = nn.Parameter(shift.clone(), requires_grad=conv.weight.requires_grad)
+                    stages[i] = nn.Identity()
+            g.stages = nn.Sequential(*stages)
+        return g
 
     def render(self, actions: torch.Tensor, background: float = 1.0) -> torch.Tensor:
         """Strokes over a flat background, [N, 3, S, S] (what MyPaint renders over white)."""
@@ -277,6 +307,8 @@ class Critic(nn.Module):
 
 
 CAPSULE_SEGMENTS = 24   # a quadratic Bezier within a small fraction of a pixel at 64 px
+PRIOR_FLOOR = 1e-3      # the generator clamps a prior's alpha to [floor, 1 - floor] (its logit stays finite)
+CAPSULE_BLOCK = 8       # the winner search visits a segment only in the blocks of pixels it can reach
 
 
 def capsule_alpha(layout, actions: torch.Tensor, size: int, segments: int = CAPSULE_SEGMENTS) -> torch.Tensor:
@@ -284,8 +316,8 @@ def capsule_alpha(layout, actions: torch.Tensor, size: int, segments: int = CAPS
     rasteriser's (radius e^size * (0.35 + pressure), opacity 0.25 + 0.75 pressure / 0.8, a 1 px soft
     edge at 64 px) but interpolated along each segment: a continuous stroke at any width.
     alpha = max over segments of sigmoid((radius - distance) / edge) * opacity, found without autograd;
-    each pixel's winning segment is then recomputed with gradients (the gradient of a max)."""
-    n = actions.shape[0]
+    each pixel's winning segment is then recomputed with gradients (the gradient of a max).
+    Exact where alpha >= PRIOR_FLOOR; below it (where the generator clamps) it may read lower."""
     x, y, pressure = bezier_points(layout, actions, segments)                    # t = 1/n .. 1
     sx, sy = (actions[:, [i]] for i in layout.indices("start_x", "start_y"))
     p_in = layout.to_physical(actions, "entry_pressure")[:, None]
@@ -293,29 +325,60 @@ def capsule_alpha(layout, actions: torch.Tensor, size: int, segments: int = CAPS
     radius = torch.exp(layout.to_physical(actions, "size"))[:, None] * (size / 64.0) * (0.35 + pressure)
     opacity = (0.25 + pressure / 0.8 * 0.75).clamp(0, 1)
     edge = size / 64.0
+    if not (torch.is_grad_enabled() and actions.requires_grad):
+        with torch.no_grad():
+            return _capsule_winners(x, y, radius, opacity, size, edge)[0][:, None]
+    with torch.no_grad():
+        winner = _capsule_winners(x, y, radius, opacity, size, edge)[1]
     grid = torch.arange(size, dtype=actions.dtype, device=actions.device) + 0.5
     gx, gy = grid[None, None, :], grid[None, :, None]
+    take = lambda v: v.gather(1, winner.flatten(1)).view(winner.shape)
+    x0, y0, r0, o0 = take(x), take(y), take(radius), take(opacity)
+    dx, dy = take(x[:, 1:]) - x0, take(y[:, 1:]) - y0
+    t = (((gx - x0) * dx + (gy - y0) * dy) / (dx * dx + dy * dy + 1e-8)).clamp(0, 1)
+    dist = torch.sqrt((gx - x0 - t * dx) ** 2 + (gy - y0 - t * dy) ** 2 + 1e-8)
+    r = r0 + t * (take(radius[:, 1:]) - r0)
+    o = o0 + t * (take(opacity[:, 1:]) - o0)
+    return (torch.sigmoid((r - dist) / edge) * o)[:, None]
 
-    def cover(i, t_clamp=None):   # i: [N, 1, 1] or [N, S, S] segment indices
-        take = lambda v: v.gather(1, i.flatten(1)).view(i.shape)
-        x0, y0, r0, o0 = take(x), take(y), take(radius), take(opacity)
-        dx, dy = take(x[:, 1:]) - x0, take(y[:, 1:]) - y0
-        t = (((gx - x0) * dx + (gy - y0) * dy) / (dx * dx + dy * dy + 1e-8)).clamp(0, 1)
-        dist = torch.sqrt((gx - x0 - t * dx) ** 2 + (gy - y0 - t * dy) ** 2 + 1e-8)
-        r = r0 + t * (take(radius[:, 1:]) - r0)
-        o = o0 + t * (take(opacity[:, 1:]) - o0)
-        return torch.sigmoid((r - dist) / edge) * o
 
-    with torch.no_grad():
-        best = actions.new_zeros(n, size, size)
-        winner = torch.zeros(n, size, size, dtype=torch.long, device=actions.device)
-        for k in range(segments):
-            c = cover(torch.full((n, 1, 1), k, dtype=torch.long, device=actions.device))
-            wins = c > best                      # strict: ties keep the earlier segment
-            best = torch.maximum(best, c)
-            winner.masked_fill_(wins, k)
-    alpha = cover(winner) if torch.is_grad_enabled() and actions.requires_grad else best
-    return alpha[:, None]
+def _capsule_winners(x, y, radius, opacity, size: int, edge: float):
+    """(alpha [N, S, S], index of the winning segment [N, S, S]) from the segments' end points
+    [N, K + 1]. A segment's cover is below PRIOR_FLOOR farther than its radius + 7 edges
+    (sigmoid(-7) < 1e-3), so it is evaluated only in the blocks of pixels within that reach: several
+    times less work than every segment on every pixel, and the same winners wherever alpha reaches
+    the floor (elsewhere the winner is segment 0 and alpha may read lower)."""
+    n, segments = x.shape[0], x.shape[1] - 1
+    block = math.gcd(size, CAPSULE_BLOCK)
+    nb = size // block
+    ends = lambda v: (v[:, :-1], v[:, 1:] - v[:, :-1])
+    (x0, dx), (y0, dy), (r0, dr), (o0, do) = ends(x), ends(y), ends(radius), ends(opacity)
+    reach = torch.maximum(radius[:, :-1], radius[:, 1:]) + 7.0 * edge
+    first = torch.arange(nb, dtype=x.dtype, device=x.device) * block + 0.5     # a block's first pixel centre
+
+    def blocks_reached(v):   # [N, K, nb]: blocks whose pixel centres come within reach along this axis
+        lo, hi = torch.minimum(v[:, :-1], v[:, 1:]) - reach, torch.maximum(v[:, :-1], v[:, 1:]) + reach
+        return (first + block - 1 >= lo[..., None]) & (first <= hi[..., None])
+    sn, sk, by, bx = (blocks_reached(y)[..., :, None] & blocks_reached(x)[..., None, :]).nonzero(as_tuple=True)
+    m = sn.numel()
+    pick = lambda v: v[sn, sk].view(m, 1, 1)
+    centres = torch.arange(block, dtype=x.dtype, device=x.device) + 0.5
+    ax = (bx.to(x.dtype)[:, None] * block + centres)[:, None, :] - pick(x0)        # [M, 1, B]
+    ay = (by.to(x.dtype)[:, None] * block + centres)[:, :, None] - pick(y0)        # [M, B, 1]
+    ddx, ddy = pick(dx), pick(dy)
+    t = (ax * ddx + ay * ddy).div_(pick(dx * dx + dy * dy + 1e-8)).clamp_(0, 1)
+    ex, ey = torch.addcmul(ax, t, ddx, value=-1), torch.addcmul(ay, t, ddy, value=-1)
+    dist = ex.mul_(ex).addcmul_(ey, ey).add_(1e-8).sqrt_()
+    cover = torch.addcmul(pick(r0), t, pick(dr)).sub_(dist).div_(edge).sigmoid_()
+    cover.mul_(torch.addcmul(pick(o0), t, pick(do))).clamp_(min=0)
+    # one max per pixel of (cover, earliest segment): a non-negative float's bits order as integers
+    key = cover.float().view(m, block * block).view(torch.int32).long() * (segments + 1) + (segments - sk)[:, None]
+    cell = ((sn * nb + by) * nb + bx)[:, None].expand(m, block * block)
+    best = key.new_full((n * nb * nb, block * block), segments).scatter_reduce_(0, cell, key, "amax")
+    alpha = (best // (segments + 1)).int().view(torch.float32).to(x.dtype)
+    winner = segments - best % (segments + 1)
+    image = lambda v: v.view(n, nb, nb, block, block).permute(0, 1, 3, 2, 4).reshape(n, size, size)
+    return image(alpha), image(winner)
 
 
 def smooth_gates(gates: torch.Tensor) -> torch.Tensor:

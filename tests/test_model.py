@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from painter_models import NAKANO
-from painter_models.model import (CRITIC_CONFIGS, GENERATOR_CONFIGS, Critic, CriticConfig, Generator,
+from painter_models.actions import bezier_points
+from painter_models.model import (CAPSULE_SEGMENTS, CRITIC_CONFIGS, GENERATOR_CONFIGS, PRIOR_FLOOR, Critic,
+                                  CriticConfig, Generator, capsule_alpha,
                                   GeneratorConfig, config_to_dict, count_parameters, critic_config,
                                   forward_macs, generator_config)
 
@@ -266,3 +268,67 @@ def test_grain_gates_cannot_paint_a_checkerboard():
     smoothed = smooth_gates(gates)
     torch.testing.assert_close(smoothed[0, :2, 1:-1, 1:-1], torch.full((2, 6, 6), 0.5))
     torch.testing.assert_close(smoothed[0, 2], torch.full((8, 8), 0.7))      # flat gates stay as they are
+
+
+def _capsule_brute_force(actions, size, segments=CAPSULE_SEGMENTS):
+    """Every segment's cover on every pixel, the max kept in segment order: what capsule_alpha's
+    culled winner search must agree with wherever alpha reaches the floor."""
+    x, y, pressure = bezier_points(NAKANO, actions, segments)
+    sx, sy = (actions[:, [i]] for i in NAKANO.indices("start_x", "start_y"))
+    p_in = NAKANO.to_physical(actions, "entry_pressure")[:, None]
+    x, y, pressure = torch.cat([sx, x], 1) * size, torch.cat([sy, y], 1) * size, torch.cat([p_in, pressure], 1)
+    radius = torch.exp(NAKANO.to_physical(actions, "size"))[:, None] * (size / 64.0) * (0.35 + pressure)
+    opacity = (0.25 + pressure / 0.8 * 0.75).clamp(0, 1)
+    grid = torch.arange(size, dtype=actions.dtype) + 0.5
+    best = torch.zeros(len(actions), size, size, dtype=actions.dtype)
+    for k in range(segments):
+        x0, y0, x1, y1 = (v[:, k:k + 1, None] for v in (x[:, :-1], y[:, :-1], x[:, 1:], y[:, 1:]))
+        px, py = grid[None, None, :] - x0, grid[None, :, None] - y0
+        t = ((px * (x1 - x0) + py * (y1 - y0)) / ((x1 - x0) ** 2 + (y1 - y0) ** 2 + 1e-8)).clamp(0, 1)
+        dist = torch.sqrt((px - t * (x1 - x0)) ** 2 + (py - t * (y1 - y0)) ** 2 + 1e-8)
+        r = radius[:, k:k + 1, None] + t * (radius[:, k + 1:k + 2, None] - radius[:, k:k + 1, None])
+        o = opacity[:, k:k + 1, None] + t * (opacity[:, k + 1:k + 2, None] - opacity[:, k:k + 1, None])
+        best = torch.maximum(best, torch.sigmoid((r - dist) / (size / 64.0)) * o)
+    return best[:, None]
+
+
+@pytest.mark.parametrize("size", [16, 64])
+def test_capsule_winner_search_skips_only_what_the_floor_hides(size):
+    # thin and thick strokes, short and long, some reaching past the square: the culled search is the
+    # brute force wherever the generator reads it (alpha clamped to the floor), and so is its gradient
+    gen = torch.Generator().manual_seed(5)
+    actions = torch.rand(40, 12, generator=gen, dtype=torch.float64)
+    actions[:10, NAKANO.index("size")] = 1.0
+    actions[10:20, NAKANO.index("size")] = 0.0
+    floor = lambda a: a.clamp(PRIOR_FLOOR, 1 - PRIOR_FLOOR)
+    with torch.no_grad():
+        reference, culled = _capsule_brute_force(actions, size), capsule_alpha(NAKANO, actions, size)
+    assert float(reference.max()) > 0.9 and float((reference < PRIOR_FLOOR).float().mean()) > 0.2
+    assert torch.allclose(floor(culled), floor(reference), atol=1e-6)
+    weights = torch.rand(reference.shape, generator=gen, dtype=torch.float64)
+    grads = []
+    for fn in (_capsule_brute_force, lambda a, s: capsule_alpha(NAKANO, a, s)):
+        a = actions.clone().requires_grad_(True)
+        (floor(fn(a, size)) * weights).sum().backward()
+        grads.append(a.grad)
+    # the search ranks covers in float32: near-ties may pick a neighbouring segment of equal cover
+    assert float((grads[0] - grads[1]).abs().max()) <= 1e-5 * float(grads[0].abs().max())
+
+
+def test_folded_generator_paints_the_same_strokes():
+    gen = Generator(generator_config("tiny", prior="capsule", noise_dim=4))
+    for bn in [gen.fc_norm] + [m for m in gen.stages if isinstance(m, torch.nn.BatchNorm2d)]:
+        bn.running_mean.uniform_(-1, 1)            # statistics far from a new layer's 0 and 1
+        bn.running_var.uniform_(0.2, 3)
+        bn.weight.data.uniform_(0.5, 2)
+        bn.bias.data.uniform_(-0.5, 0.5)
+    gen.eval()
+    folded = gen.folded()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    actions = torch.rand(6, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        (c0, a0), (c1, a1) = gen(actions), folded(actions)
+    assert torch.allclose(a0, a1, atol=1e-5) and torch.equal(c0, c1)
+    assert gen.fc_norm.running_var.min() >= 0.2    # the original is left as it was
+    with pytest.raises(ValueError, match="eval"):
+        gen.train().folded()
