@@ -211,6 +211,36 @@ class StrokeGroup:
         return len(self.box0)
 
 
+class StrokeAdam:
+    """Adam as torch.optim.Adam computes it (no weight decay; per-group "lr"), for the few stroke
+    tensors of a painting. torch.optim's first step imports torch._dynamo, 2 of the 60 seconds a
+    CLI painting is allowed; these tensors need only the update."""
+
+    def __init__(self, param_groups, betas=(0.9, 0.999), eps=1e-8):
+        self.param_groups, self.betas, self.eps = param_groups, betas, eps
+        self.state = {}        # parameter -> [steps, first moment, second moment]
+
+    def zero_grad(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        beta1, beta2 = self.betas
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.setdefault(p, [0, torch.zeros_like(p), torch.zeros_like(p)])
+                state[0] += 1
+                steps, mean, square = state
+                mean.lerp_(p.grad, 1 - beta1)
+                square.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+                denominator = (square.sqrt() / math.sqrt(1 - beta2 ** steps)).add_(self.eps)
+                p.addcdiv_(mean, denominator, value=-group["lr"] / (1 - beta1 ** steps))
+
+
 class StrokeConstraints:
     """Turns a group's parameters into actions and boxes under the user's constraints (palette,
     greyscale, opaque, box sizes, canvas) and the brush's: a stroke stays whole in a box
@@ -636,7 +666,7 @@ class PaintingJob:
             if self.optimize_boxes:
                 scaled = self.lr * self.box_lr_scale
                 params.append({"params": [g.d, g.s], "lr": scaled, "base": scaled})
-        opt = torch.optim.Adam(params, betas=(0.9, 0.99)) if n_steps and params else None
+        opt = StrokeAdam(params, betas=(0.9, 0.99)) if n_steps and params else None
         best_loss, self._best_state = math.inf, None
         n_on_canvas = sum(len(g) for g in self.groups)
         for i in range(n_steps):
@@ -651,7 +681,7 @@ class PaintingJob:
                 raise FloatingPointError(f"the loss became {value} at step {self.step + 1}")
             if value < best_loss:
                 best_loss, self._best_state = value, [g.state() for g in train]
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             for g in train:

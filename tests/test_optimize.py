@@ -262,3 +262,24 @@ def test_paint_under_no_grad(painter):
     with torch.no_grad():
         res = paint(painter, PixelLoss(target_image()), 48, strokes=4, rounds=1, steps=4, seed=0)
     assert res.history[-1]["loss"] < res.history[0]["loss"]
+
+
+def test_stroke_adam_is_torch_adam():
+    # the optimiser's own Adam takes the same steps as torch.optim.Adam, group learning rates changing
+    from painter_models.optimize import StrokeAdam
+    gen = torch.Generator().manual_seed(3)
+    start = [torch.randn(5, 4, generator=gen), torch.randn(7, generator=gen)]
+    runs = []
+    for make in (lambda g: torch.optim.Adam(g, betas=(0.9, 0.99)), lambda g: StrokeAdam(g, betas=(0.9, 0.99))):
+        params = [t.clone().requires_grad_(True) for t in start]
+        opt = make([{"params": [params[0]], "lr": 0.2}, {"params": [params[1]], "lr": 0.06}])
+        for i in range(30):
+            for group, base in zip(opt.param_groups, (0.2, 0.06)):
+                group["lr"] = base * (1 - i / 40)
+            opt.zero_grad()
+            ((params[0] ** 3).sum() + (params[1] - 2).abs().sum()).backward()
+            opt.step()
+        runs.append(params)
+    for theirs, ours in zip(*runs):
+        assert torch.allclose(theirs, ours, atol=1e-6)
+    assert not torch.allclose(runs[1][0], start[0], atol=0.5)     # it moved
