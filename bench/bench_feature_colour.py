@@ -5,7 +5,7 @@
     python bench/bench_feature_colour.py --backbone vgg16 --backbone-weights vgg16-397923af.pth --title "..."
 
 Each photograph is painted twice with the CLI's defaults (`neural-painters paint PHOTO --strokes 300
---size 256`: pixel L2, 4 rounds, 50 steps per round, seed 0): with the pixel loss alone, and with the
+--size 256`: its painter, rounds, steps and seed; the real brush in the loop): with the pixel loss alone, and with the
 pixel loss plus the feature loss at the example workflow's weight (pixel 1 + feature 1). Reported:
 
 * PSNR against the photograph, and PSNR at 1/8 scale (both images averaged over 8x8 blocks): colour
@@ -41,6 +41,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_paint import BENCHMARKS, default_painter, load_photo, machine_line  # noqa: E402
+from painter_models.paint_cli import DEFAULT_ROUNDS, DEFAULT_STEPS  # noqa: E402 - the CLI's defaults
 
 RESULTS = os.path.join(ROOT, "bench", "results")
 TITLE = "Feature loss and colour fidelity (bench/bench_feature_colour.py)"
@@ -147,7 +148,7 @@ def paint_photo(name: str, opts: dict):
     for key, weight in (("pixel", 0.0), ("feature", opts["feature_weight"])):
         t0 = time.perf_counter()
         res = paint(_WORKER["painter"], objective(photo, weight, _WORKER["backbone"]), opts["size"],
-                    strokes=opts["strokes"], rounds=opts["rounds"], steps=50 * opts["rounds"], seed=opts["seed"],
+                    strokes=opts["strokes"], rounds=opts["rounds"], steps=opts["steps"], seed=opts["seed"],
                     target_for_seeding=photo)
         canvas = res.canvas.detach().float().cpu()
         row[key] = {"psnr": float(psnr(canvas, photo)), "psnr_low": psnr_low(canvas, photo),
@@ -199,7 +200,7 @@ def section(results, args, command, load, sheet, started) -> str:
              f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; torch {torch.__version__}; {args.threads} thread(s)",
              f"- Command: `{command}`",
              f"- Painter `{os.path.relpath(args.painter, ROOT)}`; {args.strokes} strokes at {args.size} px, "
-             f"{args.rounds} rounds, {50 * args.rounds} steps, seed {args.seed} (the CLI's defaults); pixel L2 "
+             f"{args.rounds} rounds, {args.steps} steps, seed {args.seed}; pixel L2 "
              f"weight 1, feature loss weight {args.feature_weight:g} through {results[0]['backbone']}; "
              f"{args.jobs} photograph(s) at once; the paintings measured are painted by {results[0]['renderer']}",
              f"- Judge: EfficientNet-Lite1 distance (not used by any loss; see the script's docstring). "
@@ -224,13 +225,14 @@ def main(argv=None):
     p.add_argument("--images", default="astronaut,coffee,chelsea,grace_hopper")
     p.add_argument("--strokes", type=int, default=300)
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--feature-weight", type=float, default=1.0,
                    help="weight of the feature loss next to pixel L2 weight 1 (default 1: the example workflow's)")
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--backbone-weights", default="auto", help="weights file (VGG), 'auto' or 'random' (wiring only)")
-    p.add_argument("--painter", default=None, help="painter checkpoint (default: the shipped dry_brush painter)")
+    p.add_argument("--painter", default=None, help="painter checkpoint (default: the CLI's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--jobs", type=int, default=1, help="photographs painted at once, one process each")
     p.add_argument("--title", default=TITLE, help="section heading (another title: another section)")
@@ -243,7 +245,7 @@ def main(argv=None):
     command = "python bench/bench_feature_colour.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     load, started = os.getloadavg(), datetime.datetime.utcnow()
     opts = {k: getattr(args, k) for k in ("painter", "backbone", "backbone_weights", "size", "strokes", "rounds",
-                                          "seed", "feature_weight", "threads")}
+                                          "steps", "seed", "feature_weight", "threads")}
     names = args.images.split(",")
     if args.jobs > 1:
         import multiprocessing
