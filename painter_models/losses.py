@@ -219,10 +219,11 @@ _OKLAB_M2 = [[0.2104542553, 0.7936177850, -0.0040720468],
              [1.9779984951, -2.4285922050, 0.4505937099],
              [0.0259040371, 0.7827717662, -0.8086757660]]
 
-# Calibrated on the bench photographs (bench/bench_feature_colour.py, BENCHMARKS.md): with these, a
-# feature loss of weight 1 beside a pixel L2 loss of weight 1 adds structure and keeps the colours.
+# Calibrated on the bench photographs (bench/bench_feature_colour.py, BENCHMARKS.md), painted by the real
+# brush: with these, a feature loss of weight 1 beside a pixel L2 loss of weight 1 adds structure and
+# keeps the colours (colour x8, not x4: with MyPaint's canvas in the loop x4 let coffee's colours drift).
 FEATURE_STRUCTURE_SCALE = 0.005
-FEATURE_COLOUR_WEIGHT = 4.0
+FEATURE_COLOUR_WEIGHT = 8.0
 FEATURE_COLOUR_SIGMA = 1 / 128  # of the canvas's shorter side: 2 px at 256 px
 
 
