@@ -232,7 +232,9 @@ class StrokeAdam:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = self.state.setdefault(p, [0, torch.zeros_like(p), torch.zeros_like(p)])
+                if p not in self.state:
+                    self.state[p] = [0, torch.zeros_like(p), torch.zeros_like(p)]
+                state = self.state[p]
                 state[0] += 1
                 steps, mean, square = state
                 mean.lerp_(p.grad, 1 - beta1)
