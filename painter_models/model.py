@@ -309,6 +309,7 @@ class Critic(nn.Module):
 CAPSULE_SEGMENTS = 24   # a quadratic Bezier within a small fraction of a pixel at 64 px
 PRIOR_FLOOR = 1e-3      # the generator clamps a prior's alpha to [floor, 1 - floor] (its logit stays finite)
 CAPSULE_BLOCK = 8       # the winner search visits a segment only in the blocks of pixels it can reach
+CAPSULE_CHUNK = 64      # strokes per winner search (its memory grows with strokes x segments x blocks)
 
 
 def capsule_alpha(layout, actions: torch.Tensor, size: int, segments: int = CAPSULE_SEGMENTS) -> torch.Tensor:
@@ -325,11 +326,14 @@ def capsule_alpha(layout, actions: torch.Tensor, size: int, segments: int = CAPS
     radius = torch.exp(layout.to_physical(actions, "size"))[:, None] * (size / 64.0) * (0.35 + pressure)
     opacity = (0.25 + pressure / 0.8 * 0.75).clamp(0, 1)
     edge = size / 64.0
+    if len(actions) == 0:
+        return actions.new_zeros(0, 1, size, size)
+    with torch.no_grad():   # in chunks of strokes: the search's working set grows with strokes x segments x blocks
+        chunks = [_capsule_winners(*(v[i:i + CAPSULE_CHUNK] for v in (x, y, radius, opacity)), size, edge)
+                  for i in range(0, len(actions), CAPSULE_CHUNK)]
+        best, winner = (torch.cat(parts) for parts in zip(*chunks))
     if not (torch.is_grad_enabled() and actions.requires_grad):
-        with torch.no_grad():
-            return _capsule_winners(x, y, radius, opacity, size, edge)[0][:, None]
-    with torch.no_grad():
-        winner = _capsule_winners(x, y, radius, opacity, size, edge)[1]
+        return best[:, None]
     grid = torch.arange(size, dtype=actions.dtype, device=actions.device) + 0.5
     gx, gy = grid[None, None, :], grid[None, :, None]
     take = lambda v: v.gather(1, winner.flatten(1)).view(winner.shape)

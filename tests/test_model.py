@@ -294,10 +294,10 @@ def _capsule_brute_force(actions, size, segments=CAPSULE_SEGMENTS):
 
 @pytest.mark.parametrize("size", [16, 64])
 def test_capsule_winner_search_skips_only_what_the_floor_hides(size):
-    # thin and thick strokes, short and long, some reaching past the square: the culled search is the
-    # brute force wherever the generator reads it (alpha clamped to the floor), and so is its gradient
+    # thin and thick strokes, short and long, some reaching past the square, more than one chunk: the culled
+    # search is the brute force wherever the generator reads it (alpha clamped to the floor), and so is its gradient
     gen = torch.Generator().manual_seed(5)
-    actions = torch.rand(40, 12, generator=gen, dtype=torch.float64)
+    actions = torch.rand(80, 12, generator=gen, dtype=torch.float64)   # two chunks of the search
     actions[:10, NAKANO.index("size")] = 1.0
     actions[10:20, NAKANO.index("size")] = 0.0
     floor = lambda a: a.clamp(PRIOR_FLOOR, 1 - PRIOR_FLOOR)
