@@ -188,7 +188,12 @@ def test_ctrl_c_saves_the_painting_so_far(tmp_path, photo, tmp_painter):
         seen += proc.stderr.read(1)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    err = seen + proc.communicate(timeout=60)[1]
+    try:
+        err = seen + proc.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()          # not left painting its 100000 steps beside the rest of the suite
+        tail = (seen + proc.communicate()[1]).replace("\r", "\n")[-3000:]
+        pytest.fail(f"the CLI did not stop within 60 s of SIGINT; its stderr ends:\n{tail}")
     assert proc.returncode == 0, err[-2000:]
     assert "interrupted: saving the painting so far" in err
     assert Image.open(out).size == (48, 36) and len(load_strokes(str(js))) == 6
