@@ -181,7 +181,9 @@ def test_ctrl_c_saves_the_painting_so_far(tmp_path, photo, tmp_painter):
     args = [sys.executable, "-c", code, "paint", photo, "--painter", tmp_painter, "--strokes", "6", "--size", "48",
             "--steps", "100000", "--rounds", "1", "--no-real-brush", "--threads", "1", "--out", str(out),
             "--json", str(js)]
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    # Ctrl-C as in a terminal: a suite started in the background (`cmd &` in a script) passes SIGINT on ignored
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     deadline = time.monotonic() + 120
     while "%|" not in seen and time.monotonic() < deadline:     # the progress bar: painting has begun
