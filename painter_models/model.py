@@ -338,12 +338,16 @@ def capsule_alpha(layout, actions: torch.Tensor, size: int, segments: int = CAPS
     gx, gy = grid[None, None, :], grid[None, :, None]
     take = lambda v: v.gather(1, winner.flatten(1)).view(winner.shape)
     x0, y0, r0, o0 = take(x), take(y), take(radius), take(opacity)
-    dx, dy = take(x[:, 1:]) - x0, take(y[:, 1:]) - y0
-    t = (((gx - x0) * dx + (gy - y0) * dy) / (dx * dx + dy * dy + 1e-8)).clamp(0, 1)
-    dist = torch.sqrt((gx - x0 - t * dx) ** 2 + (gy - y0 - t * dy) ** 2 + 1e-8)
-    r = r0 + t * (take(radius[:, 1:]) - r0)
-    o = o0 + t * (take(opacity[:, 1:]) - o0)
-    return (torch.sigmoid((r - dist) / edge) * o)[:, None]
+    ends = take(x[:, 1:]), take(y[:, 1:]), take(radius[:, 1:]), take(opacity[:, 1:])
+    return _segment_cover(gx - x0, gy - y0, *(b - a for a, b in zip((x0, y0, r0, o0), ends)), r0, o0, edge)[:, None]
+
+
+def _segment_cover(ax, ay, dx, dy, dr, do, r0, o0, edge: float):
+    """A capsule segment's cover of pixels at (ax, ay) from its start, the segment running (dx, dy) with
+    radius r0 -> r0 + dr and opacity o0 -> o0 + do: sigmoid((radius - distance) / edge) * opacity."""
+    t = ((ax * dx + ay * dy) / (dx * dx + dy * dy + 1e-8)).clamp(0, 1)
+    dist = torch.sqrt((ax - t * dx) ** 2 + (ay - t * dy) ** 2 + 1e-8)
+    return torch.sigmoid((r0 + t * dr - dist) / edge) * (o0 + t * do)
 
 
 def _capsule_winners(x, y, radius, opacity, size: int, edge: float):
@@ -369,12 +373,7 @@ def _capsule_winners(x, y, radius, opacity, size: int, edge: float):
     centres = torch.arange(block, dtype=x.dtype, device=x.device) + 0.5
     ax = (bx.to(x.dtype)[:, None] * block + centres)[:, None, :] - pick(x0)        # [M, 1, B]
     ay = (by.to(x.dtype)[:, None] * block + centres)[:, :, None] - pick(y0)        # [M, B, 1]
-    ddx, ddy = pick(dx), pick(dy)
-    t = (ax * ddx + ay * ddy).div_(pick(dx * dx + dy * dy + 1e-8)).clamp_(0, 1)
-    ex, ey = torch.addcmul(ax, t, ddx, value=-1), torch.addcmul(ay, t, ddy, value=-1)
-    dist = ex.mul_(ex).addcmul_(ey, ey).add_(1e-8).sqrt_()
-    cover = torch.addcmul(pick(r0), t, pick(dr)).sub_(dist).div_(edge).sigmoid_()
-    cover.mul_(torch.addcmul(pick(o0), t, pick(do))).clamp_(min=0)
+    cover = _segment_cover(ax, ay, pick(dx), pick(dy), pick(dr), pick(do), pick(r0), pick(o0), edge).clamp_(min=0)
     # one max per pixel of (cover, earliest segment): a non-negative float's bits order as integers
     key = cover.float().view(m, block * block).view(torch.int32).long() * (segments + 1) + (segments - sk)[:, None]
     cell = ((sn * nb + by) * nb + bx)[:, None].expand(m, block * block)
