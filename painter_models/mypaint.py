@@ -603,6 +603,11 @@ def brush_reach(brush: str, layout_name: str = NAKANO.name, samples: int = 60):
                 radii.append(math.exp(float(layout.to_physical(a, "size"))))
     r, w = np.asarray(radii), np.asarray(reaches)
     levels = np.unique(r)
+    if len(levels) < 2:     # an eraser, a smudge-only or a transparent brush leaves nothing on a blank surface
+        raise ValueError(f"MyPaint brush {brush!r} painted nothing visible on a blank canvas at "
+                         f"{'any size' if not len(levels) else 'all but one size'} (an eraser, smudge-only or "
+                         "transparent preset?): a painter can only be trained on a brush that deposits paint; "
+                         "pick another preset")
     farthest = np.array([w[r == level].max() for level in levels])     # the envelope: one point per size
     per_radius = max(0.0, float(np.polyfit(levels, farthest, 1)[0]))
     return BrushReach(round(float((w - per_radius * r).max()) + 1.0, 3), round(per_radius, 3))

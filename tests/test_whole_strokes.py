@@ -86,6 +86,16 @@ def test_reach_is_measured_on_the_brush(brush):
     assert brush_reach(brush) is reach                              # measured once per process
 
 
+@pytest.mark.mypaint
+@skip_no_mypaint
+def test_a_brush_that_paints_nothing_has_no_reach_and_says_so():
+    """ramon/Grain paints nothing on a blank surface (it only grains what is there): measuring its reach
+    used to end in numpy's 'expected non-empty vector for x'."""
+    from painter_models.mypaint import brush_reach
+    with pytest.raises(ValueError, match="ramon/Grain.*painted nothing.*pick another preset"):
+        brush_reach("ramon/Grain")
+
+
 @pytest.fixture(scope="module")
 def shipped():
     return load_painter(SHIPPED)
