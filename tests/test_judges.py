@@ -43,6 +43,21 @@ def test_shape_judge_checks_colour_position_and_streaks():
     assert v.shape is None and not v.accepted and v.moments[0] > 0.3
 
 
+def test_shape_judge_does_not_take_touching_strokes_for_a_shape():
+    """A zigzag of three strokes has a compact blob with small moments (it used to pass as a square or
+    triangle); it is not filled, and the judge says so. The same area filled is a square."""
+    from PIL import Image, ImageDraw
+    im = Image.new("RGB", (96, 96), "white")
+    ImageDraw.Draw(im).line([(20, 25), (76, 30), (22, 70), (76, 74)], fill=(20, 40, 220), width=7)
+    zigzag = np.asarray(im, np.float32) / 255
+    v = ShapeJudge()(zigzag, "blue", "square")
+    assert v.moments[0] <= 0.3 and v.solidity < 0.8, v.summary()
+    assert not v.accepted and v.shape is None and any("loose strokes" in f for f in v.failures), v.summary()
+    filled = zigzag.copy()
+    filled[25:75, 20:77] = (20 / 255, 40 / 255, 220 / 255)
+    assert ShapeJudge()(filled, "blue", "square").accepted
+
+
 def test_brush_texture_does_not_change_the_shape():
     """Paint with holes (a dry brush) is smoothed before the moments are taken."""
     rng = np.random.default_rng(0)
