@@ -52,11 +52,6 @@ COLOURS = {
     "black": (0.0, 0.0, 0.1), "white": (0.0, 0.0, 0.97),
 }
 SHAPES = ("circle", "square", "triangle")
-# Loose strokes scattered over the canvas, captioned "a red scribble": what a painting that has not
-# formed a shape looks like. Without them the model never saw such a canvas and scored colour streaks
-# as squares or triangles, so painting towards "a blue square" stopped at blue streaks.
-SCRIBBLE = "scribble"
-SCRIBBLE_SHARE = 0.2        # of the training scenes
 POSITIONS = ("middle", "left", "right", "top", "bottom")
 POSITION_PHRASES = {"middle": "in the middle", "left": "on the left", "right": "on the right",
                     "top": "at the top", "bottom": "at the bottom"}
@@ -261,45 +256,14 @@ def _true_positions(objs, size: int) -> frozenset:
     return frozenset(out)
 
 
-def _scribble(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list]:
-    """Coverage of 2-7 loose strokes (straight or bent, 1.5-9 px wide, soft or dry) anywhere on the
-    canvas, and their centres as objects for the position phrases."""
-    S = size * SUPERSAMPLE
-    cover = np.zeros((S, S), np.float32)
-    centres = []
-    for _ in range(int(rng.integers(2, 8))):
-        p0 = rng.uniform(0.08, 0.92, 2) * S
-        bend = rng.uniform(-0.3, 0.3, 2) * S
-        p2 = np.clip(p0 + rng.normal(0, 0.3, 2) * S, 0, S)
-        pts = [tuple(p0 + (p2 - p0) * t + bend * 4 * t * (1 - t)) for t in np.linspace(0, 1, 8)]
-        layer = Image.new("L", (S, S), 0)
-        ImageDraw.Draw(layer).line(pts, fill=255, width=max(2, int(rng.uniform(1.5, 9) * SUPERSAMPLE)),
-                                   joint="curve")
-        layer = layer.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 2.0)))
-        cover = 1 - (1 - cover) * (1 - rng.uniform(0.5, 1.0) * np.asarray(layer, np.float32) / 255)
-        centres.append((float(np.mean([q[0] for q in pts])) / SUPERSAMPLE,
-                        float(np.mean([q[1] for q in pts])) / SUPERSAMPLE, 0.0))
-    a = np.asarray(Image.fromarray((cover * 255).astype(np.uint8)).resize((size, size), Image.BOX), np.float32) / 255
-    if rng.uniform() < 0.4:
-        a = a * np.clip((_streaks(rng, size, rng.uniform(0, math.pi)) - rng.uniform(0.2, 0.5)) / 0.15 + 0.5, 0, 1)
-    return a, centres
-
-
 def random_scene(rng: np.random.Generator, size: int = IMAGE_SIZE, style: str | None = None,
-                 count: int | None = None, colours=tuple(COLOURS), scribbles: float = 0.0):
-    """(Scene, image uint8 [size, size, 3]) with a colour drawn from `colours`; a share `scribbles` of
-    them loose strokes (shape SCRIBBLE) instead of shapes."""
+                 count: int | None = None, colours=tuple(COLOURS)):
+    """(Scene, image uint8 [size, size, 3]) with a colour drawn from `colours`."""
     colour = str(rng.choice(list(colours)))
     background = str(rng.choice(["white", "white", "white", "tint", "paper", "dark"]))
     rgb = _rgb(colour, rng)
     while not _contrast_ok(rgb, background):
         background = str(rng.choice(["white", "tint", "paper", "dark"]))
-    if scribbles and rng.uniform() < scribbles:
-        a, centres = _scribble(rng, size)
-        img = _background(background, rng, size) * (1 - a[..., None]) + rgb * a[..., None]
-        img = img + rng.normal(0, rng.uniform(0, 0.03), img.shape).astype(np.float32)
-        scene = Scene(colour, SCRIBBLE, None, _true_positions(centres, size), background, SCRIBBLE)
-        return scene, (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     shape = str(rng.choice(SHAPES))
     count = int(count or rng.choice([1, 1, 1, 1, 2, 3]))
     style = style or str(rng.choice(STYLES, p=[0.4, 0.05, 0.35, 0.15, 0.05]))
@@ -369,7 +333,7 @@ def batch(rng: np.random.Generator, n: int, size: int = IMAGE_SIZE, easy: float 
         if rng.uniform() < easy:
             s, img = random_scene(rng, size, style="solid", count=1, colours=colours)
         else:
-            s, img = random_scene(rng, size, colours=colours, scribbles=SCRIBBLE_SHARE)
+            s, img = random_scene(rng, size, colours=colours)
         scenes.append(s)
         images.append(img)
         captions.append(random_caption(s, rng))
@@ -425,11 +389,11 @@ def multi_positive_loss(image_f, text_f, truth, logit_scale):
 # zero-shot evaluation
 
 
-def heldout(n: int, seed: int = 1_000_003, size: int = IMAGE_SIZE, count: int | None = None, scribbles: float = 0.0):
+def heldout(n: int, seed: int = 1_000_003, size: int = IMAGE_SIZE, count: int | None = None):
     rng = np.random.default_rng(seed)
     scenes, imgs = [], []
     for _ in range(n):
-        s, img = random_scene(rng, size, count=count, scribbles=scribbles)
+        s, img = random_scene(rng, size, count=count)
         scenes.append(s)
         imgs.append(img)
     return scenes, torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
@@ -442,8 +406,6 @@ def zero_shot(model, tokenizer, n: int = 600, seed: int = 1_000_003) -> dict:
     colour, shape  the same choice, scored on one attribute
     position       which of the 5 position phrases, colour and shape given (objects with a position)
     count          'a / two / three {colour} {shape}(s)', colour and shape given (chance 1/3)
-    scribble       shape or scribble: 'a {colour} scribble' against the 3 shapes in that colour, on
-                   held-out scenes of which half are scribbles (chance 1/2 when it says scribble)
     by_style       colour_shape accuracy per drawing style"""
     model.eval()
 
@@ -478,16 +440,8 @@ def zero_shot(model, tokenizer, n: int = 600, seed: int = 1_000_003) -> dict:
     for fi, s in zip(fn, scenes_n):
         t = encode_text([caption_text(s.colour, s.shape, k, None) for k in (1, 2, 3)])
         count_ok.append(int((t @ fi).argmax()) + 1 == s.count)
-
-    scenes_s, xs = heldout(n // 2, seed + 2, count=1, scribbles=0.5)
-    fs = encode_images(xs)
-    scribble_ok = []
-    for fi, s in zip(fs, scenes_s):
-        t = encode_text([caption_text(s.colour, shape, 1, None) for shape in SHAPES + (SCRIBBLE,)])
-        scribble_ok.append((int((t @ fi).argmax()) == len(SHAPES)) == (s.shape == SCRIBBLE))
     return {"colour_shape": float(np.mean(ok_cs)), "colour": float(np.mean(ok_c)), "shape": float(np.mean(ok_s)),
             "position": float(np.mean(pos_ok)), "count": float(np.mean(count_ok)),
-            "scribble": float(np.mean(scribble_ok)),
             "by_style": by_style, "images": n, "seed": seed}
 
 
@@ -545,7 +499,7 @@ def train(steps: int = 1200, batch_size: int = 64, lr: float = 2e-3, seed: int =
             acc = zero_shot(model, tokenizer, 200)
             model.train()
             log(f"step {done:5d}  zero-shot " + "  ".join(f"{k} {acc[k]:.0%}" for k in
-                                                         ("colour", "shape", "position", "count", "scribble")))
+                                                         ("colour", "shape", "position", "count")))
         if minutes and time.perf_counter() - t0 > 60 * minutes:
             log(f"time budget of {minutes:g} min reached at step {done}")
             break
@@ -591,7 +545,6 @@ or in ComfyUI put the file in models/clip and set Load CLIP's model_name to `{MO
 | shape alone (from the same choice) | {acc["shape"]:.1%} | {1 / len(SHAPES):.1%} |
 | position (5 phrases, colour and shape given) | {acc["position"]:.1%} | 20% |
 | count (a / two / three, colour and shape given) | {acc["count"]:.1%} | 33% |
-| shape or scribble ("a red scribble" against the three shapes in red; half the images scribbles) | {acc.get("scribble", float("nan")):.1%} | 50% |
 
 Colour and shape by drawing style: {styles}.
 
