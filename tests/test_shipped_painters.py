@@ -17,6 +17,7 @@ from conftest import skip_no_mypaint
 WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "painter_models", "weights")
 # name: (MyPaint preset, stochastic: paints the brush's grain with a noise input)
 SHIPPED = {"dry_brush": ("classic/dry_brush", True), "charcoal": ("classic/charcoal", True),
+           "fur": ("experimental/fur", True),
            "soft_brush": ("deevad/brush", False), "ink_pen": ("classic/pen", False)}
 # A deterministic brush repeats itself to 55-75 dB: no network comes near, and the painters' edges are
 # softer than the brush's. What each reaches, as its model card says, is what it is held to (a floor
