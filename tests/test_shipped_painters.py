@@ -17,7 +17,7 @@ from conftest import skip_no_mypaint
 WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "painter_models", "weights")
 # name: (MyPaint preset, stochastic: paints the brush's grain with a noise input)
 SHIPPED = {"dry_brush": ("classic/dry_brush", True), "charcoal": ("classic/charcoal", True),
-           "fur": ("experimental/fur", True),
+           "fur": ("experimental/fur", True), "short_grass": ("classic/short_grass", True),
            "soft_brush": ("deevad/brush", False), "ink_pen": ("classic/pen", False)}
 # A deterministic brush repeats itself to 55-75 dB: no network comes near, and the painters' edges are
 # softer than the brush's. What each reaches, as its model card says, is what it is held to (a floor
@@ -77,20 +77,25 @@ def test_the_cli_and_the_node_list_the_painters_by_name():
 
 def _fresh_evaluation(name, count=600, seed=4242):
     """PSNR and texture_ratio of the painter on fresh MyPaint strokes (a seed no training or held-out set
-    uses), whole in their tile as its own held-out strokes were."""
+    uses), whole in their tile as its own held-out strokes were, and for a stochastic brush MyPaint's own
+    ceiling on the same strokes (brush seed 1 against brush seed 0)."""
     from painter_models import MyPaintProgram
     from painter_models.datasets import whole_strokes
     from neural_painters_training.evaluate import high_frequency_energy, painter_strokes
     painter = load_painter(_path(name))
     actions = whole_strokes(NAKANO, NAKANO.sample(count, seed=seed), painter.reach)
-    program = MyPaintProgram(SHIPPED[name][0], painter.stroke_size)
-    try:
-        real, _ = rgba_to_tensors(program.render(actions, workers=1))
-    finally:
-        program.close()
+    brush, stochastic = SHIPPED[name]
+    real = []
+    for brush_seed in ((0, 1) if stochastic else (0,)):
+        program = MyPaintProgram(brush, painter.stroke_size, brush_seed=brush_seed)
+        try:
+            real.append(rgba_to_tensors(program.render(actions, workers=1))[0])
+        finally:
+            program.close()
     rgb, _ = painter_strokes(painter.generator, actions)
-    psnr = float(psnr_of_mse(((rgb - real) ** 2).mean().double()))
-    return psnr, float(high_frequency_energy(rgb).sum() / high_frequency_energy(real).sum())
+    psnr = float(psnr_of_mse(((rgb - real[0]) ** 2).mean().double()))
+    ceiling = float(psnr_of_mse(((real[1] - real[0]) ** 2).mean().double())) if stochastic else None
+    return psnr, float(high_frequency_energy(rgb).sum() / high_frequency_energy(real[0]).sum()), ceiling
 
 
 @pytest.mark.mypaint
@@ -98,10 +103,11 @@ def _fresh_evaluation(name, count=600, seed=4242):
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_independent_evaluation_reproduces_the_metadata(name):
     torch.set_num_threads(1)
-    psnr, texture = _fresh_evaluation(name)
+    psnr, texture, ceiling = _fresh_evaluation(name)
     m = read_metadata(_path(name))["metrics"]
     assert abs(psnr - m["psnr"]) <= 0.5, f"{name}: {psnr:.2f} dB on fresh strokes, metadata says {m['psnr']:.2f}"
-    # and the bar itself, absolute, on strokes no training run has seen
-    floor = m["bar"]["psnr_bar"] if SHIPPED[name][1] else DETERMINISTIC_FLOOR[name]["psnr"]
+    # and the bar itself on strokes no training run has seen: against MyPaint's own ceiling on those same
+    # strokes (it moves with the strokes drawn: short_grass's is 32.74 dB on its held-out set, 32.31 here)
+    floor = ceiling - 0.5 if SHIPPED[name][1] else DETERMINISTIC_FLOOR[name]["psnr"]
     assert psnr >= floor, f"{name}: {psnr:.2f} dB on fresh strokes, below its bar {floor:.2f}"
     assert np.isclose(texture, m["texture_ratio"], rtol=0.15), f"{name}: texture {texture:.3f}, metadata {m['texture_ratio']:.3f}"
