@@ -114,7 +114,7 @@ class Verdict:
     centroid: tuple = (0.5, 0.5)  # its centre (x, y) in 0..1
     moments: tuple = (0.0, 0.0, 0.0)
     solidity: float = 0.0         # the blob's area over its convex hull's
-    shape: str | None = None      # the nearest ideal shape (None: too elongated or nothing there)
+    shape: str | None = None      # the nearest ideal shape (None: too elongated, not filled or nothing there)
 
     def summary(self) -> str:
         top = sorted(self.colour_share.items(), key=lambda kv: -kv[1])[:3]
@@ -131,9 +131,9 @@ class ShapeJudge:
 
     Thresholds: paint covers >= 2 % of the canvas; the target colour holds >= `min_share` of it; its
     blob covers >= 1.5 % of the canvas; the shape is the nearest ideal one, with m2 <= 0.3 (not a
-    stroke-like streak) and solidity >= 0.8 (filled, not loose strokes: on the shapes CLIP's
-    synthetic scenes, 81 % of its scribbles fall below, none of its solid shapes); positions: left/right/top/bottom = centroid beyond 0.45/0.55 of the side,
-    middle = within 0.35..0.65 both ways."""
+    stroke-like streak) and solidity >= 0.8 (filled: 81 % of 200 random scenes of touching loose
+    strokes fall below, no solid shape does; BENCHMARKS.md); positions: left/right/top/bottom =
+    centroid beyond 0.45/0.55 of the side, middle = within 0.35..0.65 both ways."""
 
     def __init__(self, background=(1.0, 1.0, 1.0), min_share: float = 0.5, paint_threshold: float = 0.15):
         self.background = np.asarray(background, np.float32)
