@@ -291,6 +291,18 @@ def test_memory_mapped(reference):
 
 @skip_no_mypaint
 @pytest.mark.mypaint
+def test_a_brush_that_paints_nothing_is_refused_before_a_dataset_of_blanks(tmp_path):
+    """ramon/Pastel_1 leaves every pixel transparent on strokes whole in their tile (the recipe's data);
+    an hour of training on blank strokes would follow without this."""
+    from painter_models.mypaint import brush_reach
+    reach = brush_reach("ramon/Pastel_1")
+    with pytest.raises(DatasetError, match=r"'ramon/Pastel_1' painted nothing at all in the first 40 strokes"):
+        datasets.generate(str(tmp_path / "blank"), "ramon/Pastel_1", 40, 40, 64, progress=False,
+                          log=lambda *a: None, reach=reach)
+
+
+@skip_no_mypaint
+@pytest.mark.mypaint
 def test_dry_brush_dataset(tmp_path, dry_brush):
     out = tmp_path / "dry"
     assert main(["--brush", "classic/dry_brush", "--count", "48", "--shard-size", "24", "--size", "64",
