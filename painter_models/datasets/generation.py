@@ -219,7 +219,8 @@ def generate(out: str, brush: str = "classic/dry_brush", count: int = 100_000, s
                     for a in range(0, plan[i], _CHUNK):
                         b = min(plan[i], a + _CHUNK)
                         strokes[a:b] = program.render(actions[a:b])
-                        if not (shards or generated or a or strokes[a:b, ..., 3].any()):
+                        first_chunk_of_new_dataset = not shards and not generated and a == 0
+                        if first_chunk_of_new_dataset and not strokes[a:b, ..., 3].any():
                             # a preset can paint nothing with the inputs we give (ramon/Pastel_1 on whole strokes)
                             raise DatasetError(f"{brush!r} painted nothing at all in the first {b} strokes (every pixel "
                                                f"transparent): a painter cannot learn it; pick another preset")
