@@ -31,6 +31,29 @@ skip_no_mypaint = pytest.mark.skipif(MYPAINT_MISSING is not None, reason=f"libmy
 requires_mypaint = [pytest.mark.mypaint, skip_no_mypaint]
 
 
+# -- running in parallel (pytest -n auto --dist loadgroup, the README's command) -------------------
+# Each test module runs whole on one worker, so a module-scoped fixture (the guided paintings: minutes)
+# is built once. The end-to-end tests form one group: they share one ComfyUI server per worker and
+# write into its folder. Each worker gets its share of the cores (torch and the processes it starts).
+MAX_WORKERS = 4   # each worker holds torch and its models: more costs memory for little time
+
+
+def pytest_xdist_auto_num_workers(config):
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.path.relative_to(config.rootpath).as_posix()
+        item.add_marker(pytest.mark.xdist_group("e2e" if path.startswith("tests/e2e/") else path))
+
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    torch.set_num_threads(_threads)
+
+
 def pytest_sessionstart(session):
     if IN_CI and MYPAINT_MISSING:
         pytest.exit(f"CI=true but libmypaint is unavailable ({MYPAINT_MISSING}): apt-get install -y "
