@@ -31,10 +31,10 @@ skip_no_mypaint = pytest.mark.skipif(MYPAINT_MISSING is not None, reason=f"libmy
 requires_mypaint = [pytest.mark.mypaint, skip_no_mypaint]
 
 
-# -- running in parallel (pytest -n auto --dist loadgroup, the README's command) -------------------
+# -- running in parallel (pytest -n auto, the README's command) ------------------------------------
 # Each test module runs whole on one worker, so a module-scoped fixture (the guided paintings: minutes)
-# is built once. The end-to-end tests form one group: they share one ComfyUI server per worker and
-# write into its folder. Each worker gets its share of the cores (torch and the processes it starts).
+# is built once. The end-to-end tests are one unit: they share one ComfyUI server per worker and write
+# into its folder. Each worker gets its share of the cores (torch and the processes it starts).
 MAX_WORKERS = 4   # each worker holds torch and its models: more costs memory for little time
 
 
@@ -42,10 +42,29 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
+def pytest_xdist_make_scheduler(config, log):
+    # a scheduler, not xdist_group marks: with pytest 9.2, xdist 3.8's --dist loadgroup ignores them
+    from xdist.scheduler import LoadScopeScheduling
+    config.option.loadscopereorder = False   # units in collection order: the slow ones first (below)
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit_of(nodeid)
+    return ByModule(config, log)
+
+
+def _unit_of(nodeid: str) -> str:
+    """What runs whole on one worker: a test module, or all the end-to-end tests."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/e2e" if path.startswith("tests/e2e/") else path
+
+
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = item.path.relative_to(config.rootpath).as_posix()
-        item.add_marker(pytest.mark.xdist_group("e2e" if path.startswith("tests/e2e/") else path))
+    """In a parallel run, the units (modules, the end-to-end tests) with slow tests come first, so the
+    longest ones (minutes each) start at once instead of last on an otherwise idle machine."""
+    if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+        slow = {_unit_of(item.nodeid) for item in items if item.get_closest_marker("slow")}
+        items.sort(key=lambda item: _unit_of(item.nodeid) not in slow)   # stable: the order inside a unit is kept
 
 
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
