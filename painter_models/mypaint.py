@@ -196,7 +196,24 @@ class _Canvas:
         self.lib.mypaint_surface_unref(self.surface)
 
 
-class MyPaintProgram:
+class _NativeHandles:
+    """Closed (the subclass's close()) by `with`, by calling close() and, failing both, when collected:
+    libmypaint's surfaces and brushes are C allocations the garbage collector cannot see."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:   # noqa: BLE001 - an interpreter shutting down may have unloaded the library
+            pass
+
+
+class MyPaintProgram(_NativeHandles):
     """Render actions with a MyPaint brush preset.
 
     render(actions) -> uint8 [N, size, size, 4], premultiplied RGBA on a transparent surface;
@@ -336,18 +353,6 @@ class MyPaintProgram:
             self._canvas.close()
             self._canvas = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
     def __getstate__(self):
         raise TypeError("MyPaintProgram holds native handles; pass (brush, size, layout, brush_seed) instead")
 
@@ -387,7 +392,7 @@ def rgba_to_rgb(strokes: np.ndarray, background=(1.0, 1.0, 1.0)) -> np.ndarray:
     return np.clip(s[..., :3] + (1.0 - s[..., 3:4]) * bg, 0.0, 1.0)
 
 
-class MyPaintCanvas:
+class MyPaintCanvas(_NativeHandles):
     """A whole painting on one libmypaint surface of any size: strokes in canvas pixels, painted in order.
 
     Each stroke follows MyPaintProgram's procedure (a fresh brush per stroke, so the same stroke
@@ -553,18 +558,6 @@ class MyPaintCanvas:
             self.surface = None
         if getattr(self, "_program", None) is not None:
             self._program.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __getstate__(self):
         raise TypeError("MyPaintCanvas holds native handles and cannot be pickled")
