@@ -36,6 +36,7 @@ requires_mypaint = [pytest.mark.mypaint, skip_no_mypaint]
 # is built once. The end-to-end tests are one unit: they share one ComfyUI server per worker and write
 # into its folder. Each worker gets its share of the cores (torch and the processes it starts).
 MAX_WORKERS = 4   # each worker holds torch and its models: more costs memory for little time
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)   # 0: not a parallel run
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -62,13 +63,13 @@ def _unit_of(nodeid: str) -> str:
 def pytest_collection_modifyitems(config, items):
     """In a parallel run, the units (modules, the end-to-end tests) with slow tests come first, so the
     longest ones (minutes each) start at once instead of last on an otherwise idle machine."""
-    if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    if WORKERS:
         slow = {_unit_of(item.nodeid) for item in items if item.get_closest_marker("slow")}
         items.sort(key=lambda item: _unit_of(item.nodeid) not in slow)   # stable: the order inside a unit is kept
 
 
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+if WORKERS:
+    _threads = max(1, (os.cpu_count() or 1) // WORKERS)
     os.environ["OMP_NUM_THREADS"] = str(_threads)
     torch.set_num_threads(_threads)
 
