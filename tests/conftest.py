@@ -39,10 +39,12 @@ MAX_WORKERS = 4   # each worker holds torch and its models: more costs memory fo
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)   # 0: not a parallel run
 
 
+@pytest.hookimpl(optionalhook=True)   # xdist's hooks: without xdist (-p no:xdist) pytest runs serially
 def pytest_xdist_auto_num_workers(config):
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     # a scheduler, not xdist_group marks: with pytest 9.2, xdist 3.8's --dist loadgroup ignores them
     from xdist.scheduler import LoadScopeScheduling
