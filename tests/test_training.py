@@ -293,7 +293,8 @@ def test_recipe_tiny_end_to_end(tmp_path):
 
 
 @pytest.mark.mypaint
-def test_recipe_mypaint_tiny_with_ceiling(tmp_path):
+@pytest.mark.parametrize("strokes", ["whole", "uniform"])
+def test_recipe_mypaint_tiny_with_ceiling(tmp_path, strokes):
     from painter_models.mypaint import MyPaintUnavailable, load_library
     try:
         load_library()
@@ -303,7 +304,7 @@ def test_recipe_mypaint_tiny_with_ceiling(tmp_path):
     train_main(["recipe", "--brush", "classic/dry_brush", "--out", str(out), "--config", "tiny", "--size", "32",
                 "--data-size", "256", "--heldout-size", "32", "--pretrain-steps", "4", "--critic-steps", "1",
                 "--gan-steps", "1", "--batch-size", "16", "--backbone-layers", "stage1", "--no-progress",
-                "--threads", "1", "--workers", "1"])
+                "--threads", "1", "--workers", "1", "--strokes", strokes])
     painter = load_painter(str(out / "painter.safetensors"))
     m = painter.metrics
     # the ceiling is MyPaint against itself with brush seed 1, on the held-out strokes: recomputed here
@@ -314,18 +315,23 @@ def test_recipe_mypaint_tiny_with_ceiling(tmp_path):
     assert m["psnr_gap_to_ceiling"] == pytest.approx(m["ceiling_psnr"] - m["psnr"]) and "ceiling_ssim" in m
     # the critic-free distribution check beside MyPaint against itself, and where the painter stands
     assert 0 <= m["ceiling_feature_distance"] < m["feature_distance"] and set(m["bar"]) >= {"meets_bar", "shortfall_db"}
-    # strokes whole in their tile: the brush's measured reach travels with the painter, and no held-out
-    # or training stroke touches its tile's edge (the ground truth is never cut off)
+    # the brush's measured reach travels with the painter, and the held-out strokes (where the bar is
+    # measured) are whole in their tile, whatever the training strokes: no held-out stroke touches its
+    # tile's edge (the ground truth is never cut off); uniform training strokes are cut by theirs
     from painter_models.mypaint import brush_reach
     assert read_metadata(str(out / "painter.safetensors"))["reach"] == brush_reach("classic/dry_brush").to_dict()
-    assert painter.training["strokes"] == "whole"
-    held, extra = load_set(str(out / "heldout.safetensors"))
+    assert painter.training["strokes"] == strokes
     from painter_models.datasets import load_arrays
     _, train_strokes, manifest = load_arrays(str(out / "data"))
-    assert manifest["reach"] == painter.reach.to_dict()
-    for strokes in (held.strokes, extra["strokes_seed1"], train_strokes):
-        edge = np.concatenate([strokes[:, 0, :, 3], strokes[:, -1, :, 3], strokes[:, :, 0, 3], strokes[:, :, -1, 3]], 1)
-        assert edge.max() == 0 and strokes[..., 3].max() > 0
+    assert manifest["reach"] == (painter.reach.to_dict() if strokes == "whole" else None)
+
+    def edge(s):
+        return np.concatenate([s[:, 0, :, 3], s[:, -1, :, 3], s[:, :, 0, 3], s[:, :, -1, 3]], 1).max()
+    for s in (held.strokes, extra["strokes_seed1"]) + ((train_strokes,) if strokes == "whole" else ()):
+        assert edge(s) == 0 and s[..., 3].max() > 0
+    if strokes == "uniform":
+        assert edge(train_strokes) > 0
+        assert "the training strokes were uniform" in (out / "MODEL_CARD.md").read_text()
 
 
 @pytest.mark.slow

@@ -230,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(best: texture_ratio in its band and PSNR near MyPaint's ceiling, see neural_painters_training.evaluate.bar), "
                         "or a fixed one (gan_best: GAN mode's generator nearest the bar during training)")
     s.add_argument("--strokes", choices=("whole", "uniform"), default="whole",
-                   help="training and held-out strokes: whole in their tile for the brush's reach (what a painter "
-                        "is asked for on a canvas), or uniform random actions (cut by the tile; older painters)")
+                   help="training strokes: whole in their tile for the brush's reach (what a painter is asked for "
+                        "on a canvas), or uniform random actions (cut by the tile); the held-out strokes are whole")
     s.add_argument("--gan-eval-every", type=int, default=100, help="GAN steps between held-out evaluations "
                    "(each may keep a new best generator)")
     add_recon(s)

@@ -17,9 +17,12 @@ Folder layout of a recipe run (every part resumable; re-run the same command to 
   MODEL_CARD.md               brush, command, data size, steps, wall and CPU time, hardware, metrics, grid
   recipe.json                 the summary
 
-The strokes (training and held-out) are random actions made whole in their tile for the brush's
-reach (datasets.whole_strokes): the strokes a painter is asked for on a canvas. The exported
-candidate is the one nearest the bar (evaluate.bar: texture counts, not PSNR alone).
+The held-out strokes are random actions made whole in their tile for the brush's reach
+(datasets.whole_strokes): the strokes a painter is asked for on a canvas, where the bar is measured.
+The training strokes are the same kind (--strokes whole) or uniform random actions cut by their
+tile (--strokes uniform: a painter that optimises better, BENCHMARKS.md "Where the gap comes
+from"). The exported candidate is the one nearest the bar (evaluate.bar: texture counts, not PSNR
+alone).
 """
 from __future__ import annotations
 
@@ -99,9 +102,10 @@ def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | 
         if k in metrics:
             c = metrics.get(f"ceiling_{k}")
             lines.append(f"| {k} | {metrics[k]:.4f} | {'' if c is None else f'{c:.4f}'} |")
-    lines += ["", f"Held-out strokes: {metrics.get('heldout_count', '?')} fresh random actions"
-              + (", whole in their tile (the strokes a painter is asked for on a canvas)"
-                 if meta_training.get("strokes") == "whole" else "")
+    lines += ["", f"Held-out strokes: {metrics.get('heldout_count', '?')} fresh random actions, whole in their "
+              "tile (the strokes a painter is asked for on a canvas)"
+              + ("; the training strokes were uniform random actions, cut by their tile"
+                 if meta_training.get("strokes") == "uniform" else "")
               + ". PSNR is over all held-out pixels of the stroke over white; alpha IoU at alpha > 0.5; "
               "texture_ratio is the strokes' fine texture (high-frequency energy) relative to the brush's; "
               "feature_distance is the Fréchet distance of EfficientNet-Lite0 feature statistics to MyPaint's "
@@ -148,12 +152,12 @@ def run_recipe(a: argparse.Namespace) -> dict:
     os.makedirs(a.out, exist_ok=True)
     data_dir = os.path.join(a.out, "data")
     heldout_path = os.path.join(a.out, "heldout.safetensors")
-    reach = brush_reach(a.brush, a.size) if a.strokes == "whole" else None
+    reach = brush_reach(a.brush, a.size)
     if d.is_main:
         print(f"[recipe] {a.brush}: data {data_size} {a.strokes} strokes at {a.size} px, config {a.config}, noise "
               f"{a.noise_dim}, steps {steps1}/{steps3}/{steps4}, batch {batch}, device {d.device}, world {d.world}")
         data_time = _data_time(os.path.join(a.out, "data_time.json"), lambda: (
-            ensure_data(data_dir, a.brush, data_size, a.size, a.seed, workers, reach),
+            ensure_data(data_dir, a.brush, data_size, a.size, a.seed, workers, reach if a.strokes == "whole" else None),
             heldout_set(heldout_path, a.brush, a.heldout_size, a.size, HELDOUT_SEED + a.seed, workers, reach=reach)))
     d.barrier()
     data = load_training_data(data_dir)
