@@ -293,18 +293,30 @@ def test_recipe_tiny_end_to_end(tmp_path):
 
 
 @pytest.mark.mypaint
-@pytest.mark.parametrize("strokes", ["whole", "uniform"])
-def test_recipe_mypaint_tiny_with_ceiling(tmp_path, strokes):
+@pytest.mark.parametrize("strokes,pretrain_strokes", [("whole", None), ("uniform", None), ("whole", "uniform")])
+def test_recipe_mypaint_tiny_with_ceiling(tmp_path, monkeypatch, strokes, pretrain_strokes):
     from painter_models.mypaint import MyPaintUnavailable, load_library
     try:
         load_library()
     except MyPaintUnavailable as e:
         pytest.skip(str(e))
+    import neural_painters_training.recipe as recipe
+    trained_on = {}     # stage -> the reach its training strokes were made whole for (None: uniform)
+
+    def recording(stage):
+        class Recording(stage):
+            def __init__(self, opts, data, *rest):
+                trained_on[stage.__name__] = data.info.get("reach")
+                super().__init__(opts, data, *rest)
+        return Recording
+    for name in ("PretrainGenerator", "PretrainCritic", "GAN"):
+        monkeypatch.setattr(recipe, name, recording(getattr(recipe, name)))
     out = tmp_path / "mp"
     train_main(["recipe", "--brush", "classic/dry_brush", "--out", str(out), "--config", "tiny", "--size", "32",
                 "--data-size", "256", "--heldout-size", "32", "--pretrain-steps", "4", "--critic-steps", "1",
                 "--gan-steps", "1", "--batch-size", "16", "--backbone-layers", "stage1", "--no-progress",
-                "--threads", "1", "--workers", "1", "--strokes", strokes])
+                "--threads", "1", "--workers", "1", "--strokes", strokes]
+               + (["--pretrain-strokes", pretrain_strokes] if pretrain_strokes else []))
     painter = load_painter(str(out / "painter.safetensors"))
     m = painter.metrics
     # the ceiling is MyPaint against itself with brush seed 1, on the held-out strokes: recomputed here
@@ -321,9 +333,17 @@ def test_recipe_mypaint_tiny_with_ceiling(tmp_path, strokes):
     from painter_models.mypaint import brush_reach
     assert read_metadata(str(out / "painter.safetensors"))["reach"] == brush_reach("classic/dry_brush").to_dict()
     assert painter.training["strokes"] == strokes
+    assert painter.training["pretrain_strokes"] == (pretrain_strokes or strokes)
+    whole = painter.reach.to_dict()
+    assert trained_on == {"PretrainGenerator": whole if (pretrain_strokes or strokes) == "whole" else None,
+                          "PretrainCritic": whole if strokes == "whole" else None,
+                          "GAN": whole if strokes == "whole" else None}
     from painter_models.datasets import load_arrays
     _, train_strokes, manifest = load_arrays(str(out / "data"))
-    assert manifest["reach"] == (painter.reach.to_dict() if strokes == "whole" else None)
+    assert manifest["reach"] == (whole if strokes == "whole" else None)
+    if pretrain_strokes:
+        assert load_arrays(str(out / f"data_{pretrain_strokes}"))[2]["reach"] is None
+        assert "step 1 (pre-training) was trained on uniform" in (out / "MODEL_CARD.md").read_text()
 
     def edge(s):
         return np.concatenate([s[:, 0, :, 3], s[:, -1, :, 3], s[:, :, 0, 3], s[:, :, -1, 3]], 1).max()

@@ -3,6 +3,7 @@ adversarial training from scratch (`neural-painters-train compare`).
 
 Folder layout of a recipe run (every part resumable; re-run the same command to continue):
   data/                       training strokes (painter_models.datasets shards)
+  data_<strokes>/             step 1's, where --pretrain-strokes differs from --strokes
   heldout.safetensors         held-out strokes (fresh actions, seed never used for training) and the
                               same actions rendered with brush_seed=1 (repeatability ceiling)
   1_pretrain_generator/       step 1 (+ generator.safetensors)
@@ -20,9 +21,9 @@ Folder layout of a recipe run (every part resumable; re-run the same command to 
 The held-out strokes are random actions made whole in their tile for the brush's reach
 (datasets.whole_strokes): the strokes a painter is asked for on a canvas, where the bar is measured.
 The training strokes are the same kind (--strokes whole) or uniform random actions cut by their
-tile (--strokes uniform: a painter that optimises better, BENCHMARKS.md "Where the gap comes
-from"). The exported candidate is the one nearest the bar (evaluate.bar: texture counts, not PSNR
-alone).
+tile (--strokes uniform); step 1 may take the other kind (--pretrain-strokes): pre-trained on
+uniform strokes a painter optimises better (BENCHMARKS.md, "Where the gap comes from"). The
+exported candidate is the one nearest the bar (evaluate.bar: texture counts, not PSNR alone).
 """
 from __future__ import annotations
 
@@ -88,8 +89,8 @@ def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | 
              "(feature-loss pre-training, freezing, critic pre-training, GAN fine-tuning)"
              + (", with a noise input: it paints the brush's grain, fixed per stroke." if noise else "."), "",
              "| | |", "|---|---|"]
-    for k in ("brush", "config", "noise_dim", "parameters", "stroke_size", "strokes", "data_size", "steps",
-              "batch_size", "wall_time_s", "cpu_time_s", "exported"):
+    for k in ("brush", "config", "noise_dim", "parameters", "stroke_size", "pretrain_strokes", "strokes", "data_size",
+              "steps", "batch_size", "wall_time_s", "cpu_time_s", "exported"):
         if k in meta_training:
             lines.append(f"| {k} | {meta_training[k]} |")
     hw = meta_training.get("hardware", {})
@@ -104,8 +105,7 @@ def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | 
             lines.append(f"| {k} | {metrics[k]:.4f} | {'' if c is None else f'{c:.4f}'} |")
     lines += ["", f"Held-out strokes: {metrics.get('heldout_count', '?')} fresh random actions, whole in their "
               "tile (the strokes a painter is asked for on a canvas)"
-              + ("; the training strokes were uniform random actions, cut by their tile"
-                 if meta_training.get("strokes") == "uniform" else "")
+              + _training_strokes(meta_training)
               + ". PSNR is over all held-out pixels of the stroke over white; alpha IoU at alpha > 0.5; "
               "texture_ratio is the strokes' fine texture (high-frequency energy) relative to the brush's; "
               "feature_distance is the Fréchet distance of EfficientNet-Lite0 feature statistics to MyPaint's "
@@ -125,6 +125,17 @@ def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | 
         lines += [f"![real vs generated]({os.path.basename(grid)})", "",
                   GRID_ROWS.format(", painter with other noise" if noise else ""), ""]
     write_text(path, "\n".join(lines))
+
+
+def _training_strokes(meta_training: dict) -> str:
+    """The card's words for training strokes that are not the held-out kind."""
+    uniform = "uniform random actions, cut by their tile"
+    kinds = (meta_training.get("pretrain_strokes", meta_training.get("strokes")), meta_training.get("strokes"))
+    if kinds == ("uniform", "uniform"):
+        return f"; the training strokes were {uniform}"
+    if kinds == ("uniform", "whole"):
+        return f"; step 1 (pre-training) was trained on {uniform}, the critic and GAN mode on whole strokes"
+    return ""
 
 
 def _data_time(path: str, generate) -> dict:
@@ -150,17 +161,23 @@ def run_recipe(a: argparse.Namespace) -> dict:
     data_size = a.data_size or defaults["data_size"]
     workers = a.workers or os.cpu_count() or 1
     os.makedirs(a.out, exist_ok=True)
-    data_dir = os.path.join(a.out, "data")
+    pretrain_strokes = a.pretrain_strokes or a.strokes
+    data_dirs = {kind: os.path.join(a.out, "data" if kind == a.strokes else f"data_{kind}")
+                 for kind in (a.strokes, pretrain_strokes)}
     heldout_path = os.path.join(a.out, "heldout.safetensors")
     reach = brush_reach(a.brush, a.size)
     if d.is_main:
-        print(f"[recipe] {a.brush}: data {data_size} {a.strokes} strokes at {a.size} px, config {a.config}, noise "
-              f"{a.noise_dim}, steps {steps1}/{steps3}/{steps4}, batch {batch}, device {d.device}, world {d.world}")
+        print(f"[recipe] {a.brush}: data {data_size} {a.strokes} strokes"
+              + (f" ({pretrain_strokes} in step 1)" if pretrain_strokes != a.strokes else "")
+              + f" at {a.size} px, config {a.config}, noise {a.noise_dim}, steps {steps1}/{steps3}/{steps4}, "
+                f"batch {batch}, device {d.device}, world {d.world}")
         data_time = _data_time(os.path.join(a.out, "data_time.json"), lambda: (
-            ensure_data(data_dir, a.brush, data_size, a.size, a.seed, workers, reach if a.strokes == "whole" else None),
+            [ensure_data(path, a.brush, data_size, a.size, a.seed, workers, reach if kind == "whole" else None)
+             for kind, path in data_dirs.items()],
             heldout_set(heldout_path, a.brush, a.heldout_size, a.size, HELDOUT_SEED + a.seed, workers, reach=reach)))
     d.barrier()
-    data = load_training_data(data_dir)
+    data = load_training_data(data_dirs[a.strokes])
+    pretrain_data = data if pretrain_strokes == a.strokes else load_training_data(data_dirs[pretrain_strokes])
     heldout, extra = load_set(heldout_path)
     other = extra.get("strokes_seed1")
     t0 = time.monotonic()
@@ -176,7 +193,7 @@ def run_recipe(a: argparse.Namespace) -> dict:
     brush_id = f"mypaint:{a.brush}" if not a.brush.startswith("raster") else "raster:soft_round"
     reach_dict = None if reach is None else reach.to_dict()
     common_meta = {"brush": a.brush, "config": a.config, "prior": a.prior, "colour": a.colour,
-                   "noise_dim": a.noise_dim, "strokes": a.strokes, "data_size": len(data), "stroke_size": a.size,
+                   "noise_dim": a.noise_dim, "strokes": a.strokes, "pretrain_strokes": pretrain_strokes, "data_size": len(data), "stroke_size": a.size,
                    "recipe": "pretrain-generator -> freeze -> pretrain-critic -> gan",
                    "command": "neural-painters-train " + shlex.join(sys.argv[1:])}
 
@@ -186,7 +203,7 @@ def run_recipe(a: argparse.Namespace) -> dict:
                                          extra={"config": a.config, "brush_id": brush_id, "training_meta": common_meta,
                                                 "prior": a.prior, "colour": a.colour, "noise_dim": a.noise_dim,
                                                 "reach": reach_dict, **recon, "texture_weight": 0.0}),
-                           data, heldout, d).run()
+                           pretrain_data, heldout, d).run()
     g1_path = os.path.join(s1_dir, "generator.safetensors")
 
     # 2. freeze (verified) -> a frozen painter file
