@@ -293,7 +293,8 @@ def test_recipe_tiny_end_to_end(tmp_path):
 
 
 @pytest.mark.mypaint
-@pytest.mark.parametrize("strokes,pretrain_strokes", [("whole", None), ("uniform", None), ("whole", "uniform")])
+@pytest.mark.parametrize("strokes,pretrain_strokes", [("whole", None), ("uniform", None), ("whole", "uniform"),
+                                                      ("whole", "both")])
 def test_recipe_mypaint_tiny_with_ceiling(tmp_path, monkeypatch, strokes, pretrain_strokes):
     from painter_models.mypaint import MyPaintUnavailable, load_library
     try:
@@ -301,12 +302,12 @@ def test_recipe_mypaint_tiny_with_ceiling(tmp_path, monkeypatch, strokes, pretra
     except MyPaintUnavailable as e:
         pytest.skip(str(e))
     import neural_painters_training.recipe as recipe
-    trained_on = {}     # stage -> the reach its training strokes were made whole for (None: uniform)
+    trained_on = {}     # stage -> how many training strokes, and the reach they were made whole for (None: uniform)
 
     def recording(stage):
         class Recording(stage):
             def __init__(self, opts, data, *rest):
-                trained_on[stage.__name__] = data.info.get("reach")
+                trained_on[stage.__name__] = (len(data), data.info.get("reach"))
                 super().__init__(opts, data, *rest)
         return Recording
     for name in ("PretrainGenerator", "PretrainCritic", "GAN"):
@@ -335,15 +336,15 @@ def test_recipe_mypaint_tiny_with_ceiling(tmp_path, monkeypatch, strokes, pretra
     assert painter.training["strokes"] == strokes
     assert painter.training["pretrain_strokes"] == (pretrain_strokes or strokes)
     whole = painter.reach.to_dict()
-    assert trained_on == {"PretrainGenerator": whole if (pretrain_strokes or strokes) == "whole" else None,
-                          "PretrainCritic": whole if strokes == "whole" else None,
-                          "GAN": whole if strokes == "whole" else None}
+    later = (256, whole if strokes == "whole" else None)
+    step1 = {None: later, "uniform": (256, None), "both": (512, None)}[pretrain_strokes]
+    assert trained_on == {"PretrainGenerator": step1, "PretrainCritic": later, "GAN": later}
     from painter_models.datasets import load_arrays
     _, train_strokes, manifest = load_arrays(str(out / "data"))
     assert manifest["reach"] == (whole if strokes == "whole" else None)
     if pretrain_strokes:
-        assert load_arrays(str(out / f"data_{pretrain_strokes}"))[2]["reach"] is None
-        assert "step 1 (pre-training) was trained on uniform" in (out / "MODEL_CARD.md").read_text()
+        assert load_arrays(str(out / "data_uniform"))[2]["reach"] is None
+        assert "step 1 (pre-training) was trained on" in (out / "MODEL_CARD.md").read_text()
 
     def edge(s):
         return np.concatenate([s[:, 0, :, 3], s[:, -1, :, 3], s[:, :, 0, 3], s[:, :, -1, 3]], 1).max()

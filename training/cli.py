@@ -232,10 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strokes", choices=("whole", "uniform"), default="whole",
                    help="training strokes: whole in their tile for the brush's reach (what a painter is asked for "
                         "on a canvas), or uniform random actions (cut by the tile); the held-out strokes are whole")
-    s.add_argument("--pretrain-strokes", choices=("whole", "uniform"), default=None,
-                   help="step 1's training strokes where they differ from --strokes (default: the same): uniform "
-                        "pre-training with whole strokes in GAN mode paints photographs better and learns the grain "
-                        "on the strokes the bar measures (BENCHMARKS.md, 'Where the gap comes from')")
+    s.add_argument("--pretrain-strokes", choices=("whole", "uniform", "both"), default=None,
+                   help="step 1's training strokes where they differ from --strokes (default: the same; both: whole and "
+                        "uniform together): a painter pre-trained on uniform strokes paints photographs better, GAN mode "
+                        "on whole strokes learns the grain where the bar measures it (BENCHMARKS.md, 'Where the gap "
+                        "comes from')")
     s.add_argument("--gan-eval-every", type=int, default=100, help="GAN steps between held-out evaluations "
                    "(each may keep a new best generator)")
     add_recon(s)

@@ -38,6 +38,14 @@ class StrokeArrays:
         return int(self.strokes.shape[1])
 
 
+def joined(*sets: StrokeArrays) -> StrokeArrays:
+    """One training set of several (the same brush and stroke size; provenance: the first's, without a reach)."""
+    if len({(x.brush, x.size) for x in sets}) != 1:
+        raise SystemExit("cannot train on stroke sets of different brushes or sizes together")
+    return StrokeArrays(np.concatenate([x.actions for x in sets]), np.concatenate([x.strokes for x in sets]),
+                        sets[0].brush, sets[0].layout, {**sets[0].info, "reach": None, "joined": len(sets)})
+
+
 # -- small in-process stroke sets (held-out sets, tests) -------------------------------------------
 def render_set(brush: str, n: int, size: int, seed: int, workers: int = 1, brush_seed: int = 0,
                actions: np.ndarray | None = None, reach: BrushReach | None = None) -> StrokeArrays:

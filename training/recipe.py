@@ -3,7 +3,8 @@ adversarial training from scratch (`neural-painters-train compare`).
 
 Folder layout of a recipe run (every part resumable; re-run the same command to continue):
   data/                       training strokes (painter_models.datasets shards)
-  data_<strokes>/             step 1's, where --pretrain-strokes differs from --strokes
+  data_<strokes>/             step 1's, where --pretrain-strokes differs from --strokes (both: data/ and
+                              data_uniform/ together)
   heldout.safetensors         held-out strokes (fresh actions, seed never used for training) and the
                               same actions rendered with brush_seed=1 (repeatability ceiling)
   1_pretrain_generator/       step 1 (+ generator.safetensors)
@@ -21,8 +22,8 @@ Folder layout of a recipe run (every part resumable; re-run the same command to 
 The held-out strokes are random actions made whole in their tile for the brush's reach
 (datasets.whole_strokes): the strokes a painter is asked for on a canvas, where the bar is measured.
 The training strokes are the same kind (--strokes whole) or uniform random actions cut by their
-tile (--strokes uniform); step 1 may take the other kind (--pretrain-strokes): pre-trained on
-uniform strokes a painter optimises better (BENCHMARKS.md, "Where the gap comes from"). The
+tile (--strokes uniform); step 1 may take the other kind or both (--pretrain-strokes): pre-trained
+on uniform strokes a painter optimises better (BENCHMARKS.md, "Where the gap comes from"). The
 exported candidate is the one nearest the bar (evaluate.bar: texture counts, not PSNR alone).
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ from painter_models.checkpoint import load_painter, read_metadata, save_painter
 from painter_models.files import atomic_write, write_text
 
 from .common import Dist, hardware, is_frozen
-from .data import heldout_set, load_set, load_training_data
+from .data import heldout_set, joined, load_set, load_training_data
 from .evaluate import GRID_ROWS, evaluate_painter, feature_backbone, repeatability_ceiling
 from .options import HELDOUT_SEED, RECIPE_DEFAULTS, recon_options, set_threads, stage_options
 from .stages import BEST_GENERATOR, GAN, PretrainCritic, PretrainGenerator, StageOptions, freeze_generator
@@ -133,8 +134,9 @@ def _training_strokes(meta_training: dict) -> str:
     kinds = (meta_training.get("pretrain_strokes", meta_training.get("strokes")), meta_training.get("strokes"))
     if kinds == ("uniform", "uniform"):
         return f"; the training strokes were {uniform}"
-    if kinds == ("uniform", "whole"):
-        return f"; step 1 (pre-training) was trained on {uniform}, the critic and GAN mode on whole strokes"
+    if kinds[0] != kinds[1]:
+        step1 = {"uniform": uniform, "both": f"whole strokes and as many {uniform}"}[kinds[0]]
+        return f"; step 1 (pre-training) was trained on {step1}, the critic and GAN mode on whole strokes"
     return ""
 
 
@@ -162,8 +164,8 @@ def run_recipe(a: argparse.Namespace) -> dict:
     workers = a.workers or os.cpu_count() or 1
     os.makedirs(a.out, exist_ok=True)
     pretrain_strokes = a.pretrain_strokes or a.strokes
-    data_dirs = {kind: os.path.join(a.out, "data" if kind == a.strokes else f"data_{kind}")
-                 for kind in (a.strokes, pretrain_strokes)}
+    kinds = {a.strokes, *(("whole", "uniform") if pretrain_strokes == "both" else (pretrain_strokes,))}
+    data_dirs = {kind: os.path.join(a.out, "data" if kind == a.strokes else f"data_{kind}") for kind in sorted(kinds)}
     heldout_path = os.path.join(a.out, "heldout.safetensors")
     reach = brush_reach(a.brush, a.size)
     if d.is_main:
@@ -177,7 +179,13 @@ def run_recipe(a: argparse.Namespace) -> dict:
             heldout_set(heldout_path, a.brush, a.heldout_size, a.size, HELDOUT_SEED + a.seed, workers, reach=reach)))
     d.barrier()
     data = load_training_data(data_dirs[a.strokes])
-    pretrain_data = data if pretrain_strokes == a.strokes else load_training_data(data_dirs[pretrain_strokes])
+    if pretrain_strokes == a.strokes:
+        pretrain_data = data
+    elif pretrain_strokes == "both":
+        pretrain_data = joined(*(data if kind == a.strokes else load_training_data(path)
+                                 for kind, path in data_dirs.items()))
+    else:
+        pretrain_data = load_training_data(data_dirs[pretrain_strokes])
     heldout, extra = load_set(heldout_path)
     other = extra.get("strokes_seed1")
     t0 = time.monotonic()
