@@ -129,15 +129,14 @@ def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | 
 
 
 def _training_strokes(meta_training: dict) -> str:
-    """The card's words for training strokes that are not the held-out kind."""
-    uniform = "uniform random actions, cut by their tile"
-    kinds = (meta_training.get("pretrain_strokes", meta_training.get("strokes")), meta_training.get("strokes"))
-    if kinds == ("uniform", "uniform"):
-        return f"; the training strokes were {uniform}"
-    if kinds[0] != kinds[1]:
-        step1 = {"uniform": uniform, "both": f"whole strokes and as many {uniform}"}[kinds[0]]
-        return f"; step 1 (pre-training) was trained on {step1}, the critic and GAN mode on whole strokes"
-    return ""
+    """The card's words for training strokes that are not the held-out kind (whole)."""
+    words = {"whole": "whole strokes", "uniform": "uniform random actions, cut by their tile",
+             "both": "whole strokes and as many uniform random actions, cut by their tile"}
+    later = meta_training.get("strokes", "whole")
+    step1 = meta_training.get("pretrain_strokes", later)
+    if step1 == later:
+        return "" if later == "whole" else f"; the training strokes were {words[later]}"
+    return f"; step 1 (pre-training) was trained on {words[step1]}, the critic and GAN mode on {words[later]}"
 
 
 def _data_time(path: str, generate) -> dict:
