@@ -177,14 +177,9 @@ def run_recipe(a: argparse.Namespace) -> dict:
              for kind, path in data_dirs.items()],
             heldout_set(heldout_path, a.brush, a.heldout_size, a.size, HELDOUT_SEED + a.seed, workers, reach=reach)))
     d.barrier()
-    data = load_training_data(data_dirs[a.strokes])
-    if pretrain_strokes == a.strokes:
-        pretrain_data = data
-    elif pretrain_strokes == "both":
-        pretrain_data = joined(*(data if kind == a.strokes else load_training_data(path)
-                                 for kind, path in data_dirs.items()))
-    else:
-        pretrain_data = load_training_data(data_dirs[pretrain_strokes])
+    loaded = {kind: load_training_data(path) for kind, path in data_dirs.items()}
+    data = loaded[a.strokes]
+    pretrain_data = joined(*loaded.values()) if pretrain_strokes == "both" else loaded[pretrain_strokes]
     heldout, extra = load_set(heldout_path)
     other = extra.get("strokes_seed1")
     t0 = time.monotonic()
@@ -198,9 +193,10 @@ def run_recipe(a: argparse.Namespace) -> dict:
 
     recon = recon_options(a)
     brush_id = f"mypaint:{a.brush}" if not a.brush.startswith("raster") else "raster:soft_round"
-    reach_dict = None if reach is None else reach.to_dict()
+    reach_dict = reach.to_dict()
     common_meta = {"brush": a.brush, "config": a.config, "prior": a.prior, "colour": a.colour,
-                   "noise_dim": a.noise_dim, "strokes": a.strokes, "pretrain_strokes": pretrain_strokes, "data_size": len(data), "stroke_size": a.size,
+                   "noise_dim": a.noise_dim, "strokes": a.strokes, "pretrain_strokes": pretrain_strokes,
+                   "data_size": len(data), "stroke_size": a.size,
                    "recipe": "pretrain-generator -> freeze -> pretrain-critic -> gan",
                    "command": "neural-painters-train " + shlex.join(sys.argv[1:])}
 
