@@ -137,7 +137,8 @@ def cmd_evaluate(a):
     if a.heldout and os.path.exists(a.heldout):
         data, extra = load_set(a.heldout)
         other = extra.get("strokes_seed1")
-    else:   # fresh strokes, whole in their tile where the painter was trained on such (its metadata has the reach)
+    else:   # fresh strokes, whole in their tile where the painter's metadata has the brush's reach (every recipe
+            # painter's has, whatever it trained on; older painters without one get uniform strokes)
         from painter_models.actions import BrushReach
         meta = read_metadata(a.painter)
         brush = a.brush or meta.get("brush", "").split(":", 1)[-1]
