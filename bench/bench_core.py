@@ -30,8 +30,8 @@ sys.path.insert(0, REPO)
 
 from painter_models import (NAKANO, Critic, Generator, GeneratorConfig, RasterProgram, critic_config,  # noqa: E402
                             generator_config, read_metadata)
-from painter_models.canvas import fast_painter  # noqa: E402
-from painter_models.model import CRITIC_CONFIGS, GENERATOR_CONFIGS, count_parameters, forward_macs  # noqa: E402
+from painter_models.painting.canvas import fast_painter  # noqa: E402
+from painter_models.painter.model import CRITIC_CONFIGS, GENERATOR_CONFIGS, count_parameters, forward_macs  # noqa: E402
 
 BENCHMARKS = os.path.join(REPO, "BENCHMARKS.md")
 TITLE = "Core throughput (bench/bench_core.py)"
@@ -235,7 +235,7 @@ def section(rows, command: str, machine: str, load: tuple, extra: str = "") -> s
     table += [f"| {a} | {b} | {c} | {v:,.0f} | {'-' if u != u else f'{u:,.0f}'} |" for a, b, c, v, u in rows]
     lib = ""
     try:
-        from painter_models.mypaint import library_version
+        from painter_models.brush.mypaint import library_version
         lib = f"; {library_version()}"
     except Exception:
         pass
@@ -253,7 +253,7 @@ def section(rows, command: str, machine: str, load: tuple, extra: str = "") -> s
         "on an idle machine the wall rate approaches it times the cores in use (MyPaint: the worker",
         "processes, whose parent only hands out work; torch: its threads, less their imperfect scaling).",
         "",
-        "Model sizes (parameters and the forward cost of one stroke, `painter_models.model.forward_macs`):",
+        "Model sizes (parameters and the forward cost of one stroke, `painter_models.painter.model.forward_macs`):",
         "",
         sizes_table(),
         *([""] + [extra] if extra else []),

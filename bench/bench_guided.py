@@ -53,8 +53,8 @@ def text_part(painter, lines: list[str]) -> None:
 
 
 def imagenet_part(painter, lines: list[str]) -> None:
-    from painter_models.backbones import build_efficientnet_classifier
-    from painter_models.imagenet_loss import imagenet_class, imagenet_class_names
+    from painter_models.objectives.backbones import build_efficientnet_classifier
+    from painter_models.objectives.imagenet_loss import imagenet_class, imagenet_class_names
     classifier = build_efficientnet_classifier()
     judge = ImageNetJudge()
     canvases, labels = [], []

@@ -42,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from painter_models.paint_cli import DEFAULT_ROUNDS, DEFAULT_STEPS  # noqa: E402 - the CLI's defaults
+from painter_models.cli.paint import DEFAULT_ROUNDS, DEFAULT_STEPS  # noqa: E402 - the CLI's defaults
 
 BENCH_IMAGES = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench_images"))
 BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")
@@ -74,7 +74,7 @@ def load_photo(name: str, size: int) -> torch.Tensor:
 
 
 def default_painter() -> str:
-    from painter_models.paint_cli import resolve_painter_path
+    from painter_models.cli.paint import resolve_painter_path
     return resolve_painter_path(None)
 
 
@@ -88,17 +88,17 @@ def _usage():
 
 def _threads(spec) -> int:
     if spec == "auto":
-        from painter_models.paint_cli import default_threads
+        from painter_models.cli.paint import default_threads
         return default_threads()
     return int(spec)
 
 
 def run_paint_case(case: dict) -> dict:
     from painter_models import load_painter
-    from painter_models.backbones import build_backbone
+    from painter_models.objectives.backbones import build_backbone
     from painter_models.metrics import psnr, ssim
-    from painter_models.rerender import rerender_mypaint
-    from painter_models.optimize import image_objective, paint
+    from painter_models.brush.rerender import rerender_mypaint
+    from painter_models.painting.optimize import image_objective, paint
     case["threads"] = _threads(case["threads"])
     torch.set_num_threads(case["threads"])
     dev = torch.device(case["device"])
@@ -148,8 +148,8 @@ def neural_png(painting_png: str) -> str:
 
 def run_memory_case(case: dict) -> dict:
     from painter_models import load_painter
-    from painter_models.canvas import fast_painter, render
-    from painter_models.optimize import default_sizes, round_plan
+    from painter_models.painting.canvas import fast_painter, render
+    from painter_models.painting.optimize import default_sizes, round_plan
     case["threads"] = _threads(case["threads"])
     torch.set_num_threads(case["threads"])
     dev = torch.device(case["device"])
@@ -200,7 +200,7 @@ def time_cli(runs: int, out_dir: str, threads: int = 2) -> list[float]:
     """Wall seconds of the whole CLI painting 200 strokes at 256 px (start-up, the real brush in the
     loop, writing the PNG), `runs` times in a row: issue 9's time target as the issue states it."""
     out = os.path.join(out_dir, "cli_timing.png")
-    cmd = [sys.executable, "-m", "painter_models.paint_cli", "paint", CLI_IMAGE, "--strokes", "200", "--size", "256",
+    cmd = [sys.executable, "-m", "painter_models.cli.paint", "paint", CLI_IMAGE, "--strokes", "200", "--size", "256",
            "--out", out, "--threads", str(threads), "--quiet"]
     times = []
     for _ in range(runs):

@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from painter_models.checkpoint import save_painter  # noqa: E402
-from painter_models.model import Generator  # noqa: E402
+from painter_models.painter.checkpoint import save_painter  # noqa: E402
+from painter_models.painter.model import Generator  # noqa: E402
 from neural_painters_training.common import Dist, hardware  # noqa: E402
 from neural_painters_training.data import load_training_data, render_set  # noqa: E402
 from neural_painters_training.stages import (GAN, PretrainCritic, PretrainGenerator, StageOptions, make_generator_config,  # noqa: E402
@@ -74,7 +74,7 @@ def main(argv=None):
         g = Generator(make_generator_config(a.config, data.size))
         g_path = os.path.join(tmp, "g.safetensors")
         save_painter(g_path, g, layout=data.layout, brush="bench")
-        from painter_models.model import Critic
+        from painter_models.painter.model import Critic
         from neural_painters_training.stages import make_critic_config
         c_path = os.path.join(tmp, "c.safetensors")
         save_critic(c_path, Critic(make_critic_config(a.config, data.size)))

@@ -16,7 +16,7 @@ LOADERS, LOSSES, PAINTING, EXPORT = (f"{CATEGORY}/{sub}" for sub in ("loaders", 
 
 # custom types (links are checked by string equality, so a wrong link is refused at queue time)
 NEURAL_PAINTER = "NEURAL_PAINTER"   # painter_models.NeuralPainter
-STROKES = "STROKES"                 # painter_models.strokes.StrokeSet
+STROKES = "STROKES"                 # painter_models.brush.strokes.StrokeSet
 PAINT_LOSS = "PAINT_LOSS"           # a painter_models loss (callable canvas -> scalar)
 CLIP_MODEL = "CLIP_MODEL"           # an open_clip model with its tokenizer
 

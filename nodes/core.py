@@ -1,15 +1,17 @@
-"""How the nodes import the core: `from ..painter_models import canvas` (sub-modules, never names
-from them: see below), and `from .. import painter_models` for the package's own names.
+"""How the nodes import the core: `from ..painter_models.painting import optimize` (modules, or
+`from .. import painter_models` for the package's own names).
 
 Inside ComfyUI the pack is imported as a package named after its folder and `painter_models` is a
 sub-package of it (ComfyUI never pip-installs a pack). Where the project is also installed
-(`pip install -e .`: tests, CI, developers), the installed package IS these same files: the pack's
-name for it is pointed at the installed package, so objects made by tests and by nodes share one set
-of classes. `from ..painter_models import canvas` then gives the installed `painter_models.canvas`;
-`from ..painter_models.canvas import render` would load the file a second time under the pack's name.
+(`pip install -e .`: tests, CI, developers), the installed package IS these same files: every module
+of the pack's name for it (`<pack>.painter_models.x.y`) is then the installed `painter_models.x.y`,
+so objects made by tests and by nodes share one set of classes instead of loading each file twice.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.util
 import os
 import sys
 
@@ -17,9 +19,28 @@ PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACK = (__package__ or "").rpartition(".")[0]
 
 
+class InstalledCore(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds `<pack>.painter_models[.x.y]` as the installed `painter_models[.x.y]` module object."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == self.prefix or fullname.startswith(self.prefix + "."):
+            return importlib.util.spec_from_loader(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        return importlib.import_module("painter_models" + spec.name[len(self.prefix):])
+
+    def exec_module(self, module):
+        """The installed module ran when it was first imported."""
+
+
 def share_installed_core() -> None:
-    """Point `<pack>.painter_models` at the installed painter_models when that is this pack's copy."""
-    if not PACK or f"{PACK}.painter_models" in sys.modules:
+    """Put the finder first on the import path when the installed painter_models is this pack's copy."""
+    prefix = f"{PACK}.painter_models"
+    if not PACK or prefix in sys.modules or any(isinstance(f, InstalledCore) for f in sys.meta_path):
         return
     try:
         import painter_models
@@ -27,7 +48,7 @@ def share_installed_core() -> None:
         return
     here = os.path.realpath(os.path.join(PACK_DIR, "painter_models"))
     if os.path.realpath(os.path.dirname(painter_models.__file__)) == here:
-        sys.modules[f"{PACK}.painter_models"] = painter_models
+        sys.meta_path.insert(0, InstalledCore(prefix))
 
 
 share_installed_core()

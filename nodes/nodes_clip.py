@@ -5,7 +5,7 @@ import os
 import re
 import weakref
 
-from ..painter_models import clip_loader, losses
+from ..painter_models.objectives import clip_loader, losses
 from . import comfy_adapter as comfy
 from .common import CLIP_MODEL, LOADERS, LOSSES, PAINT_LOSS, SEED_MAX, NodeError, user_errors
 from .nodes_losses import one_mask, one_term

@@ -6,7 +6,9 @@ import difflib
 import numpy as np
 import torch
 
-from ..painter_models import limits, mypaint, rerender, timelapse
+from ..painter_models import limits
+from ..painter_models.brush import mypaint, rerender
+from ..painter_models.export import timelapse
 from . import comfy_adapter as comfy
 from .common import EXPORT, NEURAL_PAINTER, STROKES, NodeError, check_painter_matches, image_to_bchw, user_errors
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ..painter_models import stroke_file, svg
+from ..painter_models.export import stroke_file, svg
 from . import comfy_adapter as comfy
 from .common import EXPORT, LOADERS, STROKES, NodeError, user_errors
 

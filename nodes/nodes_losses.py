@@ -1,13 +1,13 @@
 """Painting objectives: VGG Feature Loss, Pixel Loss, Style Loss, ImageNet Class Loss and Combine Losses
 (CLIP Text Loss: nodes_clip.py).
 
-A PAINT_LOSS is a painter_models.losses.WeightedLoss: named terms with weights, callable on a canvas
+A PAINT_LOSS is a painter_models.objectives.losses.WeightedLoss: named terms with weights, callable on a canvas
 [B, 3, H, W] -> scalar. Each loss node makes one term with its own weight; Combine Losses merges
 terms (scaling each input's weights), so any mix of objectives reaches Optimize Actions.
 """
 from __future__ import annotations
 
-from ..painter_models import backbones, imagenet_loss, losses
+from ..painter_models.objectives import backbones, imagenet_loss, losses
 from . import comfy_adapter as comfy
 from .common import LOSSES, PAINT_LOSS, SEED_MAX, NodeError, image_to_bchw, user_errors
 

@@ -6,7 +6,9 @@ import json
 
 import torch
 
-from ..painter_models import limits, losses, optimize
+from ..painter_models import limits
+from ..painter_models.objectives import losses
+from ..painter_models.painting import optimize
 from . import comfy_adapter as comfy
 from .common import (MAX_SIDE, MAX_STROKES, NEURAL_PAINTER, PAINTING, PAINT_LOSS, SEED_MAX, STROKES, NodeError,
                      bchw_to_image, check_painter_matches, colour_from_hex, image_to_bchw, user_errors)

@@ -7,7 +7,7 @@ import os
 import weakref
 
 from .. import painter_models
-from ..painter_models import checkpoint
+from ..painter_models.painter import checkpoint
 from . import comfy_adapter as comfy
 from .common import LOADERS, NEURAL_PAINTER, NodeError, user_errors
 

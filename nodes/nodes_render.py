@@ -5,7 +5,8 @@ import dataclasses
 
 import torch
 
-from ..painter_models import canvas, limits
+from ..painter_models import limits
+from ..painter_models.painting import canvas
 from . import comfy_adapter as comfy
 from .common import (NEURAL_PAINTER, PAINTING, STROKES, NodeError, bchw_to_image, check_painter_matches,
                      image_to_bchw, mask_to_b1hw, user_errors)

@@ -3,13 +3,13 @@
 Painting programs (MyPaint through ctypes, a torch rasteriser) turn action vectors into
 brushstrokes; a generator learns to imitate them; strokes are blended onto canvases.
 """
-from .actions import NAKANO, ActionLayout, BrushReach, Field, get_layout, hold_whole, keep_inside
-from .blending import alpha_blend, darkness_mask, linear_blend, over
-from .checkpoint import CheckpointError, NeuralPainter, load_painter, read_metadata, save_painter
-from .model import (Critic, CriticConfig, Generator, GeneratorConfig, count_parameters, critic_config,
+from .brush.actions import NAKANO, ActionLayout, BrushReach, Field, get_layout, hold_whole, keep_inside
+from .painting.blending import alpha_blend, darkness_mask, linear_blend, over
+from .painter.checkpoint import CheckpointError, NeuralPainter, load_painter, read_metadata, save_painter
+from .painter.model import (Critic, CriticConfig, Generator, GeneratorConfig, count_parameters, critic_config,
                     generator_config)
-from .mypaint import MyPaintProgram, MyPaintUnavailable, list_brushes, rgba_to_rgb
-from .raster import RasterProgram, make_program
-from .strokes import StrokeSet
+from .brush.mypaint import MyPaintProgram, MyPaintUnavailable, list_brushes, rgba_to_rgb
+from .brush.raster import RasterProgram, make_program
+from .brush.strokes import StrokeSet
 
 __version__ = "0.1.0"

@@ -4,31 +4,37 @@ channels-last ([H, W, C] or [H, W], as image files and numpy hold them). Nothing
 sizes: `image_tensor` / `mask_tensor` bring anything in, `to_hwc` / `to_uint8` take the core's
 tensors out; ComfyUI's channels-last IMAGE tensors are converted by the nodes (nodes/common.py).
 
-Also here: what a painting is painted over (a StrokeSet's backdrop as an image) and '#rrggbb' colours."""
+Also here: a canvas of a colour or an image at a size (`background_canvas`) and '#rrggbb' colours."""
 from __future__ import annotations
 
 import numpy as np
 import torch
-
-from .strokes import StrokeSet
-
-
-def canvas_image(strokes: StrokeSet) -> np.ndarray | None:
-    """The StrokeSet's background image stretched to its canvas, float32 [H, W, 3], with the
-    resize render_canvas uses (canvas.background_canvas), so every output shows the same pixels."""
-    if strokes.background_image is None:
-        return None
-    from .canvas import background_canvas
-    img = background_canvas(strokes.background_image.detach().float().cpu(), strokes.canvas_size)
-    return img[0].permute(1, 2, 0).numpy()
+import torch.nn.functional as F
 
 
-def own_backdrop(background, strokes: StrokeSet):
-    """`background` if one is given, else the StrokeSet's: its image (HWC at canvas size) or its colour."""
-    if background is not None:
-        return background
-    image = canvas_image(strokes)
-    return strokes.background if image is None else image
+def background_canvas(background, canvas_size, device=None, dtype=torch.float32) -> torch.Tensor:
+    """A [1, 3, H, W] canvas from a colour (RGB tuple in 0..1 or a single grey) or an image tensor.
+
+    An image [3, H, W] or [1, 3, H, W] (channels first, as every image in the core) of another size
+    is resized."""
+    h, w = canvas_size
+    if isinstance(background, torch.Tensor) and background.dim() >= 3 and background.numel() > 3:
+        img = background.to(device=device, dtype=dtype)
+        if img.dim() == 3:
+            img = img[None]
+        if img.shape[0] != 1 or img.shape[1] != 3:
+            raise ValueError(f"a background image is [1, 3, H, W] or [3, H, W] (channels first), got "
+                             f"{list(background.shape)}")
+        if tuple(img.shape[-2:]) != (h, w):
+            img = F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        return img.clamp(0, 1)
+    colour = torch.as_tensor(background if background is not None else (1.0, 1.0, 1.0), dtype=dtype,
+                             device=device).flatten()
+    if colour.numel() == 1:
+        colour = colour.expand(3)
+    if colour.numel() != 3:
+        raise ValueError(f"background colour must be 3 numbers in 0..1, got {background!r}")
+    return colour.view(1, 3, 1, 1).expand(1, 3, h, w).contiguous()
 
 
 def hex_colour(rgb) -> str:
@@ -106,17 +112,6 @@ def is_colour(bg) -> bool:
     return isinstance(bg, (tuple, list)) or (np.ndim(bg) == 1 and np.size(bg) == 3)
 
 
-def backdrop_image(background, strokes: StrokeSet) -> np.ndarray:
-    """What strokes are painted over, as a float32 [H, W, 3] image at their canvas size: `background`
-    (a colour or an image, resized) or, when None, the StrokeSet's own backdrop."""
-    h, w = strokes.canvas_size
-    bg = own_backdrop(background, strokes)
-    if is_colour(bg):
-        return np.broadcast_to(np.asarray(bg, np.float32), (h, w, 3)).copy()
-    img = to_hwc(bg)
-    if img.shape[:2] != (h, w):
-        img = resize_hwc(img, w, h)
-    return img
 
 
 def resize_hwc(img: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def _mypaint_status() -> str | None:
     """None when libmypaint and the classic/dry_brush preset can be used, else the reason."""
-    from painter_models.mypaint import MyPaintUnavailable, load_library, resolve_brush
+    from painter_models.brush.mypaint import MyPaintUnavailable, load_library, resolve_brush
     try:
         load_library()
         resolve_brush("classic/dry_brush")

@@ -33,7 +33,7 @@ torch.set_num_threads(1)
 
 
 def _mypaint_available() -> bool:
-    from painter_models.mypaint import MyPaintUnavailable, load_library, resolve_brush
+    from painter_models.brush.mypaint import MyPaintUnavailable, load_library, resolve_brush
     try:
         load_library()
         resolve_brush("classic/dry_brush")
@@ -47,9 +47,9 @@ MYPAINT = _mypaint_available()
 
 def stroke_file(case, folder):
     from painter_models import RasterProgram
-    from painter_models.canvas import render_canvas
-    from painter_models.rerender import rerender_mypaint
-    from painter_models.stroke_file import load_strokes, save_strokes
+    from painter_models.painting.canvas import render_canvas
+    from painter_models.brush.rerender import rerender_mypaint
+    from painter_models.export.stroke_file import load_strokes, save_strokes
     path = os.path.join(folder, "case.json")
     with open(path, "w", encoding="utf-8") as f:
         f.write(case.get("text", ""))
@@ -64,7 +64,7 @@ def stroke_file(case, folder):
 
 
 def mypaint_paths(case, folder):
-    from painter_models.mypaint import MyPaintCanvas
+    from painter_models.brush.mypaint import MyPaintCanvas
     path = np.asarray(case.get("path", [[[10.0, 10.0], [20.0, 20.0]]]), np.float64)
     n = len(path)
     start = case.get("start", path[:, 0] if n else np.zeros((0, 2)))
@@ -76,7 +76,7 @@ def mypaint_paths(case, folder):
 
 def painter_file(case, folder):
     from painter_models import NAKANO, load_painter
-    from painter_models.canvas import render
+    from painter_models.painting.canvas import render
     path = os.path.join(folder, "painter.safetensors")
     with open(path, "wb") as f:
         f.write(base64.b64decode(case["base64"]))
@@ -86,7 +86,7 @@ def painter_file(case, folder):
 
 
 def png(case, folder):
-    from painter_models.png16 import decode_rgb
+    from painter_models.export.png16 import decode_rgb
     image = decode_rgb(base64.b64decode(case["base64"]))
     assert image.ndim == 3 and image.shape[2] == 3 and np.isfinite(image).all()
 
@@ -101,7 +101,7 @@ KINDS = {f.__name__: f for f in (stroke_file, mypaint_paths, painter_file, png, 
 
 
 def run(case: dict) -> dict:
-    from painter_models.mypaint import MyPaintUnavailable
+    from painter_models.brush.mypaint import MyPaintUnavailable
     t0 = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory() as folder:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from painter_models.actions import LAYOUTS, NAKANO, ROLES, ActionLayout, Field, bezier_points, get_layout
+from painter_models.brush.actions import LAYOUTS, NAKANO, ROLES, ActionLayout, Field, bezier_points, get_layout
 
 
 def test_nakano_layout_matches_the_published_order():

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from painter_models.backbones import (BackboneWeightsError, BackboneWeightsMissing, FeatureExtractor,
+from painter_models.objectives.backbones import (BackboneWeightsError, BackboneWeightsMissing, FeatureExtractor,
                                       backbone_layer_names, build_backbone, build_efficientnet_classifier,
                                       vgg_weight_file_name)
 
@@ -137,7 +137,7 @@ def test_missing_vgg_weights_name_the_file_folder_and_url(no_vgg_anywhere, tmp_p
 
 
 def test_missing_weights_when_download_fails(no_vgg_anywhere, monkeypatch):
-    import painter_models.backbones as bb
+    import painter_models.objectives.backbones as bb
 
     def fail(name, timeout=30.0):
         raise OSError("Name or service not known")

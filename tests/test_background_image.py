@@ -15,14 +15,16 @@ import pytest
 import torch
 from PIL import Image
 
-from painter_models import NAKANO, RasterProgram, png16
-from painter_models.canvas import background_canvas, render_canvas, render_progress
-from painter_models.rerender import rerender_mypaint
-from painter_models.stroke_file import (FORMAT_VERSION, StrokeFileError, load_strokes, save_strokes, strokes_from_json,
+from painter_models import NAKANO, RasterProgram
+from painter_models.export import png16
+from painter_models.images import background_canvas
+from painter_models.painting.canvas import render_canvas, render_progress
+from painter_models.brush.rerender import rerender_mypaint
+from painter_models.export.stroke_file import (FORMAT_VERSION, StrokeFileError, load_strokes, save_strokes, strokes_from_json,
                                         strokes_to_json)
-from painter_models.timelapse import timelapse_frames
-from painter_models.svg import strokes_to_svg
-from painter_models.strokes import StrokeSet
+from painter_models.export.timelapse import timelapse_frames
+from painter_models.export.svg import strokes_to_svg
+from painter_models.brush.strokes import StrokeSet
 
 from conftest import need_tool, skip_no_mypaint
 
@@ -207,8 +209,8 @@ def test_a_corrupted_image_fails_its_crc():
 # -- painting, SVG, MyPaint -----------------------------------------------------------------------
 
 def test_paint_over_an_image_round_trips_through_json(tmp_path):
-    from painter_models.losses import PixelLoss
-    from painter_models.optimize import paint
+    from painter_models.objectives.losses import PixelLoss
+    from painter_models.painting.optimize import paint
     painter = RasterProgram(16)
     img = picture(32, 32)
     target = img.flip(-1)[None]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from painter_models.blending import EMPTY_STROKE, alpha_blend, darkness_mask, linear_blend, over
+from painter_models.painting.blending import EMPTY_STROKE, alpha_blend, darkness_mask, linear_blend, over
 
 
 def naive_alpha_blend(canvas, colours, alphas):

@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from painter_models import NAKANO, Generator, RasterProgram, generator_config
-from painter_models.actions import hold_whole
-from painter_models.canvas import (_plan_groups, as_painter, background_canvas, fast_painter, render,
+from painter_models.brush.actions import hold_whole
+from painter_models.images import background_canvas
+from painter_models.painting.canvas import (_plan_groups, as_painter, fast_painter, render,
                                    render_canvas, render_progress, stroke_layers)
-from painter_models.strokes import StrokeSet
+from painter_models.brush.strokes import StrokeSet
 
 RGB = NAKANO.indices("red", "green", "blue")
 

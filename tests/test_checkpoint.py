@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from painter_models import NAKANO, CheckpointError, Generator, generator_config, load_painter, read_metadata, save_painter
-from painter_models.actions import ROLES, ActionLayout, Field
-from painter_models.checkpoint import FORMAT_VERSION, NeuralPainter, save_tensors
+from painter_models.brush.actions import ROLES, ActionLayout, Field
+from painter_models.painter.checkpoint import FORMAT_VERSION, NeuralPainter, save_tensors
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -224,7 +224,7 @@ def test_implausible_metadata_is_refused_before_the_network_is_built(tmp_path, t
     meta["generator_config"].update(edit)
     path = str(tmp_path / "lies.safetensors")
     save_tensors(path, tiny_generator.state_dict(), meta)
-    monkeypatch.setattr("painter_models.checkpoint.Generator", lambda *a: pytest.fail("network built"))
+    monkeypatch.setattr("painter_models.painter.checkpoint.Generator", lambda *a: pytest.fail("network built"))
     with pytest.raises(CheckpointError, match=f"damaged painter header.*{message}"):
         load_painter(path)
 
@@ -234,7 +234,7 @@ def test_metadata_is_compared_with_the_tensor_shapes_before_the_weights_are_read
     meta["generator_config"]["channels"] = [512, 16, 16, 8]     # plausible, but not what the file holds
     path = str(tmp_path / "lies.safetensors")
     save_tensors(path, Generator(generator_config("tiny")).state_dict(), meta)
-    monkeypatch.setattr("painter_models.checkpoint.load_file", lambda *a, **k: pytest.fail("weights read"))
+    monkeypatch.setattr("painter_models.painter.checkpoint.load_file", lambda *a, **k: pytest.fail("weights read"))
     with pytest.raises(CheckpointError, match=r"do not match the architecture in its metadata \('fc.bias' is \[512\], "
                                               r"the metadata needs \[8192\]\)"):
         load_painter(path)
@@ -265,7 +265,7 @@ def test_painter_from_before_the_colour_option_loads_with_its_colour_head(tmp_pa
 
 
 def test_stochastic_painter_round_trip_with_its_noise_and_reach(tmp_path):
-    from painter_models.actions import BrushReach
+    from painter_models.brush.actions import BrushReach
     torch.manual_seed(0)
     g = Generator(generator_config("tiny", noise_dim=8)).eval()
     with torch.no_grad():   # noise that paints, and projections unlike a fresh generator's

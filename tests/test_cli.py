@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from painter_models import NAKANO, RasterProgram
-from painter_models.cli import BORDER, GAP, HEADER, PAIR_GAP, main, strokes_main
+from painter_models.cli.strokes import BORDER, GAP, HEADER, PAIR_GAP, main, strokes_main
 
 from conftest import skip_no_mypaint
 
@@ -85,7 +85,7 @@ def test_mypaint_strokes_beside_the_painters(tmp_painter, tmp_path, capsys):
 @pytest.mark.slow
 def test_module_entry_point(tmp_path):
     out = tmp_path / "m.png"
-    r = subprocess.run([sys.executable, "-m", "painter_models.cli", "strokes", "--brush", "raster", "--count", "2",
+    r = subprocess.run([sys.executable, "-m", "painter_models.cli.strokes", "strokes", "--brush", "raster", "--count", "2",
                         "--size", "16", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert out.exists() and Image.open(out).format == "PNG"

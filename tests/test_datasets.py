@@ -16,8 +16,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from conftest import skip_no_mypaint
-from painter_models import NAKANO, RasterProgram, datasets
-from painter_models.datasets import (DatasetError, ShardStream, StrokeShards, load_all, load_arrays, main,
+from painter_models import NAKANO, RasterProgram
+from neural_painters_training import datasets
+from neural_painters_training.datasets import (DatasetError, ShardStream, StrokeShards, load_all, load_arrays, main,
                                      read_manifest, shard_actions, strokes_to_float)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,7 +92,7 @@ def test_rerun_of_a_complete_dataset_changes_nothing(copy, reference, capsys):
 def test_interrupted_run_resumes_to_identical_content(reference, tmp_path):
     out = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "painter_models.datasets", *ARGS, "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "neural_painters_training.datasets", *ARGS, "--out", str(out)],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     first = out / "shard_00000.npz"
     deadline = time.monotonic() + 120
@@ -294,7 +295,7 @@ def test_memory_mapped(reference):
 def test_a_brush_that_paints_nothing_is_refused_before_a_dataset_of_blanks(tmp_path):
     """ramon/Pastel_1 leaves every pixel transparent on strokes whole in their tile (the recipe's data);
     an hour of training on blank strokes would follow without this."""
-    from painter_models.mypaint import brush_reach
+    from painter_models.brush.mypaint import brush_reach
     reach = brush_reach("ramon/Pastel_1")
     with pytest.raises(DatasetError, match=r"'ramon/Pastel_1' painted nothing at all in the first 40 strokes"):
         datasets.generate(str(tmp_path / "blank"), "ramon/Pastel_1", 40, 40, 64, progress=False,

@@ -11,16 +11,16 @@ import torch
 from PIL import Image
 
 from painter_models import NAKANO
-from painter_models import stroke_file as sf
-from painter_models.rerender import rerender_mypaint
-from painter_models.stroke_file import StrokeFileError, load_strokes, save_strokes, strokes_from_json, strokes_to_json
-from painter_models.timelapse import frame_counts, save_animation, timelapse_frames
-from painter_models.strokes import StrokeSet
+from painter_models.export import stroke_file as sf
+from painter_models.brush.rerender import rerender_mypaint
+from painter_models.export.stroke_file import StrokeFileError, load_strokes, save_strokes, strokes_from_json, strokes_to_json
+from painter_models.export.timelapse import frame_counts, save_animation, timelapse_frames
+from painter_models.brush.strokes import StrokeSet
 
 
 
 def _mypaint_missing() -> str | None:
-    from painter_models.mypaint import MyPaintUnavailable, load_library, resolve_brush
+    from painter_models.brush.mypaint import MyPaintUnavailable, load_library, resolve_brush
     try:
         load_library()
         resolve_brush("classic/dry_brush")
@@ -38,7 +38,7 @@ skip_no_mypaint = pytest.mark.skipif(MYPAINT_MISSING is not None, reason=f"libmy
 def dry_brush():
     if MYPAINT_MISSING:
         pytest.skip(f"libmypaint unavailable: {MYPAINT_MISSING}")
-    from painter_models.mypaint import MyPaintProgram
+    from painter_models.brush.mypaint import MyPaintProgram
     with MyPaintProgram("classic/dry_brush", 64) as program:
         yield program
 
@@ -240,8 +240,8 @@ def test_timelapse_frames_are_incremental_and_end_at_the_painting():
 
 
 def test_timelapse_with_a_painter_uses_the_canvas_renderer():
-    from painter_models.canvas import render_canvas
-    from painter_models.raster import RasterProgram
+    from painter_models.painting.canvas import render_canvas
+    from painter_models.brush.raster import RasterProgram
     painter = RasterProgram(32)
     s = _strokes(8, (40, 56), seed=10, smin=16, smax=32)
     frames = timelapse_frames(painter, s, n_frames=5)
@@ -295,7 +295,7 @@ def test_rerender_single_stroke_matches_mypaint_program(dry_brush):
 @pytest.mark.mypaint
 @skip_no_mypaint
 def test_mypaint_canvas_transparent_matches_program_exactly(dry_brush):
-    from painter_models.mypaint import MyPaintCanvas
+    from painter_models.brush.mypaint import MyPaintCanvas
     a = NAKANO.sample(5, seed=13)
     want = dry_brush.render(a)
     with MyPaintCanvas(64, 64) as canvas:
@@ -352,14 +352,14 @@ def test_rerender_background_brush_override_and_refusals():
     assert untouched.mean() > 0.3 and not untouched.all()
     with pytest.raises(ValueError, match="scale"):
         rerender_mypaint(s, scale=0, brush="classic/dry_brush")
-    from painter_models.mypaint import MyPaintUnavailable
+    from painter_models.brush.mypaint import MyPaintUnavailable
     with pytest.raises(MyPaintUnavailable, match="unknown brush preset"):
         rerender_mypaint(s, scale=1.0, brush="classic/no_such_brush")
 
 
 def test_rerender_without_libmypaint_says_what_to_install(monkeypatch):
-    from painter_models import mypaint
-    from painter_models.mypaint import MyPaintUnavailable
+    from painter_models.brush import mypaint
+    from painter_models.brush.mypaint import MyPaintUnavailable
     monkeypatch.setattr(mypaint, "_library_candidates", lambda: iter(["/nonexistent/libmypaint-1.5.so.1"]))
     mypaint.load_library.cache_clear()
     try:

@@ -107,7 +107,7 @@ def stroke_text(boxes, canvas=(64, 64), actions=None, **top) -> str:
 
 def png16_paeth(height: int, width: int) -> bytes:
     """A smooth 16-bit RGB PNG whose every row uses the Paeth filter (the slowest to undo)."""
-    from painter_models import png16
+    from painter_models.export import png16
     y, x = np.mgrid[0:height, 0:width]
     img = np.stack([x / max(1, width - 1), y / max(1, height - 1), (x + y) / max(1, width + height - 2)], -1)
     rows = (img * 65535).astype(">u2").reshape(height, width * 3).view(np.uint8).astype(np.int16)
@@ -125,7 +125,7 @@ def painter_bytes(tmp_path, edit_meta=None, edit_state=None) -> str:
     """A saved tiny painter, its metadata and tensors edited first; base64 of the file."""
     from safetensors.torch import save_file
     from painter_models import NAKANO, Generator, generator_config, save_painter
-    from painter_models.checkpoint import read_metadata
+    from painter_models.painter.checkpoint import read_metadata
     torch.manual_seed(0)
     path = str(tmp_path / "p.safetensors")
     save_painter(path, Generator(generator_config("tiny")).eval(), layout=NAKANO, brush="mypaint:classic/dry_brush")

@@ -66,7 +66,7 @@ def test_a_negative_prompt_pushes_the_colour_away(painter, shapes_clip, prompt_p
 
 @pytest.fixture(scope="module")
 def class_paintings(painter, single_thread):
-    from painter_models.backbones import build_efficientnet_classifier
+    from painter_models.objectives.backbones import build_efficientnet_classifier
     classifier = build_efficientnet_classifier()
     return {name: gc.paint_class(painter, classifier, name).canvas for name in gc.IMAGENET_CLASSES}
 
@@ -74,7 +74,7 @@ def class_paintings(painter, single_thread):
 def test_imagenet_paintings_are_read_as_their_class_by_another_network(class_paintings):
     """EfficientNet-Lite1 ranks each class far higher in its own painting than in the control painting of
     the other class (the guide was Lite0). Lite1's top 5 needs the longer recipe of BENCHMARKS.md."""
-    from painter_models.imagenet_loss import imagenet_class
+    from painter_models.objectives.imagenet_loss import imagenet_class
     judge = ImageNetJudge()
     probs = {name: judge.probabilities(canvas) for name, canvas in class_paintings.items()}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from painter_models.imagenet_loss import ImageNetClassLoss, UnknownImageNetClass, imagenet_class
+from painter_models.objectives.imagenet_loss import ImageNetClassLoss, UnknownImageNetClass, imagenet_class
 
 
 @pytest.mark.parametrize("name,index", [("goldfish", 1), ("Carassius auratus", 1), ("  Lemon ", 951),
@@ -26,7 +26,7 @@ def test_unknown_and_ambiguous_names_say_what_to_use():
 
 @pytest.fixture(scope="module")
 def classifier():
-    from painter_models.backbones import build_efficientnet_classifier
+    from painter_models.objectives.backbones import build_efficientnet_classifier
     return build_efficientnet_classifier()
 
 
@@ -36,7 +36,7 @@ def test_loss_is_the_target_cross_entropy_over_cutouts(classifier, one_thread):
     loss = ImageNetClassLoss(["goldfish", "lemon"], classifier=classifier, cutouts=3, input_size=64, seed=1)
     value = loss(canvas)
     # the same cutouts by hand: the loss is the mean cross-entropy of both classes over them
-    from painter_models.losses import make_cutouts
+    from painter_models.objectives.losses import make_cutouts
     crops = make_cutouts(canvas.detach(), 3, (64, 64), torch.Generator().manual_seed(1))
     logp = torch.log_softmax(classifier((crops - loss.mean) / loss.std), 1)[:, [1, 951]]
     assert float(value.detach()) == pytest.approx(float(-logp.mean()), rel=1e-4)
@@ -93,7 +93,7 @@ def test_node_makes_a_named_term_and_reports_typos():
 
 
 def test_cli_refuses_an_unknown_class_with_close_matches(capsys):
-    from painter_models.paint_cli import main
+    from painter_models.cli.paint import main
     assert main(["paint", "--imagenet-class", "volcanoe", "--out", "x.png"]) == 2
     err = capsys.readouterr().err
     assert "--imagenet-class" in err and "980: volcano" in err
@@ -101,7 +101,7 @@ def test_cli_refuses_an_unknown_class_with_close_matches(capsys):
 
 def test_cli_paints_a_class(tmp_path, tmp_painter):
     from PIL import Image
-    from painter_models.paint_cli import main
+    from painter_models.cli.paint import main
     out = tmp_path / "lemon.png"
     assert main(["paint", "--imagenet-class", "lemon", "--painter", tmp_painter, "--size", "32", "--strokes", "4",
                  "--steps", "2", "--rounds", "1", "--imagenet-size", "64", "--cutouts", "1", "--threads", "1",

@@ -93,7 +93,7 @@ def imagenet_judge():
 def test_imagenet_judge_recognises_photographs(imagenet_judge):
     """EfficientNet-Lite1's real weights: the coffee photo is espresso, the cat photo a cat class."""
     import skimage.data
-    from painter_models.imagenet_loss import imagenet_class
+    from painter_models.objectives.imagenet_loss import imagenet_class
     coffee = [i for i, _ in imagenet_judge.top_k(skimage.data.coffee())]
     assert imagenet_class("espresso") in coffee
     cat = [i for i, _ in imagenet_judge.top_k(skimage.data.chelsea())]

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from painter_models import NAKANO, RasterProgram, limits
-from painter_models import rerender, timelapse
-from painter_models.canvas import render, render_canvas, render_progress, render_work
-from painter_models.strokes import StrokeSet
+from painter_models.brush import rerender
+from painter_models.export import timelapse
+from painter_models.painting.canvas import render, render_canvas, render_progress, render_work
+from painter_models.brush.strokes import StrokeSet
 
 from conftest import skip_no_mypaint
 
@@ -70,8 +71,8 @@ def test_render_work_counts_crops_clipped_to_the_canvas_and_a_cost_per_stroke():
 
 def test_a_render_above_the_budget_is_refused_before_anything_is_allocated(monkeypatch):
     s = strokes([[40, 32, 64]] * 5)
-    monkeypatch.setattr("painter_models.canvas.MAX_RENDER_WORK", render_work(s.boxes, s.canvas_size) - 1)
-    monkeypatch.setattr("painter_models.canvas.background_canvas", lambda *a, **k: pytest.fail("allocated"))
+    monkeypatch.setattr("painter_models.painting.canvas.MAX_RENDER_WORK", render_work(s.boxes, s.canvas_size) - 1)
+    monkeypatch.setattr("painter_models.painting.canvas.background_canvas", lambda *a, **k: pytest.fail("allocated"))
     with pytest.raises(ValueError, match="too much work.*use fewer or smaller strokes, or a smaller canvas"):
         render_canvas(RasterProgram(16), s)
     with pytest.raises(ValueError, match="too much work"):
@@ -115,7 +116,7 @@ def test_mypaint_checks_every_stroke_and_refuses_work_above_its_budget(monkeypat
 @skip_no_mypaint
 @pytest.mark.mypaint
 def test_mypaint_work_grows_with_length_and_radius():
-    from painter_models.mypaint import MyPaintCanvas
+    from painter_models.brush.mypaint import MyPaintCanvas
     line = np.stack([np.linspace(0, 100, 50), np.full(50, 30.0)], -1)[None]
     with MyPaintCanvas(64, 64) as canvas:
         base = canvas.work(line, [1.0])

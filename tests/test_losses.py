@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from painter_models.backbones import build_backbone
-from painter_models.clip_loader import TINY_CLIP_CONFIG, ClipModel, ClipWeightsMissing, load_clip
-from painter_models.losses import (FEATURE_STRUCTURE_SCALE, ClipTextLoss, FeatureLoss, PixelLoss, StyleLoss,
+from painter_models.objectives.backbones import build_backbone
+from painter_models.objectives.clip_loader import TINY_CLIP_CONFIG, ClipModel, ClipWeightsMissing, load_clip
+from painter_models.objectives.losses import (FEATURE_STRUCTURE_SCALE, ClipTextLoss, FeatureLoss, PixelLoss, StyleLoss,
                                    WeightedLoss, combine, fit_to, gaussian_blur, make_cutouts, srgb_to_oklab)
 from painter_models.images import image_tensor, mask_tensor
 
@@ -364,7 +364,7 @@ def test_clip_weights_missing_offline_is_fast_and_helpful(monkeypatch, tmp_path)
 
 
 def test_clip_weights_missing_when_hub_unreachable_is_fast(monkeypatch, tmp_path):
-    import painter_models.clip_loader as cl
+    import painter_models.objectives.clip_loader as cl
     monkeypatch.setattr(cl, "_offline", lambda: False)
     monkeypatch.setattr(cl, "_reachable", lambda host, port=443, timeout=3.0: False)
     t = time.time()
@@ -376,7 +376,7 @@ def test_clip_weights_missing_when_hub_unreachable_is_fast(monkeypatch, tmp_path
 def test_clip_download_failure_becomes_weights_missing(monkeypatch, tmp_path):
     import open_clip
 
-    import painter_models.clip_loader as cl
+    import painter_models.objectives.clip_loader as cl
     monkeypatch.setattr(cl, "_offline", lambda: False)
     monkeypatch.setattr(cl, "_reachable", lambda *a, **k: True)
 
@@ -439,7 +439,7 @@ def test_clip_bad_checkpoint_gives_clear_error(tiny_named, tmp_path):
 
 
 def test_openai_files_get_quickgelu():
-    from painter_models.clip_loader import _looks_openai, clip_file_candidates
+    from painter_models.objectives.clip_loader import _looks_openai, clip_file_candidates
     assert _looks_openai("/models/clip/ViT-B-32.pt", "ViT-B-32")
     assert _looks_openai("/hf/models--timm--vit_base_patch32_clip_224.openai/x.safetensors", "ViT-B-32")
     assert not _looks_openai("/models/clip/ViT-B-32-laion2b_s34b_b79k.safetensors", "ViT-B-32")

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from painter_models import NAKANO
-from painter_models.actions import bezier_points
-from painter_models.model import (CAPSULE_SEGMENTS, CRITIC_CONFIGS, GENERATOR_CONFIGS, PRIOR_FLOOR, Critic,
+from painter_models.brush.actions import bezier_points
+from painter_models.painter.model import (CAPSULE_SEGMENTS, CRITIC_CONFIGS, GENERATOR_CONFIGS, PRIOR_FLOOR, Critic,
                                   CriticConfig, Generator, capsule_alpha,
                                   GeneratorConfig, config_to_dict, count_parameters, critic_config,
                                   forward_macs, generator_config)
@@ -187,7 +187,7 @@ def test_noise_projections_are_saved_with_the_weights():
 
 
 def test_grain_fields_have_unit_variance_and_their_grain_size():
-    from painter_models.model import GRAIN_SIGMAS, grain_fields
+    from painter_models.painter.model import GRAIN_SIGMAS, grain_fields
     fields = grain_fields(64, 64, torch.Generator().manual_seed(0)).view(len(GRAIN_SIGMAS), 64, 64, 64)
     z = torch.randn(256, 64, generator=torch.Generator().manual_seed(1))
     corr = []
@@ -262,7 +262,7 @@ def test_critic_other_sizes_and_channels():
 def test_grain_gates_cannot_paint_a_checkerboard():
     """A stride-2 transposed convolution leaves a 2-pixel checkerboard; the gates' blur removes it, so
     grain never comes out as a regular mesh."""
-    from painter_models.model import smooth_gates
+    from painter_models.painter.model import smooth_gates
     checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2
     gates = torch.stack([checker.float(), 1 - checker.float(), torch.full((8, 8), 0.7)])[None]
     smoothed = smooth_gates(gates)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from painter_models import NAKANO, MyPaintProgram, MyPaintUnavailable, list_brushes, rgba_to_rgb
-from painter_models import mypaint as mp
+from painter_models.brush import mypaint as mp
 
 from conftest import skip_no_mypaint
 
@@ -68,7 +68,7 @@ def test_same_pixels_in_a_fresh_process(dry_brush, tmp_path):
     np.save(tmp_path / "a.npy", a)
     script = textwrap.dedent(f"""
         import numpy as np
-        from painter_models.mypaint import MyPaintProgram
+        from painter_models.brush.mypaint import MyPaintProgram
         a = np.load({str(tmp_path / 'a.npy')!r})
         np.save({str(tmp_path / 'out.npy')!r}, MyPaintProgram('classic/dry_brush').render(a))
     """)

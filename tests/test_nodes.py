@@ -140,15 +140,19 @@ print(len(m.NODE_CLASS_MAPPINGS))
 
 
 def test_nodes_share_the_installed_core_and_import_it_one_way():
-    """Installed (tests, CI), the nodes' core is the installed painter_models: one set of classes. A
-    `from ..painter_models.x import y` would load x a second time under the pack's name."""
-    import painter_models.canvas
-    assert PACK.nodes.nodes_render.canvas is painter_models.canvas
-    assert sys.modules[f"{PACK.__name__}.painter_models"] is painter_models
+    """Installed (tests, CI), the nodes' core is the installed painter_models: one set of classes. Every
+    `<pack>.painter_models.x.y` the nodes import must be the installed module, not the file loaded twice."""
+    import painter_models.painting.canvas
+    assert PACK.nodes.nodes_render.canvas is painter_models.painting.canvas
+    prefix = f"{PACK.__name__}.painter_models"
+    shared = [name for name in sys.modules if name == prefix or name.startswith(prefix + ".")]
+    assert len(shared) > 5, shared
+    for name in shared:
+        assert sys.modules[name] is sys.modules["painter_models" + name[len(prefix):]], f"{name} was loaded twice"
     for path in sorted((REPO / "nodes").glob("*.py")):
         for line in path.read_text().splitlines():
-            assert not line.startswith(("from ..painter_models.", "import painter_models", "from painter_models")), \
-                f"{path.name}: {line!r}: import sub-modules as `from ..painter_models import name`"
+            assert not line.startswith(("import painter_models", "from painter_models")), \
+                f"{path.name}: {line!r}: inside ComfyUI nothing is installed; import the core as `from ..painter_models...`"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -348,7 +352,7 @@ def test_render_strokes_coverage_mask():
 
 
 def test_render_refuses_a_mismatched_painter(painter, strokes):
-    from painter_models.actions import ActionLayout, Field, NAKANO
+    from painter_models.brush.actions import ActionLayout, Field, NAKANO
     other = ActionLayout("other12", tuple(Field("x" + f.name, f.role, f.low, f.high) for f in NAKANO.fields))
     import dataclasses
     foreign = dataclasses.replace(strokes, layout=other)
@@ -436,7 +440,7 @@ def test_vgg_feature_loss_weights_from_the_vgg_folder(models_dir):
 
 @pytest.fixture
 def tiny_clip():
-    from painter_models.clip_loader import TINY_CLIP_CONFIG, load_clip
+    from painter_models.objectives.clip_loader import TINY_CLIP_CONFIG, load_clip
     return load_clip(TINY_CLIP_CONFIG, None, seed=0)
 
 
@@ -468,7 +472,7 @@ def test_load_clip_from_the_clip_folder(models_dir, tmp_path):
     """A checkpoint file picked from models/clip (a registered tiny open_clip config, for speed)."""
     import json
     import open_clip
-    from painter_models.clip_loader import TINY_CLIP_CONFIG
+    from painter_models.objectives.clip_loader import TINY_CLIP_CONFIG
     from safetensors.torch import save_file
     cfg_dir = tmp_path / "clip_cfg"
     cfg_dir.mkdir()
@@ -572,7 +576,7 @@ def test_stroke_timelapse(painter, strokes):
 def test_stroke_timelapse_of_the_real_brush(painter, strokes):
     """By default the frames are MyPaint's painting, ending on what a re-render gives (with the brush
     seed the painting was delivered with)."""
-    from painter_models.rerender import rerender_mypaint
+    from painter_models.brush.rerender import rerender_mypaint
     frames = node("Stroke Timelapse").frames(painter, strokes, 6, 0, 0)[0]
     assert torch.equal(frames[-1], torch.from_numpy(rerender_mypaint(strokes, 1.0)).float() / 255)
     strokes.extra["brush_seed"] = 3
@@ -582,7 +586,7 @@ def test_stroke_timelapse_of_the_real_brush(painter, strokes):
 
 
 def test_rerender_with_mypaint(strokes):
-    from painter_models.mypaint import MyPaintUnavailable, load_library
+    from painter_models.brush.mypaint import MyPaintUnavailable, load_library
     try:
         load_library()
     except MyPaintUnavailable as e:
@@ -599,7 +603,7 @@ def test_rerender_with_mypaint(strokes):
     # the brush: a list of the installed presets, first the strokes' own
     choices = NODES[NAMES["Re-render with MyPaint"]].INPUT_TYPES()["required"]["brush"][0]
     assert choices[0] == "(the strokes' brush)" and "classic/charcoal" in choices
-    from painter_models.rerender import rerender_mypaint
+    from painter_models.brush.rerender import rerender_mypaint
     as_image = lambda a: torch.from_numpy(a).float()[None] / 255  # noqa: E731
     rerender = node("Re-render with MyPaint").rerender
     assert torch.equal(rerender(strokes, 1.0, choices[0])[0], as_image(rerender_mypaint(strokes, 1.0)))
@@ -657,7 +661,7 @@ def test_optimize_actions_paints_towards_the_target(painter):
 def test_optimize_actions_takes_the_engines_defaults_and_polishes(painter):
     import inspect
     import json
-    from painter_models.optimize import paint
+    from painter_models.painting.optimize import paint
     engine = inspect.signature(paint).parameters
     spec = node("Optimize Actions").INPUT_TYPES()
     assert spec["required"]["learning_rate"][1]["default"] == engine["lr"].default
@@ -686,8 +690,8 @@ def test_optimize_actions_paints_over_the_init_strokes_own_backdrop():
     """Continuing a painting made over a photo keeps the photo; over a colour, that colour (not the node's)."""
     import dataclasses
     from painter_models import NAKANO, RasterProgram
-    from painter_models.canvas import render_canvas
-    from painter_models.strokes import StrokeSet
+    from painter_models.painting.canvas import render_canvas
+    from painter_models.brush.strokes import StrokeSet
     painter = RasterProgram(16)
     h, w = 24, 32
     y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
@@ -785,7 +789,7 @@ def test_optimize_actions_clear_errors(painter, strokes):
     with pytest.raises(NodeError, match="background '#12' is not a colour"):
         optimize(painter, loss, background="#12")
     import dataclasses
-    from painter_models.actions import ActionLayout, Field, NAKANO
+    from painter_models.brush.actions import ActionLayout, Field, NAKANO
     other = ActionLayout("other12", tuple(Field("x" + f.name, f.role, f.low, f.high) for f in NAKANO.fields))
     with pytest.raises(NodeError, match="Optimize Actions: the painter"):
         optimize(painter, loss, init_strokes=dataclasses.replace(strokes, layout=other))
@@ -851,7 +855,7 @@ def test_optimize_actions_palette_greyscale_and_opaque(painter):
 
 def test_file_inputs_stay_inside_their_folder_links_included(strokes, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    from painter_models.stroke_file import save_strokes
+    from painter_models.export.stroke_file import save_strokes
     (tmp_path / "input").mkdir()
     (tmp_path / "elsewhere").mkdir()
     save_strokes(str(tmp_path / "elsewhere" / "secret.json"), strokes)
@@ -897,7 +901,7 @@ def test_load_clip_takes_a_tag_never_a_path(models_dir, tmp_path):
 
 @pytest.mark.mypaint
 def test_rerender_paints_with_installed_presets_only(strokes, tmp_path):
-    from painter_models.mypaint import list_brushes, resolve_brush
+    from painter_models.brush.mypaint import list_brushes, resolve_brush
     if "classic/dry_brush" not in list_brushes():
         pytest.skip("the MyPaint brush presets are not installed")
     copy = tmp_path / "copy.myb"
@@ -948,7 +952,7 @@ def test_image_batches_and_stroke_sizes_are_bounded_before_the_work(painter, str
                                         "a smaller max_side"):
         node("Stroke Timelapse").frames(painter, strokes, 10, 0, 11)
     loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0][0]
-    monkeypatch.setattr(sys.modules["painter_models.optimize"], "paint", lambda *a, **k: pytest.fail("painted"))
+    monkeypatch.setattr(sys.modules["painter_models.painting.optimize"], "paint", lambda *a, **k: pytest.fail("painted"))
     with pytest.raises(NodeError, match="Optimize Actions: snapshots: .*raise snapshot_every"):
         optimize(painter, loss, steps=100, snapshot_every=1)
     with pytest.raises(NodeError, match="stroke sizes of 300 px are more than 4x the 64x48 canvas; use at most 256"):
@@ -975,7 +979,7 @@ def test_cancel_reaches_every_long_node(painter, strokes, tmp_path, monkeypatch)
     long_ones = [lambda: node("Render Strokes").render(painter, strokes, 1.0),
                  lambda: node("Blend Canvas").blend(torch.ones(1, 64, 96, 3), painter, strokes),
                  lambda: node("Stroke Timelapse").frames(painter, strokes, 4, 0, 0)]
-    from painter_models.mypaint import MyPaintUnavailable, load_library
+    from painter_models.brush.mypaint import MyPaintUnavailable, load_library
     try:
         load_library()
         long_ones.append(lambda: node("Re-render with MyPaint").rerender(strokes, 1.0, ""))

@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from painter_models import NAKANO, Generator, RasterProgram, generator_config
-from painter_models.canvas import render_canvas
-from painter_models.losses import PixelLoss
-from painter_models import losses
-from painter_models.optimize import (PaintProgress, StopPainting, default_sizes, image_objective,
+from painter_models.painting.canvas import render_canvas
+from painter_models.objectives.losses import PixelLoss
+from painter_models.objectives import losses
+from painter_models.painting.optimize import (PaintProgress, StopPainting, default_sizes, image_objective,
                                      paint, round_plan)
-from painter_models.palette import PaletteError, kmeans_palette, parse_palette, to_hex
-from painter_models.strokes import StrokeSet
+from painter_models.painting.palette import PaletteError, kmeans_palette, parse_palette, to_hex
+from painter_models.brush.strokes import StrokeSet
 
 RGB = NAKANO.indices("red", "green", "blue")
 PRESSURE = NAKANO.indices("entry_pressure", "exit_pressure")
@@ -266,7 +266,7 @@ def test_paint_under_no_grad(painter):
 
 def test_stroke_adam_is_torch_adam():
     # the optimiser's own Adam takes the same steps as torch.optim.Adam, group learning rates changing
-    from painter_models.optimize import StrokeAdam
+    from painter_models.painting.optimize import StrokeAdam
     gen = torch.Generator().manual_seed(3)
     start = [torch.randn(5, 4, generator=gen), torch.randn(7, generator=gen)]
     runs = []

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from painter_models import load_painter
-from painter_models.canvas import render_canvas
-from painter_models.rerender import rerender_mypaint
-from painter_models.stroke_file import load_strokes
-from painter_models.paint_cli import main, resolve_painter_path, CliError
+from painter_models.painting.canvas import render_canvas
+from painter_models.brush.rerender import rerender_mypaint
+from painter_models.export.stroke_file import load_strokes
+from painter_models.cli.paint import main, resolve_painter_path, CliError
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -177,7 +177,7 @@ def test_ctrl_c_saves_the_painting_so_far(tmp_path, photo, tmp_painter):
     import sys
     import time
     out, js = tmp_path / "stopped.png", tmp_path / "stopped.json"
-    code = ("import sys; from painter_models.paint_cli import main; sys.exit(main(sys.argv[1:]))")
+    code = ("import sys; from painter_models.cli.paint import main; sys.exit(main(sys.argv[1:]))")
     args = [sys.executable, "-c", code, "paint", photo, "--painter", tmp_painter, "--strokes", "6", "--size", "48",
             "--steps", "100000", "--rounds", "1", "--no-real-brush", "--threads", "1", "--out", str(out),
             "--json", str(js)]

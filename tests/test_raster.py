@@ -133,8 +133,8 @@ def test_colour_gradient_and_differentiable_composite():
 
 def reference_alpha(program, actions):
     """The rasteriser's definition written plainly: a running torch.maximum over the points, autograd throughout."""
-    from painter_models.actions import bezier_points
-    from painter_models.raster import N_POINTS
+    from painter_models.brush.actions import bezier_points
+    from painter_models.brush.raster import N_POINTS
     s, lay = program.size, program.layout
     x, y, pressure = bezier_points(lay, actions, N_POINTS)
     radius = torch.exp(lay.to_physical(actions, "size"))[:, None] * (s / 64.0) * (0.35 + pressure)

@@ -8,12 +8,12 @@ import torch
 
 from conftest import requires_mypaint
 from painter_models import RasterProgram, load_painter
-from painter_models.canvas import render_canvas
-from painter_models.rerender import rerender_mypaint
-from painter_models.stroke_file import load_strokes, save_strokes
-from painter_models.losses import PixelLoss
-from painter_models.mypaint import MyPaintUnavailable
-from painter_models.optimize import paint
+from painter_models.painting.canvas import render_canvas
+from painter_models.brush.rerender import rerender_mypaint
+from painter_models.export.stroke_file import load_strokes, save_strokes
+from painter_models.objectives.losses import PixelLoss
+from painter_models.brush.mypaint import MyPaintUnavailable
+from painter_models.painting.optimize import paint
 
 pytestmark = [*requires_mypaint, pytest.mark.usefixtures("one_thread")]
 
@@ -81,7 +81,7 @@ def test_switched_off_or_unavailable(painter, monkeypatch):
     assert off.renderer == "neural painter" and "switched off" in off.note
     assert torch.equal(off.canvas, off.neural_canvas)
 
-    import painter_models.real_brush as real_brush
+    import painter_models.brush.real_brush as real_brush
 
     def missing(*args, **kwargs):
         raise MyPaintUnavailable("libmypaint was not found. On Debian/Ubuntu install it with: apt-get ...")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from painter_models import load_painter, read_metadata
-from painter_models.actions import NAKANO, BrushReach
+from painter_models.brush.actions import NAKANO, BrushReach
 from painter_models.metrics import psnr_of_mse, rgba_to_tensors
 from neural_painters_training.evaluate import PSNR_MARGIN_DB
 
@@ -65,14 +65,14 @@ def test_shipped_painter_loads_and_its_metadata_holds_the_bar(name):
 
 
 def test_the_cli_and_the_node_list_the_painters_by_name():
-    from painter_models.paint_cli import resolve_painter_path, shipped_painters
+    from painter_models.cli.paint import resolve_painter_path, shipped_painters
     assert sorted(shipped_painters()) == sorted(SHIPPED)
     for name in SHIPPED:
         assert resolve_painter_path(name) == _path(name)
     from test_nodes import NAMES, NODES
     choices, options = NODES[NAMES["Load Neural Painter"]].INPUT_TYPES()["required"]["painter_name"]
     assert {f"shipped/{name}.safetensors" for name in SHIPPED} <= set(choices)
-    from painter_models.checkpoint import DEFAULT_PAINTER    # the node offers first what the CLI paints with
+    from painter_models.painter.checkpoint import DEFAULT_PAINTER    # the node offers first what the CLI paints with
     assert options["default"] == f"shipped/{DEFAULT_PAINTER}.safetensors" and resolve_painter_path(None) == _path(DEFAULT_PAINTER)
 
 
@@ -81,7 +81,7 @@ def _fresh_evaluation(name, count=600, seed=4242):
     uses), whole in their tile as its own held-out strokes were, and for a stochastic brush MyPaint's own
     ceiling on the same strokes (brush seed 1 against brush seed 0)."""
     from painter_models import MyPaintProgram
-    from painter_models.datasets import whole_strokes
+    from neural_painters_training.datasets import whole_strokes
     from neural_painters_training.evaluate import high_frequency_energy, painter_strokes
     painter = load_painter(_path(name))
     actions = whole_strokes(NAKANO, NAKANO.sample(count, seed=seed), painter.reach)

@@ -14,9 +14,9 @@ from PIL import Image
 
 from conftest import need_tool, skip_no_mypaint
 from painter_models import NAKANO, RasterProgram, load_painter
-from painter_models.canvas import render_canvas
-from painter_models.strokes import StrokeSet
-from painter_models.svg import (DRY_BRUSH_PROFILE, RASTER_PROFILE, BrushProfile, brush_profile, save_svg,
+from painter_models.painting.canvas import render_canvas
+from painter_models.brush.strokes import StrokeSet
+from painter_models.export.svg import (DRY_BRUSH_PROFILE, RASTER_PROFILE, BrushProfile, brush_profile, save_svg,
                                 stroke_outlines, strokes_to_svg)
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -69,7 +69,7 @@ def test_one_closed_outline_per_stroke_in_order(tmp_path):
 
 def outline_width(outline: np.ndarray, k: int) -> float:
     """Distance between the left point k and its right twin (the outline runs left forward, then back)."""
-    from painter_models.svg import CAP_POINTS, PATH_POINTS
+    from painter_models.export.svg import CAP_POINTS, PATH_POINTS
     n = PATH_POINTS + 1
     left = outline[:n]
     right = outline[n + CAP_POINTS:2 * n + CAP_POINTS][::-1]
@@ -106,7 +106,7 @@ def test_the_rasteriser_s_strokes_as_svg_look_like_its_canvas(tmp_path):
 @pytest.mark.mypaint
 @skip_no_mypaint
 def test_measured_profiles():
-    from painter_models.mypaint import brush_profile as measure
+    from painter_models.brush.mypaint import brush_profile as measure
     dry = BrushProfile.from_dict(measure("classic/dry_brush"))
     np.testing.assert_allclose(dry.width, DRY_BRUSH_PROFILE.width, atol=0.006)      # the stored stand-in
     np.testing.assert_allclose(dry.opacity, DRY_BRUSH_PROFILE.opacity, atol=0.006)
@@ -117,7 +117,7 @@ def test_measured_profiles():
 
 
 def test_without_libmypaint_the_stored_profile_stands_in(monkeypatch):
-    import painter_models.mypaint as mypaint
+    import painter_models.brush.mypaint as mypaint
 
     def missing(*a, **k):
         raise mypaint.MyPaintUnavailable("libmypaint was not found")
@@ -133,9 +133,9 @@ def test_svg_of_a_real_painting_is_close_to_the_painting(tmp_path):
     """A real painting (the shipped painter, the real brush): its SVG, drawn by librsvg, is as close to
     the photograph as the painting within 2 dB, and much closer to the painting than a flat tube per
     stroke would be."""
-    from painter_models.rerender import rerender_mypaint
-    from painter_models.losses import PixelLoss
-    from painter_models.optimize import paint
+    from painter_models.brush.rerender import rerender_mypaint
+    from painter_models.objectives.losses import PixelLoss
+    from painter_models.painting.optimize import paint
     torch.set_num_threads(1)
     photo = np.asarray(Image.open("example_workflows/input/neural_painters_astronaut.jpg").convert("RGB")
                        .resize((96, 96), Image.LANCZOS), np.float64) / 255

@@ -96,7 +96,7 @@ def test_cli_refuses_a_bad_output_name(capsys):
 
 @pytest.fixture(scope="module")
 def shipped_clip():
-    from painter_models.clip_loader import load_clip
+    from painter_models.objectives.clip_loader import load_clip
     assert os.path.isfile(SHIPPED), f"{SHIPPED} missing: train it with neural-painters-train-clip --out {SHIPPED}"
     return load_clip(tiny_clip.MODEL_NAME, SHIPPED)
 
@@ -142,7 +142,7 @@ def test_shipped_clip_ranks_prompts(shipped_clip):
 
 def test_cli_paints_a_prompt_with_the_shipped_clip(tmp_path, tmp_painter):
     from PIL import Image
-    from painter_models.paint_cli import main
+    from painter_models.cli.paint import main
     out = tmp_path / "circle.png"
     assert main(["paint", "--prompt", "a red circle", "--negative", "blue", "--clip", tiny_clip.MODEL_NAME,
                  "--clip-weights", SHIPPED, "--painter", tmp_painter, "--size", "48", "--strokes", "4", "--steps", "2",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from painter_models.checkpoint import load_painter, read_metadata, save_painter
+from painter_models.painter.checkpoint import load_painter, read_metadata, save_painter
 from neural_painters_training.cli import main as train_main
 from neural_painters_training.common import (is_frozen, load_state, load_tensors, optimizer_from_flat, optimizer_to_flat,
                              save_state)
@@ -296,7 +296,7 @@ def test_recipe_tiny_end_to_end(tmp_path):
 @pytest.mark.parametrize("strokes,pretrain_strokes", [("whole", None), ("uniform", None), ("whole", "uniform"),
                                                       ("whole", "both")])
 def test_recipe_mypaint_tiny_with_ceiling(tmp_path, monkeypatch, strokes, pretrain_strokes):
-    from painter_models.mypaint import MyPaintUnavailable, load_library
+    from painter_models.brush.mypaint import MyPaintUnavailable, load_library
     try:
         load_library()
     except MyPaintUnavailable as e:
@@ -331,7 +331,7 @@ def test_recipe_mypaint_tiny_with_ceiling(tmp_path, monkeypatch, strokes, pretra
     # the brush's measured reach travels with the painter, and the held-out strokes (where the bar is
     # measured) are whole in their tile, whatever the training strokes: no held-out stroke touches its
     # tile's edge (the ground truth is never cut off); uniform training strokes are cut by theirs
-    from painter_models.mypaint import brush_reach
+    from painter_models.brush.mypaint import brush_reach
     assert read_metadata(str(out / "painter.safetensors"))["reach"] == brush_reach("classic/dry_brush").to_dict()
     assert painter.training["strokes"] == strokes
     assert painter.training["pretrain_strokes"] == (pretrain_strokes or strokes)
@@ -339,7 +339,7 @@ def test_recipe_mypaint_tiny_with_ceiling(tmp_path, monkeypatch, strokes, pretra
     later = (256, whole if strokes == "whole" else None)
     step1 = {None: later, "uniform": (256, None), "both": (512, None)}[pretrain_strokes]
     assert trained_on == {"PretrainGenerator": step1, "PretrainCritic": later, "GAN": later}
-    from painter_models.datasets import load_arrays
+    from neural_painters_training.datasets import load_arrays
     _, train_strokes, manifest = load_arrays(str(out / "data"))
     assert manifest["reach"] == (whole if strokes == "whole" else None)
     if pretrain_strokes:
@@ -441,7 +441,7 @@ def test_gan_mode_of_a_stochastic_painter_learns_to_paint_grain(grainy_data, tmp
     from neural_painters_training.options import stage_options
     from neural_painters_training.evaluate import painter_strokes
     from neural_painters_training.stages import BEST_GENERATOR, GAN, GRAIN_LR_SCALE, with_noise_inputs
-    from painter_models.model import Generator
+    from painter_models.painter.model import Generator
     from dataclasses import replace
     base = load_painter(_pretrain(grainy_data, tmp_path / "g", 2))
     g = Generator(replace(base.generator.config, noise_dim=8))

@@ -9,9 +9,9 @@ import torch
 
 from conftest import skip_no_mypaint
 from painter_models import NAKANO, MyPaintProgram, RasterProgram, load_painter
-from painter_models.actions import BrushReach, hold_whole, keep_inside
-from painter_models.canvas import HAZE, as_painter, render, stroke_layers
-from painter_models.strokes import StrokeSet
+from painter_models.brush.actions import BrushReach, hold_whole, keep_inside
+from painter_models.painting.canvas import HAZE, as_painter, render, stroke_layers
+from painter_models.brush.strokes import StrokeSet
 
 SHIPPED = "painter_models/weights/dry_brush.safetensors"
 POINTS = NAKANO.indices("start_x", "start_y", "control_x", "control_y", "end_x", "end_y")
@@ -66,7 +66,7 @@ def test_keep_inside_moves_only_thin_strokes_off_the_edge():
 def test_mypaint_leaves_no_paint_on_the_box_border(brush):
     """The ground truth: MyPaint itself renders the extreme strokes, moved as a painter will see them,
     in the 64 px tile the painters learnt, and paints nothing on its border. Without the move it does."""
-    from painter_models.mypaint import brush_reach
+    from painter_models.brush.mypaint import brush_reach
     reach = brush_reach(brush)
     a = keep_inside(NAKANO, extreme_actions(300, seed=1), reach)
     moved, _ = hold_whole(NAKANO, a, torch.tensor([[32.0, 32.0, 64.0]]).expand(len(a), 3), reach)
@@ -79,7 +79,7 @@ def test_mypaint_leaves_no_paint_on_the_box_border(brush):
 @skip_no_mypaint
 @pytest.mark.parametrize("brush", ["classic/dry_brush", "classic/charcoal"])
 def test_reach_is_measured_on_the_brush(brush):
-    from painter_models.mypaint import brush_reach
+    from painter_models.brush.mypaint import brush_reach
     reach = brush_reach(brush)
     # classic/dry_brush and charcoal scatter dabs up to ~4 radii from the path (offset_by_random)
     assert 3.0 < reach.per_radius < 5.0 and 0 < reach.base < 4.0
@@ -91,7 +91,7 @@ def test_reach_is_measured_on_the_brush(brush):
 def test_a_brush_that_paints_nothing_has_no_reach_and_says_so():
     """ramon/Grain paints nothing on a blank surface (it only grains what is there): measuring its reach
     used to end in numpy's 'expected non-empty vector for x'."""
-    from painter_models.mypaint import brush_reach
+    from painter_models.brush.mypaint import brush_reach
     with pytest.raises(ValueError, match="ramon/Grain.*painted nothing.*pick another preset"):
         brush_reach("ramon/Grain")
 

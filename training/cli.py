@@ -19,7 +19,7 @@ import json
 import os
 import sys
 
-from painter_models.model import COLOURS
+from painter_models.painter.model import COLOURS
 
 from .options import DEFAULT_HELDOUT, HELDOUT_SEED, RECIPE_DEFAULTS, recon_options, set_threads, stage_options
 
@@ -101,8 +101,8 @@ def cmd_pretrain_generator(a):
 
 
 def cmd_freeze(a):
-    from painter_models.checkpoint import read_metadata, save_painter
-    from painter_models.actions import get_layout
+    from painter_models.painter.checkpoint import read_metadata, save_painter
+    from painter_models.brush.actions import get_layout
     from .common import is_frozen
     from .stages import freeze_generator
     g = freeze_generator(a.generator, colour_from_action=a.colour_from_action)
@@ -132,14 +132,14 @@ def cmd_gan(a):
 def cmd_evaluate(a):
     from .data import heldout_set, load_set
     from .evaluate import evaluate_painter
-    from painter_models.checkpoint import read_metadata
+    from painter_models.painter.checkpoint import read_metadata
     set_threads(a.threads)
     if a.heldout and os.path.exists(a.heldout):
         data, extra = load_set(a.heldout)
         other = extra.get("strokes_seed1")
     else:   # fresh strokes, whole in their tile where the painter's metadata has the brush's reach (every recipe
             # painter's has, whatever it trained on; older painters without one get uniform strokes)
-        from painter_models.actions import BrushReach
+        from painter_models.brush.actions import BrushReach
         meta = read_metadata(a.painter)
         brush = a.brush or meta.get("brush", "").split(":", 1)[-1]
         path = a.heldout or os.path.join(a.out, "heldout.safetensors")

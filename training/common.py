@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from safetensors import safe_open
-from painter_models.checkpoint import save_tensors
+from painter_models.painter.checkpoint import save_tensors
 
 STATE_FILE = "state.safetensors"
 STATE_FORMAT = "neural-painters-training-state"
@@ -148,7 +148,7 @@ def is_frozen(module: nn.Module) -> bool:
 
 # -- resumable training state -------------------------------------------------------------------
 def atomic_save(path: str, tensors: dict[str, torch.Tensor], metadata: dict):
-    """safetensors file written atomically and synced (painter_models.checkpoint.save_tensors)."""
+    """safetensors file written atomically and synced (painter_models.painter.checkpoint.save_tensors)."""
     save_tensors(path, tensors, metadata)
 
 

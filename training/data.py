@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from painter_models.actions import NAKANO, BrushReach, get_layout
-from painter_models.datasets import whole_strokes
-from painter_models.raster import make_program
+from painter_models.brush.actions import NAKANO, BrushReach, get_layout
+from neural_painters_training.datasets import whole_strokes
+from painter_models.brush.raster import make_program
 
 from .common import atomic_save, load_tensors
 
@@ -102,17 +102,17 @@ def heldout_set(path: str, brush: str, n: int, size: int, seed: int, workers: in
 
 # -- training data -------------------------------------------------------------------------------
 def load_training_data(path: str) -> StrokeArrays:
-    """All strokes of a dataset folder (painter_models.datasets shards) or a .safetensors stroke set."""
+    """All strokes of a dataset folder (neural_painters_training.datasets shards) or a .safetensors stroke set."""
     if path.endswith(".safetensors"):
         return load_set(path)[0]
-    from painter_models import datasets  # the shard format belongs to the datasets module
+    from neural_painters_training import datasets  # the shard format belongs to the datasets module
     return datasets_to_arrays(datasets, path)
 
 
 def datasets_to_arrays(datasets, path: str) -> StrokeArrays:
     loader = getattr(datasets, "load_arrays", None)
     if loader is None:
-        raise SystemExit("painter_models.datasets has no load_arrays(path); cannot read " + path)
+        raise SystemExit("neural_painters_training.datasets has no load_arrays(path); cannot read " + path)
     out = loader(path)
     if isinstance(out, StrokeArrays):
         return out

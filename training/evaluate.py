@@ -111,7 +111,7 @@ def evaluate_generator(generator, actions: np.ndarray, strokes: np.ndarray, devi
 # -- the distribution check --------------------------------------------------------------------------
 def feature_backbone(device="cpu"):
     """The frozen EfficientNet-Lite0 the distribution check reads (weights from its pip package)."""
-    from painter_models.backbones import build_backbone
+    from painter_models.objectives.backbones import build_backbone
     return build_backbone("efficientnet_lite0", "auto", list(FEATURE_LAYERS), device)
 
 
@@ -194,7 +194,7 @@ def evaluate_painter(painter_path: str, heldout_actions, heldout_strokes, stroke
     """Full held-out evaluation of a painter file; writes metrics.json and grid.png into out_dir.
     With MyPaint's second rendering (strokes_other): the ceiling, the feature distances and the bar.
     backbone: the feature network (feature_backbone()), to share it between evaluations."""
-    from painter_models.checkpoint import load_painter
+    from painter_models.painter.checkpoint import load_painter
     from .common import save_grid
 
     painter = load_painter(painter_path, device=device)

@@ -42,20 +42,20 @@ def shapes_clip_path() -> str:
 
 
 def load_shapes_clip(device="cpu"):
-    from painter_models.clip_loader import load_clip
+    from painter_models.objectives.clip_loader import load_clip
     from .tiny_clip import MODEL_NAME
     return load_clip(MODEL_NAME, shapes_clip_path(), device=device)
 
 
 def load_shipped_painter(device="cpu"):
-    from painter_models.checkpoint import load_painter
+    from painter_models.painter.checkpoint import load_painter
     return load_painter(SHIPPED_PAINTER, device=device)
 
 
 def paint_prompt(painter, clip, prompt: str, negative: str | None = None, seed: int = 0, **overrides):
     """PaintResult of `prompt` (and an optional negative prompt) with TEXT_RECIPE."""
-    from painter_models.losses import ClipTextLoss
-    from painter_models.optimize import paint
+    from painter_models.objectives.losses import ClipTextLoss
+    from painter_models.painting.optimize import paint
     r = {**TEXT_RECIPE, **overrides}
     loss = ClipTextLoss(clip, [prompt], [negative] if negative else [], negative_weight=r["negative_weight"],
                         cutouts=r["cutouts"], seed=seed)
@@ -64,8 +64,8 @@ def paint_prompt(painter, clip, prompt: str, negative: str | None = None, seed: 
 
 def paint_class(painter, classifier, name: str, seed: int = 0, **overrides):
     """PaintResult of an ImageNet class with IMAGENET_RECIPE (classifier: the Lite0 nn.Module)."""
-    from painter_models.imagenet_loss import ImageNetClassLoss
-    from painter_models.optimize import paint
+    from painter_models.objectives.imagenet_loss import ImageNetClassLoss
+    from painter_models.painting.optimize import paint
     r = {**IMAGENET_RECIPE, **overrides}
     loss = ImageNetClassLoss(name, classifier=classifier, cutouts=r["cutouts"], input_size=r["input_size"],
                              cutout_scale=r["cutout_scale"], seed=seed)

@@ -211,7 +211,7 @@ class ImageNetJudge:
 
     def __init__(self):
         import timm
-        from painter_models.backbones import _read_state_dict
+        from painter_models.objectives.backbones import _read_state_dict
         model = timm.create_model("efficientnet_lite1", pretrained=False)
         path = efficientnet_lite1_file()
         sd, own = _read_state_dict(path), model.state_dict()

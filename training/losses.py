@@ -15,10 +15,10 @@ from painter_models.metrics import over_white
 
 
 def build_feature_extractor(name: str, weights: str = "auto", layers=None, device="cpu"):
-    """The frozen perceptual backbone (painter_models.backbones), or None for name 'none'."""
+    """The frozen perceptual backbone (painter_models.objectives.backbones), or None for name 'none'."""
     if name in (None, "", "none"):
         return None
-    from painter_models.backbones import build_backbone
+    from painter_models.objectives.backbones import build_backbone
     net = build_backbone(name=name, weights=weights, layers=layers)
     net = net.to(device)
     net.requires_grad_(False)

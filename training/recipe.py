@@ -2,7 +2,7 @@
 adversarial training from scratch (`neural-painters-train compare`).
 
 Folder layout of a recipe run (every part resumable; re-run the same command to continue):
-  data/                       training strokes (painter_models.datasets shards)
+  data/                       training strokes (neural_painters_training.datasets shards)
   data_<strokes>/             step 1's, where --pretrain-strokes differs from --strokes (both: data/ and
                               data_uniform/ together)
   heldout.safetensors         held-out strokes (fresh actions, seed never used for training) and the
@@ -37,8 +37,8 @@ import shutil
 import sys
 import time
 
-from painter_models.actions import BrushReach
-from painter_models.checkpoint import load_painter, read_metadata, save_painter
+from painter_models.brush.actions import BrushReach
+from painter_models.painter.checkpoint import load_painter, read_metadata, save_painter
 from painter_models.files import atomic_write, write_text
 
 from .common import Dist, hardware, is_frozen
@@ -51,16 +51,16 @@ from .stages import BEST_GENERATOR, GAN, PretrainCritic, PretrainGenerator, Stag
 def brush_reach(brush: str, size: int) -> BrushReach:
     """How far the painting program paints from a path (MyPaint: measured, about 1 s; the rasteriser: its own)."""
     if brush.startswith("raster"):
-        from painter_models.raster import RasterProgram
+        from painter_models.brush.raster import RasterProgram
         return RasterProgram(size).reach
-    from painter_models.mypaint import brush_reach as measure
+    from painter_models.brush.mypaint import brush_reach as measure
     return measure(brush)
 
 
 def ensure_data(out: str, brush: str, count: int, size: int, seed: int, workers: int,
                 reach: BrushReach | None = None) -> str:
-    """Generate the training dataset with painter_models.datasets (resumes a partial one)."""
-    from painter_models import datasets
+    """Generate the training dataset with neural_painters_training.datasets (resumes a partial one)."""
+    from neural_painters_training import datasets
     shard = min(10_000, max(256, count // 8))
     datasets.generate(out, brush=brush, count=count, shard_size=shard, size=size, seed=seed, workers=workers,
                       reach=reach)

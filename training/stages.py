@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from painter_models.actions import BrushReach
-from painter_models.checkpoint import load_painter, read_metadata, save_painter
+from painter_models.brush.actions import BrushReach
+from painter_models.painter.checkpoint import load_painter, read_metadata, save_painter
 from painter_models.metrics import over_white, rgba_to_tensors
-from painter_models.model import (Critic, CriticConfig, Generator, config_to_dict, critic_config,
+from painter_models.painter.model import (Critic, CriticConfig, Generator, config_to_dict, critic_config,
                                   generator_config)
 
 from . import losses as L
@@ -52,7 +52,7 @@ def _channels_for(channels, size: int):
 
 def make_generator_config(name: str, size: int, action_dim: int = 12, prior: str | None = None,
                           colour: str | None = None, noise_dim: int = 0):
-    from painter_models.model import GENERATOR_CONFIGS
+    from painter_models.painter.model import GENERATOR_CONFIGS
     base = GENERATOR_CONFIGS[name]["channels"] if name in GENERATOR_CONFIGS else None
     if base is None:
         raise SystemExit(f"unknown --config {name!r}; choose from {sorted(GENERATOR_CONFIGS)}")
@@ -61,7 +61,7 @@ def make_generator_config(name: str, size: int, action_dim: int = 12, prior: str
 
 
 def make_critic_config(name: str, size: int, action_dim: int = 12, conditional: bool = True):
-    from painter_models.model import CRITIC_CONFIGS
+    from painter_models.painter.model import CRITIC_CONFIGS
     name = name if name in CRITIC_CONFIGS else "nakano"
     ch = list(CRITIC_CONFIGS[name]["channels"])
     while size // 2 ** len(ch) < 2 and len(ch) > 1:

@@ -15,7 +15,7 @@ bottleneck per stage, width 16, and a 2-layer text transformer on open_clip's ow
 ViT of the same cost learnt shapes several times slower here). It is trained contrastively with
 several positives: a caption is a positive for every image in the batch it is true of ("red" matches every red image),
 so partial captions, which negative prompts are made of, get meaning too. Images go through the
-same cutout augmentations as the CLIP text loss (painter_models.losses.make_cutouts) for 30 % of them.
+same cutout augmentations as the CLIP text loss (painter_models.objectives.losses.make_cutouts) for 30 % of them.
 
 The checkpoint is a plain open_clip state dict (safetensors, fp16) that loads like any user's CLIP
 file: `load_clip("np-tiny-rn-64", PATH)`, `neural-painters paint --clip np-tiny-rn-64
@@ -346,14 +346,14 @@ def batch(rng: np.random.Generator, n: int, size: int = IMAGE_SIZE, easy: float 
 
 
 def config_path() -> str:
-    from painter_models.clip_loader import PACK_CLIP_CONFIGS
+    from painter_models.objectives.clip_loader import PACK_CLIP_CONFIGS
     return os.path.join(PACK_CLIP_CONFIGS, MODEL_NAME + ".json")
 
 
 def build_model(seed: int = 0):
     """A fresh open_clip CLIP from the registered config, with its tokenizer."""
     import open_clip
-    from painter_models.clip_loader import register_pack_configs
+    from painter_models.objectives.clip_loader import register_pack_configs
     register_pack_configs()
     torch.manual_seed(seed)
     model = open_clip.create_model(MODEL_NAME, pretrained=None)
@@ -362,7 +362,7 @@ def build_model(seed: int = 0):
 
 def augment(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
     """The CLIP text loss's cutouts (perspective + resized crop) on a share p of the images."""
-    from painter_models.losses import make_cutouts
+    from painter_models.objectives.losses import make_cutouts
     out = x.clone()
     for i in range(len(x)):
         if float(torch.rand(1, generator=gen)) < p:

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from painter_models import checkpoint
+from painter_models.painter import checkpoint
 
 from .comfy import REPO, ComfyNotSetUp, checkout_server
 from .workflow_builder import Graph

@@ -215,7 +215,7 @@ def test_example_svg_export(comfy, comfy_server):
 
 
 def test_example_svg_export_with_mypaint_unmuted(comfy):
-    from painter_models.mypaint import MyPaintUnavailable, load_library
+    from painter_models.brush.mypaint import MyPaintUnavailable, load_library
     try:
         load_library()
     except MyPaintUnavailable as e:

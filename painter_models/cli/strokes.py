@@ -1,6 +1,6 @@
 """Command-line tools of the core package.
 
-  neural-painters-strokes [options]          (or: python -m painter_models.cli strokes [options])
+  neural-painters-strokes [options]          (or: python -m painter_models.cli.strokes strokes [options])
       Render a grid of random real strokes (MyPaint preset, .myb file or the torch rasteriser) to a
       PNG. With --painter PATH, each real stroke gets the painter's version of the same action beside
       it (columns "MyPaint | painter"), and the PSNR between the two is printed.
@@ -78,7 +78,7 @@ def strokes_grid(real: np.ndarray, generated: np.ndarray | None = None, columns:
 
 
 def _save_png(image, path: str):
-    from .files import atomic_write
+    from ..files import atomic_write
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
@@ -110,10 +110,10 @@ def _strokes_parser(prog: str = "neural-painters-strokes") -> argparse.ArgumentP
 
 def strokes_main(argv=None, prog: str = "neural-painters-strokes") -> int:
     args = _strokes_parser(prog).parse_args(argv)
-    from .actions import NAKANO
-    from .checkpoint import CheckpointError, load_painter
-    from .mypaint import MyPaintUnavailable, rgba_to_rgb
-    from .raster import make_program
+    from ..brush.actions import NAKANO
+    from ..painter.checkpoint import CheckpointError, load_painter
+    from ..brush.mypaint import MyPaintUnavailable, rgba_to_rgb
+    from ..brush.raster import make_program
 
     if not 1 <= args.count <= 4096:
         print(f"error: --count must be 1..4096, got {args.count}", file=sys.stderr)
@@ -166,12 +166,12 @@ SUBCOMMANDS = {"strokes": strokes_main}
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
-        print("usage: python -m painter_models.cli {" + ",".join(SUBCOMMANDS) + "} [options]\n"
+        print("usage: python -m painter_models.cli.strokes {" + ",".join(SUBCOMMANDS) + "} [options]\n"
               "  strokes   render a grid of real strokes (and a painter's version of them) to a PNG",
               file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     name = argv[0]
-    return SUBCOMMANDS[name](argv[1:], prog=f"python -m painter_models.cli {name}")
+    return SUBCOMMANDS[name](argv[1:], prog=f"python -m painter_models.cli.strokes {name}")
 
 
 if __name__ == "__main__":

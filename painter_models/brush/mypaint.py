@@ -34,7 +34,7 @@ from functools import lru_cache
 import numpy as np
 
 from .actions import NAKANO, ActionLayout, bezier_points, get_layout
-from .limits import MAX_BRUSH_RADIUS, SURFACE_MARGIN
+from ..limits import MAX_BRUSH_RADIUS, SURFACE_MARGIN
 
 TILE = 64
 FIX15 = 1 << 15
@@ -613,7 +613,7 @@ PROFILE_PRESSURES = tuple(np.linspace(0.0, 1.0, 9))    # the layout's normalised
 @lru_cache(maxsize=None)
 def brush_profile(brush: str, layout_name: str = NAKANO.name) -> dict:
     """What `brush` paints across a stroke, by radius and pressure, for drawing strokes as vector outlines
-    (painter_models.svg): {"radius": [R] px, "pressure": [P] physical, "width": [R][P], "opacity": [R][P]}.
+    (painter_models.export.svg): {"radius": [R] px, "pressure": [P] physical, "width": [R][P], "opacity": [R][P]}.
     Measured on straight strokes at constant pressure, across their middle fifth: opacity is the peak
     alpha of the cross-section, width the width that carries the same paint at that opacity, in units
     of 2 * radius. Deterministic; well under a second."""

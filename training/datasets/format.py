@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import torch
 
-from ..actions import ActionLayout, BrushReach, get_layout, hold_whole, keep_inside
+from painter_models.brush.actions import ActionLayout, BrushReach, get_layout, hold_whole, keep_inside
 
 FORMAT = "neural-painters-strokes"
 FORMAT_VERSION = 1

@@ -40,8 +40,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .actions import bezier_points, get_layout
-from .raster import RasterProgram
+from ..brush.actions import bezier_points, get_layout
+from ..brush.raster import RasterProgram
 
 PRIORS = ("none", "raster", "capsule")
 COLOURS = ("action", "residual")

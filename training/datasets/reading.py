@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import torch
 
-from ..actions import get_layout
+from painter_models.brush.actions import get_layout
 from .format import (DatasetError, check_arrays, check_shard_file, manifest_path, map_npz, read_manifest,
                      shard_name, shard_plan)
 

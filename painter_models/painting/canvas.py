@@ -22,7 +22,7 @@ before anything is allocated, and `check()` (e.g. a user's Cancel) runs before e
 Blending:
   "alpha":  the painter's own alpha and colour (premultiplied), exact alpha-over.
   "linear": Nakano's blend: mask = darkness of the painter's stroke-over-white normalised per
-            stroke (painter_models.blending.darkness_mask), colour = the action's RGB.
+            stroke (painter_models.painting.blending.darkness_mask), colour = the action's RGB.
 
 A painter is a NeuralPainter (painter_models.load_painter), a bare Generator, a RasterProgram
 (exact differentiable rasteriser, handy in tests), or any callable actions -> (colour, alpha)
@@ -37,10 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from .actions import NAKANO, BrushReach, get_layout, hold_whole
+from ..brush.actions import NAKANO, BrushReach, get_layout, hold_whole
 from .blending import darkness_mask, over
-from .limits import MAX_RENDER_WORK, PAINTER_STROKE_WORK, check_work
-from .strokes import StrokeSet
+from ..images import background_canvas
+from ..limits import MAX_RENDER_WORK, PAINTER_STROKE_WORK, check_work
+from ..brush.strokes import StrokeSet
 
 TILE_MIN, TILE_MAX = 8, 128       # canvas tiles are powers of two in this range
 GROUP_MAX_STROKES = 512           # painter batch cap per group
@@ -68,8 +69,8 @@ def as_painter(painter) -> PainterFn:
     """Adapt a NeuralPainter, Generator, RasterProgram or callable with `stroke_size`."""
     if isinstance(painter, PainterFn):
         return painter
-    from .checkpoint import NeuralPainter
-    from .model import Generator
+    from ..painter.checkpoint import NeuralPainter
+    from ..painter.model import Generator
     if isinstance(painter, NeuralPainter):
         return PainterFn(painter.generator, painter.stroke_size, painter.device, painter.layout, painter.reach)
     if isinstance(painter, Generator):
@@ -122,7 +123,7 @@ def fast_painter(painter) -> PainterFn:
     its convolutions (Generator.folded), channels-last on the CPU (its transposed convolutions run
     about 20 % faster there). Same strokes to float rounding; the caller's painter is left as it is."""
     import copy
-    from .model import Generator
+    from ..painter.model import Generator
     p = as_painter(painter)
     fn = p.fn
     if isinstance(fn, torch.nn.Module):
@@ -294,30 +295,6 @@ def _composite_group(canvas: torch.Tensor, layers: torch.Tensor, boxes: torch.Te
 # ----------------------------------------------------------------------------------------------
 # public API
 
-
-def background_canvas(background, canvas_size, device=None, dtype=torch.float32) -> torch.Tensor:
-    """A [1, 3, H, W] canvas from a colour (RGB tuple in 0..1 or a single grey) or an image tensor.
-
-    An image [3, H, W] or [1, 3, H, W] (channels first, as every image in the core) of another size
-    is resized."""
-    h, w = canvas_size
-    if isinstance(background, torch.Tensor) and background.dim() >= 3 and background.numel() > 3:
-        img = background.to(device=device, dtype=dtype)
-        if img.dim() == 3:
-            img = img[None]
-        if img.shape[0] != 1 or img.shape[1] != 3:
-            raise ValueError(f"a background image is [1, 3, H, W] or [3, H, W] (channels first), got "
-                             f"{list(background.shape)}")
-        if tuple(img.shape[-2:]) != (h, w):
-            img = F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-        return img.clamp(0, 1)
-    colour = torch.as_tensor(background if background is not None else (1.0, 1.0, 1.0), dtype=dtype,
-                             device=device).flatten()
-    if colour.numel() == 1:
-        colour = colour.expand(3)
-    if colour.numel() != 3:
-        raise ValueError(f"background colour must be 3 numbers in 0..1, got {background!r}")
-    return colour.view(1, 3, 1, 1).expand(1, 3, h, w).contiguous()
 
 
 def render(painter, actions: torch.Tensor, boxes: torch.Tensor, canvas_size, background=None, *,

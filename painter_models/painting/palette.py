@@ -9,7 +9,7 @@ import re
 import numpy as np
 import torch
 
-from .images import image_tensor
+from ..images import image_tensor
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
 MAX_COLOURS = 256

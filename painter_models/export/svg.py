@@ -20,10 +20,10 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from .files import atomic_write
-from .images import hex_colour, to_uint8
-from .rerender import mypaint_brush_name
-from .strokes import StrokeSet
+from ..files import atomic_write
+from ..images import hex_colour, to_uint8
+from ..brush.rerender import mypaint_brush_name
+from ..brush.strokes import StrokeSet
 
 PATH_POINTS = 24        # samples of a stroke's path in its outline (MyPaint paints 100)
 CAP_POINTS = 7          # points on each round end
@@ -76,7 +76,7 @@ DRY_BRUSH_PROFILE = BrushProfile(
              (0.0, 0.5, 0.7, 0.78, 0.83, 0.84, 0.86, 0.87, 0.91),
              (0.0, 0.5, 0.69, 0.78, 0.82, 0.83, 0.85, 0.87, 0.9)))
 
-# the torch rasteriser (painter_models.raster): a band 2 r (0.35 + p) wide at opacity 0.25 + 0.75 p / 0.8
+# the torch rasteriser (painter_models.brush.raster): a band 2 r (0.35 + p) wide at opacity 0.25 + 0.75 p / 0.8
 RASTER_PROFILE = BrushProfile(
     radius=(1.0, 2.0), pressure=(0.0, 0.8),
     width=((0.35, 1.15), (0.35, 1.15)), opacity=((0.25, 1.0), (0.25, 1.0)))
@@ -88,7 +88,7 @@ def brush_profile(brush: str) -> BrushProfile:
     preset = mypaint_brush_name(brush)
     if preset is None:
         return RASTER_PROFILE
-    from .mypaint import MyPaintUnavailable, brush_profile as measure
+    from ..brush.mypaint import MyPaintUnavailable, brush_profile as measure
     try:
         return BrushProfile.from_dict(measure(preset))
     except MyPaintUnavailable:

@@ -19,13 +19,14 @@ import os
 import numpy as np
 import torch
 
-from .actions import get_layout
-from .files import atomic_write
-from .images import canvas_image, hex_colour
-from .limits import MAX_STROKE_FILE_BYTES, MAX_STROKES
-from .mypaint import N_POINTS
+from ..brush.actions import get_layout
+from ..files import atomic_write
+from ..brush.strokes import canvas_image
+from ..images import hex_colour
+from ..limits import MAX_STROKE_FILE_BYTES, MAX_STROKES
+from ..brush.mypaint import N_POINTS
 from .png16 import decode_rgb, encode_rgb16, png_size
-from .strokes import StrokeSet
+from ..brush.strokes import StrokeSet
 
 FORMAT = "neural-painters-strokes"
 FORMAT_VERSION = 1
@@ -206,7 +207,7 @@ def strokes_from_json(doc: dict, source: str = "stroke data", check=None) -> Str
     _need(isinstance(doc, dict), source, f"expected a JSON object, got {type(doc).__name__}")
     _need(doc.get("format") == FORMAT, source,
           f"not a stroke file (format is {doc.get('format')!r}, expected {FORMAT!r}); "
-          f"stroke files are written by painter_models.stroke_file.save_strokes")
+          f"stroke files are written by painter_models.export.stroke_file.save_strokes")
     version = doc.get("format_version")
     _need(isinstance(version, int) and not isinstance(version, bool) and version >= 1, source,
           f"format_version must be a positive integer, got {version!r}")

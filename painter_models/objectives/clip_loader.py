@@ -37,7 +37,7 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 _EXTS = (".safetensors", ".pt", ".pth", ".bin")
 # open_clip configs that ship with the pack (np-tiny-rn-64: the shapes CLIP trained by training/tiny_clip.py)
-PACK_CLIP_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shapes_clip")
+PACK_CLIP_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "shapes_clip")
 
 # A 7 M parameter CLIP (6.3 M of it the token embedding) that builds in ~0.1 s: for tests only.
 TINY_CLIP_CONFIG = {

@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from .checkpoint import DEFAULT_PAINTER, WEIGHTS_DIR
+from ..painter.checkpoint import DEFAULT_PAINTER, WEIGHTS_DIR
 
 MAX_SIZE = 4096
 MAX_STROKES = 20_000
@@ -259,7 +259,7 @@ def _canvas_size(image, size: int) -> tuple[int, int]:
 
 
 def _hex_colour(s: str):
-    from .palette import PaletteError, parse_hex
+    from ..painting.palette import PaletteError, parse_hex
     try:
         return parse_hex(s)
     except PaletteError as e:
@@ -269,7 +269,7 @@ def _hex_colour(s: str):
 def _palette(spec: str | None):
     if spec is None:
         return None
-    from .palette import PaletteError, parse_palette
+    from ..painting.palette import PaletteError, parse_palette
     s = spec.strip()
     if s.isdigit():
         k = int(s)
@@ -285,7 +285,7 @@ def _palette(spec: str | None):
 def _save_png(path: str, canvas):
     import numpy as np
     from PIL import Image
-    from .files import atomic_write
+    from ..files import atomic_write
     arr = (canvas[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
     img = Image.fromarray(arr)
     ext = os.path.splitext(path)[1].lower() or ".png"
@@ -321,7 +321,7 @@ def run_paint(args) -> int:
         raise CliError("give an IMAGE to paint, --prompt TEXT or --imagenet-class NAME (see neural-painters paint --help)")
     classes = None
     if args.imagenet_class:
-        from .imagenet_loss import UnknownImageNetClass, imagenet_class
+        from ..objectives.imagenet_loss import UnknownImageNetClass, imagenet_class
         try:  # before anything slow
             classes = [imagenet_class(c) for c in args.imagenet_class]
         except UnknownImageNetClass as e:
@@ -353,10 +353,10 @@ def run_paint(args) -> int:
     torch.set_num_threads(args.threads or default_threads())
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
 
-    from .losses import ClipTextLoss, FeatureLoss, PixelLoss, combine
+    from ..objectives.losses import ClipTextLoss, FeatureLoss, PixelLoss, combine
     terms = []
     if text_mode:  # CLIP first: fail fast, before anything slow
-        from .clip_loader import ClipWeightsMissing, load_clip
+        from ..objectives.clip_loader import ClipWeightsMissing, load_clip
         try:
             clip = load_clip(args.clip, args.clip_weights, device=dev)
         except ClipWeightsMissing as e:
@@ -366,7 +366,7 @@ def run_paint(args) -> int:
         terms.append(("clip", args.clip_weight, ClipTextLoss(clip, prompts, args.negative, cutouts=args.cutouts,
                                                             negative_weight=args.negative_weight, seed=args.seed)))
     if classes:
-        from .imagenet_loss import ImageNetClassLoss
+        from ..objectives.imagenet_loss import ImageNetClassLoss
         terms.append(("imagenet", args.imagenet_weight, ImageNetClassLoss(
             classes, cutouts=args.cutouts, input_size=args.imagenet_size, seed=args.seed)))
     if image is not None:
@@ -374,7 +374,7 @@ def run_paint(args) -> int:
         if args.pixel_weight:
             terms.append(("pixel", args.pixel_weight, PixelLoss(image, kind=args.pixel_loss)))
         if feature_weight:
-            from .backbones import build_backbone
+            from ..objectives.backbones import build_backbone
             try:
                 bb = build_backbone(args.backbone, weights=args.backbone_weights, device=dev)
             except (FileNotFoundError, ValueError) as e:
@@ -384,13 +384,13 @@ def run_paint(args) -> int:
         raise CliError("every loss weight is 0: nothing to optimise")
     objective = combine(terms).to(dev)
 
-    from .checkpoint import CheckpointError, load_painter
+    from ..painter.checkpoint import CheckpointError, load_painter
     try:
         painter = load_painter(painter_path, device=dev)
     except CheckpointError as e:
         raise CliError(str(e)) from None
 
-    from .optimize import paint
+    from ..painting.optimize import paint
     steps = args.steps
     log(f"painting {w}x{h} px with {args.strokes} strokes, {steps} steps, painter "
         f"{os.path.basename(painter_path)} ({painter.brush}), on {dev}")
@@ -433,17 +433,19 @@ def run_paint(args) -> int:
     written = [args.out]
     msg = f"{len(strokes)} strokes in {seconds:.1f} s"
     if image is not None:
-        from .losses import fit_to
-        from .metrics import psnr
+        from ..objectives.losses import fit_to
+        from ..metrics import psnr
         target = fit_to(image.to(result.canvas.device), h, w)
         msg += f", PSNR {float(psnr(result.canvas, target)):.2f} dB"
     msg += f", painted by {result.renderer}" + (f" ({result.note})" if result.note else "")
-    from . import rerender, stroke_file, timelapse
+    from ..brush import rerender
+    from ..export import stroke_file
+    from ..export import timelapse
     if args.json:
         stroke_file.save_strokes(args.json, strokes)
         written.append(args.json)
     if args.svg:
-        from .svg import save_svg
+        from ..export.svg import save_svg
         save_svg(args.svg, strokes)
         written.append(args.svg)
     if args.frames:
@@ -460,7 +462,7 @@ def run_paint(args) -> int:
             _save_png(p, snap)
         written.append(args.snapshots + os.sep)
     if args.rerender:
-        from .mypaint import MyPaintUnavailable
+        from ..brush.mypaint import MyPaintUnavailable
         brush = rerender.mypaint_brush_name(strokes.brush)
         try:
             big = rerender.rerender_mypaint(strokes, scale=args.rerender_scale,
@@ -468,7 +470,7 @@ def run_paint(args) -> int:
         except MyPaintUnavailable as e:
             raise CliError(f"--rerender needs libmypaint: {e}") from None
         from PIL import Image
-        from .files import atomic_write
+        from ..files import atomic_write
         atomic_write(args.rerender, lambda tmp: Image.fromarray(big).save(tmp, format="PNG"))
         written.append(args.rerender)
     log(msg + (" (interrupted)" if result.cancelled else ""))

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..actions import NAKANO, ActionLayout, BrushReach, get_layout
-from ..files import write_text
+from painter_models.brush.actions import NAKANO, ActionLayout, BrushReach, get_layout
+from painter_models.files import write_text
 from .format import (FORMAT, FORMAT_VERSION, IDENTITY, LOCK, MANIFEST, SHARD_RE, DatasetError, check_arrays,
                      check_shard_file, manifest_path, map_npz, read_manifest, sha256_file, shard_actions,
                      shard_files, shard_name, shard_plan, write_npz)
@@ -44,11 +44,11 @@ def _write_json(path: str, data: dict):
 
 def _program_info(program, brush: str) -> dict:
     """program / brush / brush_path / brush_sha256 / library for a painting program."""
-    from ..raster import RasterProgram
+    from painter_models.brush.raster import RasterProgram
     if isinstance(program, RasterProgram):
         return {"program": "raster", "brush": program.brush, "brush_path": "raster", "brush_sha256": None,
                 "library": "raster"}
-    from ..mypaint import library_version
+    from painter_models.brush.mypaint import library_version
     path = os.path.abspath(program.brush_path)
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
@@ -118,8 +118,8 @@ def generate(out: str, brush: str = "classic/dry_brush", count: int = 100_000, s
     the only strokes a painter is asked for; None: uniform random actions."""
     from tqdm import tqdm
 
-    from .. import __version__
-    from ..raster import make_program
+    from painter_models import __version__
+    from painter_models.brush.raster import make_program
     count, shard_size, size, seed, brush_seed = int(count), int(shard_size), int(size), int(seed), int(brush_seed)
     if count < 1 or shard_size < 1:
         raise DatasetError(f"--count ({count}) and --shard-size ({shard_size}) must be at least 1")

@@ -8,11 +8,12 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .files import atomic_write
-from .images import backdrop_image, canvas_image, is_colour, to_hwc, to_uint8
-from .limits import check_batch
-from .rerender import mypaint_canvas, mypaint_geometry
-from .strokes import StrokeSet
+from ..files import atomic_write
+from ..brush.strokes import backdrop_image, canvas_image
+from ..images import is_colour, to_hwc, to_uint8
+from ..limits import check_batch
+from ..brush.rerender import mypaint_canvas, mypaint_geometry
+from ..brush.strokes import StrokeSet
 
 
 def frame_counts(n_strokes: int, n_frames: int) -> list[int]:
@@ -92,11 +93,11 @@ def iter_timelapse(renderer, strokes: StrokeSet, n_frames: int = 48, background=
 def _renderer_function(renderer, check=None) -> Callable:
     """render(strokes, background) for a painter (canvas.render_canvas, checking `check()` per group
     of strokes) or a render function (checking it per call)."""
-    from .checkpoint import NeuralPainter
-    from .model import Generator
+    from ..painter.checkpoint import NeuralPainter
+    from ..painter.model import Generator
     if isinstance(renderer, (NeuralPainter, Generator)) or hasattr(renderer, "render_torch") or \
             (callable(renderer) and hasattr(renderer, "stroke_size")):
-        from .canvas import as_painter, render_canvas
+        from ..painting.canvas import as_painter, render_canvas
         painter = as_painter(renderer)
 
         @torch.no_grad()

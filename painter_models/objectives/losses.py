@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .backbones import FeatureExtractor, build_backbone
 from .clip_loader import ClipModel
-from .images import image_tensor, mask_tensor
+from ..images import image_tensor, mask_tensor
 
 __all__ = ["ClipTextLoss", "FeatureLoss", "PixelLoss", "StyleLoss", "WeightedLoss", "combine",
            "fit_to", "gaussian_blur", "make_cutouts", "srgb_to_oklab"]
@@ -473,7 +473,7 @@ class ClipTextLoss(_Fitted):
                  perspective: float = 0.5, mask_mode: str = "composite"):
         super().__init__(mask)
         if not isinstance(clip, ClipModel):
-            raise TypeError("clip must be a ClipModel (painter_models.clip_loader.load_clip)")
+            raise TypeError("clip must be a ClipModel (painter_models.objectives.clip_loader.load_clip)")
         self.prompts = _clean_prompts(prompts, "prompt", allow_empty=False)
         self.negative_prompts = _clean_prompts(negative_prompts, "negative prompt", allow_empty=True)
         if cutouts < 1:

@@ -1,6 +1,6 @@
 """Stroke datasets: many (action, stroke) pairs of one painting program, in checksummed shards.
 
-Generate (console script, or ``python -m painter_models.datasets``)::
+Generate (console script, or ``python -m neural_painters_training.datasets``)::
 
     neural-painters-dataset --brush classic/dry_brush --count 100000 --out data/dry_brush \\
         --shard-size 10000 --size 64 --seed 0 --workers 2

@@ -170,7 +170,7 @@ def bezier_points(layout: ActionLayout, actions, n_points: int):
 class BrushReach:
     """How far a brush paints from its stroke's path, in pixels of the layout's 64 px stroke box:
     base + per_radius * radius, radius = e^(log radius) at 64 px (an upper bound, measured at full
-    pressure: painter_models.mypaint.brush_reach)."""
+    pressure: painter_models.brush.mypaint.brush_reach)."""
     base: float = 1.5
     per_radius: float = 4.5
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from ..images import background_canvas, is_colour, resize_hwc, to_hwc
+from ..limits import MAX_CANVAS, check_geometry
 from .actions import NAKANO, ActionLayout, bezier_points, get_layout
-from .limits import MAX_CANVAS, check_geometry
 
 
 @dataclass
@@ -146,3 +148,33 @@ def grid_boxes(canvas_size: tuple[int, int], side: float, overlap: float = 0.25)
     xs = torch.linspace(side / 2, max(side / 2, w - side / 2), nx)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([gx.flatten(), gy.flatten(), torch.full((nx * ny,), float(side))], 1)
+
+
+def canvas_image(strokes: StrokeSet) -> np.ndarray | None:
+    """The StrokeSet's background image stretched to its canvas, float32 [H, W, 3], with the
+    resize render_canvas uses (images.background_canvas), so every output shows the same pixels."""
+    if strokes.background_image is None:
+        return None
+    img = background_canvas(strokes.background_image.detach().float().cpu(), strokes.canvas_size)
+    return img[0].permute(1, 2, 0).numpy()
+
+
+def own_backdrop(background, strokes: StrokeSet):
+    """`background` if one is given, else the StrokeSet's: its image (HWC at canvas size) or its colour."""
+    if background is not None:
+        return background
+    image = canvas_image(strokes)
+    return strokes.background if image is None else image
+
+
+def backdrop_image(background, strokes: StrokeSet) -> np.ndarray:
+    """What strokes are painted over, as a float32 [H, W, 3] image at their canvas size: `background`
+    (a colour or an image, resized) or, when None, the StrokeSet's own backdrop."""
+    h, w = strokes.canvas_size
+    bg = own_backdrop(background, strokes)
+    if is_colour(bg):
+        return np.broadcast_to(np.asarray(bg, np.float32), (h, w, 3)).copy()
+    img = to_hwc(bg)
+    if img.shape[:2] != (h, w):
+        img = resize_hwc(img, w, h)
+    return img

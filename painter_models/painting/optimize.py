@@ -2,7 +2,7 @@
 
 API (stable; the ComfyUI nodes and the CLI wrap it):
 
-    from painter_models.optimize import paint, PaintResult, StopPainting
+    from painter_models.painting.optimize import paint, PaintResult, StopPainting
     result = paint(
         painter,                    # NeuralPainter (load_painter), Generator, RasterProgram, ...
         objective,                  # callable canvas [1, 3, H, W] in 0..1 -> scalar loss (losses.combine(...), ...)
@@ -69,12 +69,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .actions import get_layout, keep_inside
-from .canvas import background_canvas, fast_painter, render
-from .images import image_tensor
-from .limits import MAX_BOX_SIDE, MAX_STROKES, check_batch, finite_positive
-from .rerender import mypaint_brush_name, rerender_mypaint
-from .strokes import MAX_CANVAS, StrokeSet
+from ..brush.actions import get_layout, keep_inside
+from ..images import background_canvas
+from .canvas import fast_painter, render
+from ..images import image_tensor
+from ..limits import MAX_BOX_SIDE, MAX_STROKES, check_batch, finite_positive
+from ..brush.rerender import mypaint_brush_name, rerender_mypaint
+from ..brush.strokes import MAX_CANVAS, StrokeSet
 
 __all__ = ["paint", "PaintResult", "PaintProgress", "StopPainting", "PaintingJob", "round_plan", "default_sizes",
            "image_objective"]
@@ -162,7 +163,7 @@ def split_steps(steps: int, rounds: int) -> list[int]:
 def image_objective(image, pixel: float = 1.0, feature: float = 0.0, backbone="efficientnet_lite0",
                     pixel_kind: str = "l2", blur_sigma: float = 0.0, mask=None):
     """The usual objective for painting a photograph: pixel distance plus (optionally) a feature loss."""
-    from .losses import FeatureLoss, PixelLoss, combine
+    from ..objectives.losses import FeatureLoss, PixelLoss, combine
     terms = []
     if pixel:
         terms.append((pixel, PixelLoss(image, kind=pixel_kind, blur_sigma=blur_sigma, mask=mask)))
@@ -297,7 +298,7 @@ class StrokeConstraints:
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    from .losses import gaussian_blur
+    from ..objectives.losses import gaussian_blur
     return gaussian_blur(x, sigma) if sigma > 0.3 else x
 
 
@@ -435,8 +436,8 @@ def _open_real_brush(painter, real_brush, canvas_size, layout, brush_seed):
         raise ValueError(f"real_brush must be True, False or 'auto', got {real_brush!r}")
     if real_brush is False:
         return None, "real brush switched off: the painting is the neural painter's canvas"
-    from .mypaint import MyPaintUnavailable
-    from .real_brush import RealBrush
+    from ..brush.mypaint import MyPaintUnavailable
+    from ..brush.real_brush import RealBrush
     brush = getattr(painter, "brush", None)
     preset = mypaint_brush_name(brush) if brush and brush != "unknown" else None
     if preset is None:
@@ -508,7 +509,7 @@ class PaintingJob:
 
         target = target_for_seeding
         if target is not None:
-            from .losses import fit_to
+            from ..objectives.losses import fit_to
             target = fit_to(image_tensor(target).to(dev), h, w)
         self.target = target
         self.palette = self._palette(palette, greyscale)
@@ -586,7 +587,7 @@ class PaintingJob:
         actions, boxes = self.materialise(groups)
         if self.real_brush is None:
             return self.neural_canvas(actions, boxes, under)
-        from .real_brush import straight_through
+        from ..brush.real_brush import straight_through
         real = self.real_brush.start(actions, boxes, under)     # MyPaint paints while the painter renders
         return straight_through(self.neural_canvas(actions, boxes, under), real.result())
 

@@ -7,8 +7,9 @@ from typing import Callable
 
 import numpy as np
 
-from .images import backdrop_image, is_colour, own_backdrop
-from .limits import MAX_MYPAINT_WORK, check_work, finite_positive
+from ..images import is_colour
+from .strokes import backdrop_image, own_backdrop
+from ..limits import MAX_MYPAINT_WORK, check_work, finite_positive
 from .mypaint import N_POINTS
 from .strokes import StrokeSet
 

@@ -1,11 +1,11 @@
-"""The command line: neural-painters-dataset (or python -m painter_models.datasets)."""
+"""The command line: neural-painters-dataset (or python -m neural_painters_training.datasets)."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 
-from ..actions import LAYOUTS, NAKANO
+from painter_models.brush.actions import LAYOUTS, NAKANO
 from .format import DatasetError, read_manifest
 from .generation import generate, verify
 

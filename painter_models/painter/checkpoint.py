@@ -25,8 +25,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
-from .actions import NAKANO, ActionLayout, BrushReach, get_layout
-from .files import atomic_write
+from ..brush.actions import NAKANO, ActionLayout, BrushReach, get_layout
+from ..files import atomic_write
 from .model import Generator, GeneratorConfig, config_to_dict
 
 FORMAT = "neural-painter"
@@ -71,7 +71,7 @@ class NeuralPainter:
 # painted with unless another is asked for: the soft brush paints photographs closest with the real
 # brush in the loop (200 strokes at 256 px: astronaut 21.33 dB, coffee 25.38; dry_brush 18.94 /
 # 22.92: its grain leaves holes; BENCHMARKS.md)
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 DEFAULT_PAINTER = "soft_brush"
 
 
@@ -207,7 +207,7 @@ def _reach(meta: dict, brush: str, layout: ActionLayout) -> BrushReach:
             return BrushReach.from_dict(meta["reach"])
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"bad 'reach' in the painter's metadata ({e})") from None
-    from .mypaint import MyPaintUnavailable, brush_reach
+    from ..brush.mypaint import MyPaintUnavailable, brush_reach
     preset = brush[len("mypaint:"):] if brush.startswith("mypaint:") else None
     if preset is None:
         return BrushReach()
