@@ -41,7 +41,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_paint import BENCHMARKS, default_painter, load_photo, machine_line  # noqa: E402
-from painter_models.cli.paint import DEFAULT_ROUNDS, DEFAULT_STEPS  # noqa: E402 - the CLI's defaults
+from painter_models.painting.settings import DEFAULTS  # noqa: E402 - the CLI's and the node's defaults
 
 RESULTS = os.path.join(ROOT, "bench", "results")
 TITLE = "Feature loss and colour fidelity (bench/bench_feature_colour.py)"
@@ -225,8 +225,8 @@ def main(argv=None):
     p.add_argument("--images", default="astronaut,coffee,chelsea,grace_hopper")
     p.add_argument("--strokes", type=int, default=300)
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--rounds", type=int, default=DEFAULTS.rounds)
+    p.add_argument("--steps", type=int, default=DEFAULTS.steps)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--feature-weight", type=float, default=1.0,
                    help="weight of the feature loss next to pixel L2 weight 1 (default 1: the example workflow's)")

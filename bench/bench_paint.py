@@ -42,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from painter_models.cli.paint import DEFAULT_ROUNDS, DEFAULT_STEPS  # noqa: E402 - the CLI's defaults
+from painter_models.painting.settings import DEFAULTS  # noqa: E402 - the CLI's and the node's defaults
 
 BENCH_IMAGES = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench_images"))
 BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")
@@ -74,8 +74,8 @@ def load_photo(name: str, size: int) -> torch.Tensor:
 
 
 def default_painter() -> str:
-    from painter_models.cli.paint import resolve_painter_path
-    return resolve_painter_path(None)
+    from painter_models.painter.shipped import find_painter
+    return find_painter(None)
 
 
 def _usage():
@@ -88,7 +88,7 @@ def _usage():
 
 def _threads(spec) -> int:
     if spec == "auto":
-        from painter_models.cli.paint import default_threads
+        from painter_models.cli.common import default_threads
         return default_threads()
     return int(spec)
 
@@ -98,13 +98,14 @@ def run_paint_case(case: dict) -> dict:
     from painter_models.objectives.backbones import build_backbone
     from painter_models.metrics import psnr, ssim
     from painter_models.brush.rerender import rerender_mypaint
-    from painter_models.painting.optimize import image_objective, paint
+    from painter_models.objectives.objective import photo_objective
+    from painter_models.painting.optimize import paint
     case["threads"] = _threads(case["threads"])
     torch.set_num_threads(case["threads"])
     dev = torch.device(case["device"])
     img = load_photo(case["image"], case["size"]).to(dev)
     painter = load_painter(case["painter"], device=dev)
-    objective = image_objective(img, pixel=1.0, feature=case["feature_weight"], pixel_kind="l2").to(dev)
+    objective = photo_objective(img, pixel=1.0, feature=case["feature_weight"], pixel_kind="l2").to(dev)
     cpu0, rss0 = _usage()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -112,7 +113,7 @@ def run_paint_case(case: dict) -> dict:
     t0 = time.perf_counter()
     res = paint(painter, objective, case["size"], strokes=case["strokes"], rounds=case["rounds"],
                 steps=case["steps"], seed=case["seed"], target_for_seeding=img, device=dev,
-                real_brush="auto" if case["real_brush"] else False)
+                real_brush=case["real_brush"])
     if dev.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
@@ -354,12 +355,12 @@ def memory_section(results, args, command, load, started) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    p.add_argument("--painter", default=None, help="painter checkpoint (default: the CLI's, checkpoint.DEFAULT_PAINTER)")
+    p.add_argument("--painter", default=None, help="painter checkpoint (default: the CLI's, shipped.DEFAULT_PAINTER)")
     p.add_argument("--images", default="astronaut,coffee")
     p.add_argument("--strokes", default="200,500,1000")
     p.add_argument("--sizes", default="256,512")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"steps in all (default {DEFAULT_STEPS}, as the CLI)")
-    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    p.add_argument("--steps", type=int, default=DEFAULTS.steps, help=f"steps in all (default {DEFAULTS.steps}, as the CLI)")
+    p.add_argument("--rounds", type=int, default=DEFAULTS.rounds)
     p.add_argument("--feature-weight", type=float, default=0.0)
     p.add_argument("--no-real-brush", dest="real_brush", action="store_false",
                    help="paint with the neural painter's canvas only (as the CLI's --no-real-brush)")

@@ -41,7 +41,6 @@ folder_paths, model_management, comfy_utils = _comfy_modules()
 IN_COMFYUI = folder_paths is not None
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED_PAINTERS_DIR = os.path.join(PACK_DIR, "painter_models", "weights")
 SHIPPED_PREFIX = "shipped/"
 
 # model folders of the pack: ComfyUI folder name -> (sub folder of models/, accepted extensions)

@@ -20,9 +20,6 @@ STROKES = "STROKES"                 # painter_models.brush.strokes.StrokeSet
 PAINT_LOSS = "PAINT_LOSS"           # a painter_models loss (callable canvas -> scalar)
 CLIP_MODEL = "CLIP_MODEL"           # an open_clip model with its tokenizer
 
-MAX_SIDE = 8192        # canvas pixels (painter_models.limits.MAX_CANVAS)
-MAX_STROKES = 20000    # new strokes one node makes (a StrokeSet may hold more: limits.MAX_STROKES)
-SEED_MAX = 0xFFFFFFFFFFFFFFFF
 
 
 class NodeError(ValueError):
@@ -115,16 +112,6 @@ def mask_to_b1hw(mask: torch.Tensor | None, size: tuple[int, int]) -> torch.Tens
     if tuple(m.shape[-2:]) != tuple(size):
         m = torch.nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False)
     return m.clamp(0, 1)
-
-
-def colour_from_hex(text: str, what: str) -> tuple[float, float, float]:
-    """'#rrggbb' (or 'rrggbb', '#rgb') -> RGB in 0..1; a NodeError naming the input otherwise."""
-    body = (text or "").strip().lstrip("#")
-    if len(body) == 3:
-        body = "".join(c * 2 for c in body)
-    if len(body) != 6 or any(c not in "0123456789abcdefABCDEF" for c in body):
-        raise NodeError(f"{what} {text!r} is not a colour: write it as #rrggbb, e.g. #ffffff for white")
-    return tuple(int(body[i:i + 2], 16) / 255.0 for i in (0, 2, 4))
 
 
 def check_painter_matches(painter, strokes, node_name: str):

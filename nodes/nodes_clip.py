@@ -5,9 +5,10 @@ import os
 import re
 import weakref
 
+from ..painter_models import limits
 from ..painter_models.objectives import clip_loader, losses
 from . import comfy_adapter as comfy
-from .common import CLIP_MODEL, LOADERS, LOSSES, PAINT_LOSS, SEED_MAX, NodeError, user_errors
+from .common import CLIP_MODEL, LOADERS, LOSSES, PAINT_LOSS, NodeError, user_errors
 from .nodes_losses import one_mask, one_term
 
 USE_TAG = "(use the pretrained tag)"
@@ -177,7 +178,7 @@ class CLIPTextLoss:
                                     "Augmented crops of the painting scored per step (more: steadier, slower)."}),
                 "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1000.0, "step": 0.01,
                                      "tooltip": "Weight of this term in the total loss."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True,
+                "seed": ("INT", {"default": 0, "min": 0, "max": limits.SEED_MAX, "control_after_generate": True,
                                  "tooltip": "Seed of the random cutouts."}),
             },
             "optional": {

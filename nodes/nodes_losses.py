@@ -7,9 +7,10 @@ terms (scaling each input's weights), so any mix of objectives reaches Optimize 
 """
 from __future__ import annotations
 
+from ..painter_models import limits
 from ..painter_models.objectives import backbones, imagenet_loss, losses
 from . import comfy_adapter as comfy
-from .common import LOSSES, PAINT_LOSS, SEED_MAX, NodeError, image_to_bchw, user_errors
+from .common import LOSSES, PAINT_LOSS, NodeError, image_to_bchw, user_errors
 
 BACKBONES = ["efficientnet_lite0", "vgg16", "vgg16_bn"]
 AUTO_WEIGHTS = "auto"
@@ -236,7 +237,7 @@ class ImageNetClassLoss:
                                        "faster on a CPU)."}),
                 "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1000.0, "step": 0.01,
                                      "tooltip": "Weight of this term in the total loss."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True,
+                "seed": ("INT", {"default": 0, "min": 0, "max": limits.SEED_MAX, "control_after_generate": True,
                                  "tooltip": "Seed of the random cutouts."}),
             },
             "optional": {

@@ -1,13 +1,12 @@
 """Load Neural Painter: a trained painter (generator) from the pack or ComfyUI's models/neural_painters."""
 from __future__ import annotations
 
-import glob
 import json
 import os
 import weakref
 
 from .. import painter_models
-from ..painter_models.painter import checkpoint
+from ..painter_models.painter import shipped
 from . import comfy_adapter as comfy
 from .common import LOADERS, NEURAL_PAINTER, NodeError, user_errors
 
@@ -16,8 +15,7 @@ NO_PAINTER = "(no painters found)"
 
 def shipped_painters() -> list[str]:
     """Painters that ship inside the pack (painter_models/weights/*.safetensors), as combo values."""
-    files = sorted(glob.glob(os.path.join(comfy.SHIPPED_PAINTERS_DIR, "*.safetensors")))
-    return [comfy.SHIPPED_PREFIX + os.path.basename(f) for f in files]
+    return [comfy.SHIPPED_PREFIX + os.path.basename(path) for path in shipped.shipped_painters().values()]
 
 
 def painter_choices() -> list[str]:
@@ -32,7 +30,7 @@ def painter_file(name: str) -> str:
         raise NodeError("Load Neural Painter: no painter checkpoints found. Put painter .safetensors files "
                         "(trained with neural-painters-train) in ComfyUI/models/neural_painters and refresh the page")
     if name.startswith(comfy.SHIPPED_PREFIX):
-        path = comfy.inside(comfy.SHIPPED_PAINTERS_DIR, name[len(comfy.SHIPPED_PREFIX):])
+        path = comfy.inside(shipped.WEIGHTS_DIR, name[len(comfy.SHIPPED_PREFIX):])
         if path is not None and os.path.isfile(path):
             return path
     path = comfy.model_path("neural_painters", name)
@@ -84,7 +82,7 @@ class LoadNeuralPainter:
     @classmethod
     def INPUT_TYPES(cls):
         choices = painter_choices()
-        default = f"{comfy.SHIPPED_PREFIX}{checkpoint.DEFAULT_PAINTER}.safetensors"   # as the CLI
+        default = f"{comfy.SHIPPED_PREFIX}{shipped.DEFAULT_PAINTER}.safetensors"   # as the CLI
         return {"required": {
             "painter_name": (choices, {"default": default if default in choices else choices[0], "tooltip":
                                        "Painter checkpoint. 'shipped/...' painters come with the pack; others are "

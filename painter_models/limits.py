@@ -25,6 +25,8 @@ import math
 
 MAX_CANVAS = 8192                  # px a side
 MAX_STROKES = 100_000              # strokes in one StrokeSet (a stroke file, a render)
+MAX_NEW_STROKES = 20_000           # strokes one painting, one node or one command makes
+SEED_MAX = 2 ** 64 - 1             # seeds are unsigned 64-bit numbers (ComfyUI's seed widgets)
 BOX_CENTRE_MARGIN = 1.0            # canvas widths / heights a box centre may lie beyond the canvas
 MIN_BOX_SIDE = 1 / 16              # px: the torch renderer's resampling filter grows as 1 / side
 MAX_BOX_SIDE = 4.0                 # times the canvas's longer side (Random Actions' largest strokes)

@@ -214,8 +214,8 @@ def test_paint_over_an_image_round_trips_through_json(tmp_path):
     painter = RasterProgram(16)
     img = picture(32, 32)
     target = img.flip(-1)[None]
-    result = paint(painter, PixelLoss(target), 32, strokes=6, rounds=1, steps=3, seed=0, background=img[None],
-                   min_size=10, max_size=20)
+    result = paint(painter, PixelLoss(target), 32, strokes=6, rounds=1, steps=3, seed=0, backdrop=img[None],
+                   min_stroke_size=10, max_stroke_size=20)
     s = result.strokes
     assert s.background_image is not None and s.background_image.shape == (3, 32, 32)
     assert s.background == (1.0, 1.0, 1.0) and "background" not in s.extra
@@ -223,7 +223,8 @@ def test_paint_over_an_image_round_trips_through_json(tmp_path):
     save_strokes(str(tmp_path / "p.json"), s)
     r = load_strokes(str(tmp_path / "p.json"))
     assert (render_canvas(painter, r) - result.canvas).abs().max() < 1e-5 + HALF_STEP
-    over_colour = paint(painter, PixelLoss(target), 32, strokes=2, rounds=1, steps=1, background=(0.2, 0.3, 0.4))
+    over_colour = paint(painter, PixelLoss(target), 32, strokes=2, rounds=1, steps=1,
+                        backdrop=(0.2, 0.3, 0.4))
     assert over_colour.strokes.background_image is None
     assert over_colour.strokes.background == pytest.approx((0.2, 0.3, 0.4))
 

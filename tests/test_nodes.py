@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import skip_no_mypaint
+from painter_models.painter import shipped
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -236,7 +237,7 @@ def test_random_actions(painter):
     assert not torch.all(shuffled.boxes[:-1, 2] >= shuffled.boxes[1:, 2])
     s, = make(10, 1, 64, 64, 8, 8, painter=painter, background="#00ff00", blend="linear")[0]
     assert s.brush == painter.brush and s.background == (0.0, 1.0, 0.0) and s.blend == "linear"
-    with pytest.raises(NodeError, match="background 'green' is not a colour: write it as #rrggbb"):
+    with pytest.raises(NodeError, match="Random Actions: background: 'green' is not a hex colour: use #rrggbb"):
         make(10, 1, 64, 64, 8, 8, background="green")
 
 
@@ -658,22 +659,35 @@ def test_optimize_actions_paints_towards_the_target(painter):
     assert torch.equal(optimize(painter, loss, steps=2)[0].actions, optimize(painter, loss, steps=2)[0].actions)
 
 
-def test_optimize_actions_takes_the_engines_defaults_and_polishes(painter):
-    import inspect
+def test_optimize_actions_widgets_are_the_painting_settings(painter):
+    """Every widget is a PaintSettings field with the field's declared default and bounds; saved workflows
+    hold widget values by position, so the order of the widgets they know never changes."""
+    import dataclasses
     import json
-    from painter_models.painting.optimize import paint
-    engine = inspect.signature(paint).parameters
+    from painter_models.painting.settings import PaintSettings
     spec = node("Optimize Actions").INPUT_TYPES()
-    assert spec["required"]["learning_rate"][1]["default"] == engine["lr"].default
-    assert spec["optional"]["polish_steps"][1]["default"] == engine["polish_steps"].default
+    widgets = {**spec["required"], **spec["optional"]}
+    for f in dataclasses.fields(PaintSettings):
+        if f.metadata["widget"] is False:
+            assert f.name not in widgets, f"{f.name} is the engine's own tuning, not a widget"
+            continue
+        kind, options = widgets[f.name]
+        assert options["default"] == f.default, f.name
+        if f.metadata["lo"] is not None:
+            assert (options["min"], options["max"]) == (f.metadata["lo"], f.metadata["hi"]), f.name
+    assert list(spec["required"]) == ["painter", "loss", "size", "strokes", "rounds", "steps", "learning_rate",
+                                      "min_stroke_size", "max_stroke_size", "seed", "blend"]
     # inputs added later are appended, in the order they came (the example workflows store widget
     # values by position: tests/e2e/examples.py writes them from this spec)
-    assert list(spec["optional"])[-5:] == ["polish_steps", "real_brush", "width", "height", "time_limit"]
+    assert list(spec["optional"]) == ["init_strokes", "keep_training", "palette", "greyscale", "opaque", "background",
+                                      "background_image", "snapshot_every", "polish_steps", "real_brush", "width",
+                                      "height", "time_limit", "brush_seed"]
     loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0][0]
-    # no learning_rate given: the engine's own default, not some other number
-    unset = optimize(painter, loss, steps=3, learning_rate=None)[0].actions
-    assert torch.equal(unset, optimize(painter, loss, steps=3, learning_rate=engine["lr"].default)[0].actions)
-    assert not torch.equal(unset, optimize(painter, loss, steps=3, learning_rate=0.01)[0].actions)
+    # a widget left out is the settings' default, as ComfyUI fills it in
+    unset = node("Optimize Actions").optimize(painter, loss, size=64, strokes=4, rounds=1, steps=3)[0].actions
+    default = PaintSettings().learning_rate
+    assert torch.equal(unset, optimize(painter, loss, strokes=4, rounds=1, steps=3, learning_rate=default,
+                                       seed=0)[0].actions)
     info = json.loads(optimize(painter, loss, steps=6, polish_steps=4)[3])
     assert info["steps"] == 10, "the polish steps run after the rounds"
 
@@ -784,9 +798,9 @@ def test_optimize_actions_clear_errors(painter, strokes):
         optimize(painter, loss, strokes=0)
     with pytest.raises(NodeError, match="min_stroke_size 40 is larger"):
         optimize(painter, loss, min_stroke_size=40, max_stroke_size=20)
-    with pytest.raises(NodeError, match="not #rrggbb"):
+    with pytest.raises(NodeError, match="palette: '#12345' is not a hex colour"):
         optimize(painter, loss, palette="#12345, red")
-    with pytest.raises(NodeError, match="background '#12' is not a colour"):
+    with pytest.raises(NodeError, match="background: '#12' is not a hex colour"):
         optimize(painter, loss, background="#12")
     import dataclasses
     from painter_models.brush.actions import ActionLayout, Field, NAKANO
@@ -883,7 +897,7 @@ def test_model_files_stay_inside_their_folder(models_dir, painter_file, tmp_path
     # a link the server's owner put in a model folder is followed (as ComfyUI does): models live anywhere
     (models_dir / "clip" / "elsewhere.safetensors").symlink_to(painter_file)
     assert adapter.model_path("clip", "elsewhere.safetensors") == str(models_dir / "clip" / "elsewhere.safetensors")
-    out_of_shipped = adapter.SHIPPED_PREFIX + os.path.relpath(painter_file, adapter.SHIPPED_PAINTERS_DIR)
+    out_of_shipped = adapter.SHIPPED_PREFIX + os.path.relpath(painter_file, shipped.WEIGHTS_DIR)
     with pytest.raises(NodeError, match="not found among the pack's shipped painters and the files in ComfyUI/models"):
         node("Load Neural Painter").load(out_of_shipped)
 
@@ -937,7 +951,7 @@ def test_scales_and_learning_rates_must_be_finite_positive_numbers(painter, stro
     with pytest.raises(NodeError, match="Re-render with MyPaint: scale must be a finite positive number"):
         node("Re-render with MyPaint").rerender(strokes, value, "")
     loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0][0]
-    with pytest.raises(NodeError, match="Optimize Actions: learning_rate must be a finite positive number"):
+    with pytest.raises(NodeError, match="Optimize Actions: learning_rate must be a number in 0.0001..10"):
         optimize(painter, loss, learning_rate=value)
     if value != 0.0:
         with pytest.raises(NodeError, match="Blend Canvas: opacity must be a number in 0..1"):
@@ -952,10 +966,11 @@ def test_image_batches_and_stroke_sizes_are_bounded_before_the_work(painter, str
                                         "a smaller max_side"):
         node("Stroke Timelapse").frames(painter, strokes, 10, 0, 11)
     loss = node("Pixel Loss").make(target_image(), "l1", 0.0, 1.0)[0][0]
-    monkeypatch.setattr(sys.modules["painter_models.painting.optimize"], "paint", lambda *a, **k: pytest.fail("painted"))
+    job = sys.modules["painter_models.painting.optimize"].PaintingJob
+    monkeypatch.setattr(job, "run", lambda *a, **k: pytest.fail("painted"))
     with pytest.raises(NodeError, match="Optimize Actions: snapshots: .*raise snapshot_every"):
         optimize(painter, loss, steps=100, snapshot_every=1)
-    with pytest.raises(NodeError, match="stroke sizes of 300 px are more than 4x the 64x48 canvas; use at most 256"):
+    with pytest.raises(NodeError, match="max_stroke_size 300 px is more than 4x the 64x48 canvas; use at most 256"):
         optimize(painter, loss, max_stroke_size=300)
 
 

@@ -8,8 +8,9 @@ from painter_models import NAKANO, Generator, RasterProgram, generator_config
 from painter_models.painting.canvas import render_canvas
 from painter_models.objectives.losses import PixelLoss
 from painter_models.objectives import losses
-from painter_models.painting.optimize import (PaintProgress, StopPainting, default_sizes, image_objective,
-                                     paint, round_plan)
+from painter_models.objectives.objective import photo_objective
+from painter_models.painting.optimize import PaintProgress, StopPainting, paint
+from painter_models.painting.settings import default_sizes, round_plan
 from painter_models.painting.palette import PaletteError, kmeans_palette, parse_palette, to_hex
 from painter_models.brush.strokes import StrokeSet
 
@@ -50,7 +51,8 @@ def test_round_plan_and_default_sizes():
 def test_paint_reduces_loss_and_is_deterministic(painter):
     target = target_image()
     obj = PixelLoss(target, kind="l2")
-    kw = dict(strokes=16, rounds=2, steps=16, seed=3, lr=0.1, min_size=14, max_size=30, target_for_seeding=target)
+    kw = dict(strokes=16, rounds=2, steps=16, seed=3, learning_rate=0.1, min_stroke_size=14,
+              max_stroke_size=30, target_for_seeding=target)
     a = paint(painter, obj, 48, **kw)
     blank = float(obj(torch.ones(1, 3, 48, 48)))
     first = a.history[0]["loss"]
@@ -70,15 +72,15 @@ def test_paint_reduces_loss_and_is_deterministic(painter):
 
 def test_neural_painter_keep_training_and_linear_blend():
     gen = Generator(generator_config("tiny")).eval().requires_grad_(False)
-    obj = image_objective(target_image(32), pixel=1.0)
+    obj = photo_objective(target_image(32), pixel=1.0)
     res = paint(gen, obj, 32, strokes=8, rounds=2, steps=8, keep_training=True, blend="linear", seed=0)
     assert res.strokes.blend == "linear" and len(res.strokes) == 8
     assert res.history[-1]["loss"] < 0.95 * res.history[0]["loss"]   # it painted: the loss moved
 
 
 def test_boxes_stay_within_limits(painter):
-    res = paint(painter, PixelLoss(target_image()), 48, strokes=12, rounds=2, steps=20, lr=0.5,
-                min_size=10, max_size=20, seed=1)
+    res = paint(painter, PixelLoss(target_image()), 48, strokes=12, rounds=2, steps=20, learning_rate=0.5,
+                min_stroke_size=10, max_stroke_size=20, seed=1)
     b = res.strokes.boxes
     assert (b[:, 2] >= 10 - 1e-4).all() and (b[:, 2] <= 20 + 1e-4).all()
     assert (b[:, 0] >= 0).all() and (b[:, 0] <= 48).all() and (b[:, 1] >= 0).all() and (b[:, 1] <= 48).all()
@@ -127,8 +129,10 @@ def test_time_limit_stops_with_the_painting_so_far(painter):
     assert res.timed_out and not res.cancelled and res.strokes.extra["timed_out"]
     assert 3 <= len(seen) < 300 and len(res.history) == len(seen)
     assert 1 <= len(res.strokes) < 12                  # rounds not yet reached are not seeded
-    with pytest.raises(ValueError, match="time_limit"):
-        paint(painter, PixelLoss(target_image()), 48, strokes=2, time_limit=0)
+    for bad in (-1.0, float("nan")):      # 0 is "no limit" (the settings' default)
+        with pytest.raises(ValueError, match="time_limit"):
+            paint(painter, PixelLoss(target_image()), 48, strokes=2, time_limit=bad)
+    assert not paint(painter, PixelLoss(target_image()), 48, strokes=2, steps=2, time_limit=0).timed_out
 
 
 def test_previews_and_snapshots(painter):
@@ -145,12 +149,12 @@ def test_previews_and_snapshots(painter):
 def test_palette_greyscale_opaque_constraints(painter):
     target = target_image()
     pal = parse_palette("#000000, #ffffff, #1a33cc, #e69966")
-    res = paint(painter, PixelLoss(target), 48, strokes=10, rounds=2, steps=12, palette=pal, seed=2)
+    res = paint(painter, PixelLoss(target), 48, strokes=10, rounds=2, steps=12, palette=",".join(to_hex(pal)), seed=2)
     colours = res.strokes.actions[:, RGB]
     assert (torch.cdist(colours, pal).min(1).values < 1e-5).all()
     assert res.strokes.extra["palette"] == to_hex(pal)
 
-    res = paint(painter, PixelLoss(target), 48, strokes=10, rounds=2, steps=12, palette=3, seed=2,
+    res = paint(painter, PixelLoss(target), 48, strokes=10, rounds=2, steps=12, palette="3", seed=2,
                 target_for_seeding=target)
     k = torch.tensor([[int(h[i:i + 2], 16) / 255 for i in (1, 3, 5)] for h in res.strokes.extra["palette"]])
     assert len(k) == 3
@@ -168,7 +172,7 @@ def test_seeding_goes_where_the_error_is(painter):
     """White target except a dark square in the lower right: the seeded strokes land in it."""
     target = torch.ones(1, 3, 64, 64)
     target[:, :, 40:60, 36:60] = 0.1
-    res = paint(painter, PixelLoss(target), 64, strokes=6, rounds=1, steps=0, min_size=12, max_size=12, seed=0,
+    res = paint(painter, PixelLoss(target), 64, strokes=6, rounds=1, steps=0, min_stroke_size=12, max_stroke_size=12, seed=0,
                 target_for_seeding=target)
     cx, cy = res.strokes.boxes[:, 0], res.strokes.boxes[:, 1]
     assert ((cx > 32) & (cy > 34)).all(), res.strokes.boxes
@@ -179,7 +183,7 @@ def test_seeding_goes_where_the_error_is(painter):
     def top_left_dark(canvas):
         return canvas[..., :24, :24].mean()
 
-    res = paint(painter, top_left_dark, 64, strokes=4, rounds=1, steps=0, min_size=12, max_size=12, seed=0)
+    res = paint(painter, top_left_dark, 64, strokes=4, rounds=1, steps=0, min_stroke_size=12, max_stroke_size=12, seed=0)
     assert (res.strokes.boxes[:, 0] < 32).all() and (res.strokes.boxes[:, 1] < 32).all()
 
 
@@ -200,7 +204,7 @@ def test_init_strokes_are_kept_under_new_ones(painter):
 
 def test_target_image_and_objective_terms():
     img = target_image(16)
-    obj = image_objective(img, pixel=1.0)
+    obj = photo_objective(img, pixel=1.0)
     assert torch.equal(losses.target_image(obj), PixelLoss(img).target)
     assert losses.target_image(lambda c: c.mean()) is None
     obj(torch.rand(1, 3, 16, 16))
@@ -227,8 +231,8 @@ def test_bad_arguments(painter):
         paint(painter, obj, 48, strokes=-1)
     with pytest.raises(ValueError, match="nothing to paint"):
         paint(painter, obj, 48, strokes=0)
-    with pytest.raises(ValueError, match="min_size"):
-        paint(painter, obj, 48, strokes=3, min_size=30, max_size=10)
+    with pytest.raises(ValueError, match="min_stroke_size"):
+        paint(painter, obj, 48, strokes=3, min_stroke_size=30, max_stroke_size=10)
     with pytest.raises(ValueError, match="canvas size"):
         paint(painter, obj, 100_000, strokes=3)
     with pytest.raises(ValueError, match="blend"):
@@ -236,12 +240,12 @@ def test_bad_arguments(painter):
     with pytest.raises(TypeError, match="objective"):
         paint(painter, "pixel", 48, strokes=3)
     with pytest.raises(ValueError, match="k-means"):
-        paint(painter, lambda c: c.mean(), 48, strokes=3, palette=4)
+        paint(painter, lambda c: c.mean(), 48, strokes=3, palette="4")
     # refused up front, not after a long run
-    with pytest.raises(ValueError, match="lr"):
-        paint(painter, obj, 48, strokes=3, lr=float("nan"))
-    with pytest.raises(ValueError, match="max_size 200 px is more than 4x"):
-        paint(painter, obj, 48, strokes=3, max_size=200)
+    with pytest.raises(ValueError, match="learning_rate"):
+        paint(painter, obj, 48, strokes=3, learning_rate=float("nan"))
+    with pytest.raises(ValueError, match="max_stroke_size 200 px is more than 4x"):
+        paint(painter, obj, 48, strokes=3, max_stroke_size=200)
     with pytest.raises(ValueError, match="snapshots"):
         paint(painter, obj, 4096, strokes=3, steps=100, snapshot_every=1)
     init = StrokeSet(torch.rand(99_999, 12), torch.tensor([[24.0, 24.0, 8.0]]).expand(99_999, 3), (48, 48))

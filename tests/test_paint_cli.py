@@ -13,7 +13,8 @@ from painter_models import load_painter
 from painter_models.painting.canvas import render_canvas
 from painter_models.brush.rerender import rerender_mypaint
 from painter_models.export.stroke_file import load_strokes
-from painter_models.cli.paint import main, resolve_painter_path, CliError
+from painter_models.cli.paint import main
+from painter_models.painter.shipped import PainterNotFound, find_painter
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,7 +31,11 @@ def photo(tmp_path):
 
 
 def run(args, capsys):
-    rc = main(["paint", *args])
+    """Exit status and stderr of the CLI; argparse's own refusals exit with the same status 2."""
+    try:
+        rc = main(["paint", *args])
+    except SystemExit as e:
+        rc = e.code
     out = capsys.readouterr()
     return rc, out.err
 
@@ -92,7 +97,7 @@ def test_progress_bar_and_quiet(tmp_path, photo, tmp_painter, capsys):
     (["{photo}", "--out", "x.bmp"], ".png"),
     (["{photo}", "--json", "x.txt"], ".json"),
     (["{photo}", "--out", "/no/such/dir/p.png"], "does not exist"),
-    (["{photo}", "--min-size", "40", "--max-size", "10"], "larger than --max-size"),
+    (["{photo}", "--min-size", "40", "--max-size", "10"], "min_stroke_size 40 is larger than max_stroke_size 10"),
     (["{photo}", "--background", "blue"], "--background"),
     (["{photo}", "--painter", "no_such_painter"], "neither a file nor a shipped painter"),
     (["{photo}", "--device", "cuda:7"], "CUDA is not available"),
@@ -110,13 +115,20 @@ def test_clear_errors(args, message, photo, tmp_painter, capsys, tmp_path, monke
 
 
 def test_argument_ranges(capsys):
-    for args in (["x.png", "--strokes", "0"], ["x.png", "--size", "100000"], ["x.png", "--steps", "-3"],
-                 ["x.png", "--strokes", "many"]):
+    for args in (["x.png", "--strokes", "-1"], ["x.png", "--size", "100000"], ["x.png", "--steps", "-3"],
+                 ["x.png", "--strokes", "many"], ["x.png", "--learning-rate", "nan"]):
         with pytest.raises(SystemExit) as e:
             main(["paint", *args])
         assert e.value.code == 2
     err = capsys.readouterr().err
-    assert "--strokes must be 1..20000" in err and "--size must be 16..4096" in err
+    # the settings' own messages (painting/settings.py), as paint() and the node give them
+    assert "strokes must be a whole number in 0..20000, got '-1'" in err
+    assert "size must be a whole number in 16..8192" in err and "learning_rate must be a number" in err
+
+
+def test_nothing_to_paint(photo, tmp_painter, capsys):
+    rc, err = run([photo, "--strokes", "0", "--painter", tmp_painter], capsys)
+    assert rc == 2 and "nothing to paint" in err
 
 
 def test_argument_errors_print_one_usage_line(capsys):
@@ -124,7 +136,8 @@ def test_argument_errors_print_one_usage_line(capsys):
         main(["paint", "x.png", "--size", "5"])
     err = capsys.readouterr().err.splitlines()
     assert err == ["usage: neural-painters paint [options] [image]",
-                   "neural-painters paint: error: argument --size/-s: --size must be 16..4096, got 5",
+                   "neural-painters paint: error: argument --size/-s: size must be a whole number in 16..8192, "
+                   "got '5'",
                    "(all options: neural-painters paint --help)"]
 
 
@@ -145,9 +158,9 @@ def test_missing_clip_weights_fail_fast(tmp_path, photo, tmp_painter, capsys, mo
 
 
 def test_painter_resolution(tmp_painter):
-    assert resolve_painter_path(tmp_painter) == tmp_painter
-    with pytest.raises(CliError, match="shipped"):
-        resolve_painter_path("surely_not_a_painter")
+    assert find_painter(tmp_painter) == tmp_painter
+    with pytest.raises(PainterNotFound, match="shipped"):
+        find_painter("surely_not_a_painter")
 
 
 @pytest.mark.slow

@@ -90,13 +90,13 @@ def test_switched_off_or_unavailable(painter, monkeypatch):
     auto = paint(painter, PixelLoss(target()), 40, strokes=4, rounds=1, steps=2)
     assert auto.renderer == "neural painter" and "libmypaint was not found" in auto.note
     with pytest.raises(MyPaintUnavailable):
-        paint(painter, PixelLoss(target()), 40, strokes=4, rounds=1, steps=2, real_brush=True)
+        paint(painter, PixelLoss(target()), 40, strokes=4, rounds=1, steps=2, require_real_brush=True)
 
 
 def test_painters_of_no_mypaint_brush_paint_their_own_canvas():
     res = paint(RasterProgram(16), PixelLoss(target()), 40, strokes=4, rounds=1, steps=2)
     assert res.renderer == "neural painter" and "raster:soft_round" in res.note
-    with pytest.raises(ValueError, match="real_brush=True needs a painter that imitates a MyPaint brush"):
-        paint(RasterProgram(16), PixelLoss(target()), 40, strokes=4, rounds=1, steps=2, real_brush=True)
+    with pytest.raises(ValueError, match="the real brush needs a painter that imitates a MyPaint brush"):
+        paint(RasterProgram(16), PixelLoss(target()), 40, strokes=4, rounds=1, steps=2, require_real_brush=True)
     with pytest.raises(ValueError, match="real_brush must be"):
         paint(RasterProgram(16), PixelLoss(target()), 40, strokes=4, real_brush="yes")

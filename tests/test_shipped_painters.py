@@ -65,15 +65,15 @@ def test_shipped_painter_loads_and_its_metadata_holds_the_bar(name):
 
 
 def test_the_cli_and_the_node_list_the_painters_by_name():
-    from painter_models.cli.paint import resolve_painter_path, shipped_painters
+    from painter_models.painter.shipped import find_painter, shipped_painters
     assert sorted(shipped_painters()) == sorted(SHIPPED)
     for name in SHIPPED:
-        assert resolve_painter_path(name) == _path(name)
+        assert find_painter(name) == _path(name)
     from test_nodes import NAMES, NODES
     choices, options = NODES[NAMES["Load Neural Painter"]].INPUT_TYPES()["required"]["painter_name"]
     assert {f"shipped/{name}.safetensors" for name in SHIPPED} <= set(choices)
-    from painter_models.painter.checkpoint import DEFAULT_PAINTER    # the node offers first what the CLI paints with
-    assert options["default"] == f"shipped/{DEFAULT_PAINTER}.safetensors" and resolve_painter_path(None) == _path(DEFAULT_PAINTER)
+    from painter_models.painter.shipped import DEFAULT_PAINTER    # the node offers first what the CLI paints with
+    assert options["default"] == f"shipped/{DEFAULT_PAINTER}.safetensors" and find_painter(None) == _path(DEFAULT_PAINTER)
 
 
 def _fresh_evaluation(name, count=600, seed=4242):

@@ -67,13 +67,6 @@ class NeuralPainter:
                                 self.reach)
 
 
-# The shipped painters (painter_models/weights/, each with a model card) and the one a photograph is
-# painted with unless another is asked for: the soft brush paints photographs closest with the real
-# brush in the loop (200 strokes at 256 px: astronaut 21.33 dB, coffee 25.38; dry_brush 18.94 /
-# 22.92: its grain leaves holes; BENCHMARKS.md)
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
-DEFAULT_PAINTER = "soft_brush"
-
 
 def painter_metadata(config: GeneratorConfig, layout: ActionLayout, brush: str,
                      training: dict | None = None, metrics: dict | None = None,

@@ -56,6 +56,24 @@ def parse_palette(spec) -> torch.Tensor:
     return pal.contiguous()
 
 
+def parse_palette_spec(spec: str):
+    """A palette setting as users write it: '' -> None (any colour); 'k' -> k, a k-means palette of the
+    photograph (1..MAX_COLOURS); '#rrggbb, #rgb, ...' -> a [K, 3] palette."""
+    text = (spec or "").strip()
+    if not text:
+        return None
+    if text.isdigit():
+        k = int(text)
+        if not 1 <= k <= MAX_COLOURS:
+            raise PaletteError(f"palette {k}: a k-means palette has 1..{MAX_COLOURS} colours")
+        return k
+    try:
+        return parse_palette(text)
+    except PaletteError as e:
+        raise PaletteError(f"palette: {e}; write e.g. '#1b1b1b, #e0c080, #3060a0', or a number of colours to "
+                           f"take from the photograph") from None
+
+
 def to_hex(palette: torch.Tensor) -> list[str]:
     p = (palette.detach().cpu().clamp(0, 1) * 255 + 0.5).to(torch.int64).tolist()
     return ["#%02x%02x%02x" % tuple(c) for c in p]

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from painter_models.painter import checkpoint
+from painter_models.painter import shipped
 
 from .comfy import REPO, ComfyNotSetUp, checkout_server
 from .workflow_builder import Graph
@@ -19,7 +19,7 @@ from .workflow_builder import Graph
 EXAMPLES_DIR = REPO / "example_workflows"
 # The pack's default painter for photographs: every example (and every e2e test that wants a trained painter)
 # takes it from here.
-DEFAULT_PAINTER = f"shipped/{checkpoint.DEFAULT_PAINTER}.safetensors"   # what Load Neural Painter offers first
+DEFAULT_PAINTER = f"shipped/{shipped.DEFAULT_PAINTER}.safetensors"   # what Load Neural Painter offers first
 EXAMPLE_IMAGE = "neural_painters_astronaut.jpg"
 COL = 400  # column width of the layout
 
