@@ -23,6 +23,7 @@ SHIPPED = {"dry_brush": ("classic/dry_brush", True), "charcoal": ("classic/charc
 # A deterministic brush repeats itself to 55-75 dB: no network comes near, and the painters' edges are
 # softer than the brush's. What each reaches, as its model card says, is what it is held to (a floor
 # under its held-out PSNR and texture_ratio), and its metadata must say the bar is not met.
+FRESH_TOLERANCE_DB = PSNR_MARGIN_DB / 2
 DETERMINISTIC_FLOOR = {"soft_brush": {"psnr": 31.5, "texture_ratio": 0.45},
                        "ink_pen": {"psnr": 28.5, "texture_ratio": 0.3}}
 
@@ -106,7 +107,17 @@ def test_independent_evaluation_reproduces_the_metadata(name):
     torch.set_num_threads(1)
     psnr, texture, ceiling = _fresh_evaluation(name)
     m = read_metadata(_path(name))["metrics"]
-    assert abs(psnr - m["psnr"]) <= 0.5, f"{name}: {psnr:.2f} dB on fresh strokes, metadata says {m['psnr']:.2f}"
+    # Fresh strokes are another draw than the held-out set: some harder, some easier. For a stochastic brush
+    # MyPaint's own ceiling moves with the draw, so the painter's distance to it is what must reproduce;
+    # both within FRESH_TOLERANCE_DB, half the bar's margin (measured: at most 0.16 dB on two fresh draws of
+    # 1000 strokes, 2026-12-03).
+    if ceiling is not None:
+        fresh_gap, own_gap = psnr - ceiling, m["psnr"] - m["ceiling_psnr"]
+        assert abs(fresh_gap - own_gap) <= FRESH_TOLERANCE_DB, \
+            f"{name}: {fresh_gap:+.2f} dB from MyPaint's ceiling on fresh strokes, metadata says {own_gap:+.2f}"
+    else:
+        assert abs(psnr - m["psnr"]) <= FRESH_TOLERANCE_DB, \
+            f"{name}: {psnr:.2f} dB on fresh strokes, metadata says {m['psnr']:.2f}"
     # and the bar itself on strokes no training run has seen: against MyPaint's own ceiling on those same
     # strokes (it moves with the strokes drawn: short_grass's is 32.74 dB on its held-out set, 32.31 here)
     floor = ceiling - PSNR_MARGIN_DB if SHIPPED[name][1] else DETERMINISTIC_FLOOR[name]["psnr"]
