@@ -15,7 +15,7 @@ bottleneck per stage, width 16, and a 2-layer text transformer on open_clip's ow
 ViT of the same cost learnt shapes several times slower here). It is trained contrastively with
 several positives: a caption is a positive for every image in the batch it is true of ("red" matches every red image),
 so partial captions, which negative prompts are made of, get meaning too. Images go through the
-same cutout augmentations as the CLIP text loss (painter_models.objectives.losses.make_cutouts) for 30 % of them.
+same cutout augmentations as the CLIP text loss (painter_models.objectives.clip_loss.make_cutouts) for 30 % of them.
 
 The checkpoint is a plain open_clip state dict (safetensors, fp16) that loads like any user's CLIP
 file: `load_clip("np-tiny-rn-64", PATH)`, `neural-painters paint --clip np-tiny-rn-64
@@ -362,7 +362,7 @@ def build_model(seed: int = 0):
 
 def augment(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
     """The CLIP text loss's cutouts (perspective + resized crop) on a share p of the images."""
-    from painter_models.objectives.losses import make_cutouts
+    from painter_models.objectives.clip_loss import make_cutouts
     out = x.clone()
     for i in range(len(x)):
         if float(torch.rand(1, generator=gen)) < p:
