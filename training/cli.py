@@ -75,7 +75,7 @@ def _load_data(a):
 
 
 def _run_stage(cls, a, default_schedule, extra):
-    from .common import Dist
+    from .distributed import Dist
     set_threads(a.threads)
     if a.steps is None and not a.time_budget:
         raise SystemExit("give --steps or --time-budget")
@@ -103,7 +103,7 @@ def cmd_pretrain_generator(a):
 def cmd_freeze(a):
     from painter_models.painter.checkpoint import read_metadata, save_painter
     from painter_models.brush.actions import get_layout
-    from .common import is_frozen
+    from .freezing import is_frozen
     from .stages import freeze_generator
     g = freeze_generator(a.generator, colour_from_action=a.colour_from_action)
     meta = read_metadata(a.generator)

@@ -41,7 +41,8 @@ from painter_models.brush.actions import BrushReach
 from painter_models.painter.checkpoint import load_painter, read_metadata, save_painter
 from painter_models.files import atomic_write, write_text
 
-from .common import Dist, hardware, is_frozen
+from .distributed import Dist, hardware
+from .freezing import is_frozen
 from .data import heldout_set, joined, load_set, load_training_data
 from .evaluate import GRID_ROWS, evaluate_painter, feature_backbone, repeatability_ceiling
 from .options import HELDOUT_SEED, RECIPE_DEFAULTS, recon_options, set_threads, stage_options

@@ -28,9 +28,11 @@ from painter_models.painter.model import (Critic, CriticConfig, Generator, confi
                                   generator_config)
 
 from . import losses as L
-from .common import (STATE_FILE, Dist, MetricsLog, StopFlag, Timer, atomic_save, autocast, freeze, hardware,
-                     is_frozen, load_state, load_tensors, plot_metrics, save_grid, save_state, seed_everything,
-                     step_generator, unfreeze, unwrap)
+from .distributed import Dist, autocast, hardware, unwrap
+from .freezing import freeze, is_frozen, unfreeze
+from .randomness import seed_everything, step_generator
+from .run_log import MetricsLog, Timer, plot_metrics, save_grid
+from .training_state import STATE_FILE, StopFlag, atomic_save, load_state, load_tensors, save_state
 from .data import Batches, StrokeArrays
 from .evaluate import bar, evaluate_generator, painter_strokes
 
