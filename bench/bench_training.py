@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from painter_models.painter.checkpoint import save_painter  # noqa: E402
 from painter_models.painter.model import Generator  # noqa: E402
-from neural_painters_training.common import Dist, hardware  # noqa: E402
+from neural_painters_training.distributed import Dist, hardware  # noqa: E402
 from neural_painters_training.data import load_training_data, render_set  # noqa: E402
 from neural_painters_training.stages import (GAN, PretrainCritic, PretrainGenerator, StageOptions, make_generator_config,  # noqa: E402
                              save_critic)

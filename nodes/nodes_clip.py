@@ -6,7 +6,7 @@ import re
 import weakref
 
 from ..painter_models import limits
-from ..painter_models.objectives import clip_loader, losses
+from ..painter_models.objectives import clip_loader, clip_loss
 from . import comfy_adapter as comfy
 from .common import CLIP_MODEL, LOADERS, LOSSES, PAINT_LOSS, NodeError, user_errors
 from .nodes_losses import one_mask, one_term
@@ -193,6 +193,6 @@ class CLIPTextLoss:
         if not prompts:
             raise NodeError("CLIP Text Loss: the prompt is empty; describe what the painting should show")
         with comfy.on_compute_device(clip):   # the prompts are encoded here
-            loss = losses.ClipTextLoss(clip, prompts, negatives, negative_weight=float(negative_weight),
-                                       cutouts=int(cutouts), mask=one_mask(mask), seed=int(seed) % 2**63)
+            loss = clip_loss.ClipTextLoss(clip, prompts, negatives, negative_weight=float(negative_weight),
+                                          cutouts=int(cutouts), mask=one_mask(mask), seed=int(seed) % 2**63)
         return (one_term("clip", weight, loss),)

@@ -358,16 +358,15 @@ def test_rerender_background_brush_override_and_refusals():
 
 
 def test_rerender_without_libmypaint_says_what_to_install(monkeypatch):
-    from painter_models.brush import mypaint
-    from painter_models.brush.mypaint import MyPaintUnavailable
-    monkeypatch.setattr(mypaint, "_library_candidates", lambda: iter(["/nonexistent/libmypaint-1.5.so.1"]))
-    mypaint.load_library.cache_clear()
+    from painter_models.brush.mypaint import MyPaintUnavailable, library
+    monkeypatch.setattr(library, "_library_candidates", lambda: iter(["/nonexistent/libmypaint-1.5.so.1"]))
+    library.load_library.cache_clear()
     try:
         with pytest.raises(MyPaintUnavailable, match="apt-get install"):
             rerender_mypaint(_strokes(2), scale=1.0)
     finally:
         monkeypatch.undo()
-        mypaint.load_library.cache_clear()
+        library.load_library.cache_clear()
 
 
 @pytest.mark.mypaint

@@ -36,7 +36,7 @@ def test_loss_is_the_target_cross_entropy_over_cutouts(classifier, one_thread):
     loss = ImageNetClassLoss(["goldfish", "lemon"], classifier=classifier, cutouts=3, input_size=64, seed=1)
     value = loss(canvas)
     # the same cutouts by hand: the loss is the mean cross-entropy of both classes over them
-    from painter_models.objectives.losses import make_cutouts
+    from painter_models.objectives.clip_loss import make_cutouts
     crops = make_cutouts(canvas.detach(), 3, (64, 64), torch.Generator().manual_seed(1))
     logp = torch.log_softmax(classifier((crops - loss.mean) / loss.std), 1)[:, [1, 951]]
     assert float(value.detach()) == pytest.approx(float(-logp.mean()), rel=1e-4)

@@ -9,8 +9,9 @@ import torch
 
 from painter_models.objectives.backbones import build_backbone
 from painter_models.objectives.clip_loader import TINY_CLIP_CONFIG, ClipModel, ClipWeightsMissing, load_clip
-from painter_models.objectives.losses import (FEATURE_STRUCTURE_SCALE, ClipTextLoss, FeatureLoss, PixelLoss, StyleLoss,
-                                   WeightedLoss, combine, fit_to, gaussian_blur, make_cutouts, srgb_to_oklab)
+from painter_models.objectives.clip_loss import ClipTextLoss, make_cutouts
+from painter_models.objectives.image_ops import fit_to, gaussian_blur, srgb_to_oklab
+from painter_models.objectives.losses import FEATURE_STRUCTURE_SCALE, FeatureLoss, PixelLoss, StyleLoss, WeightedLoss, combine
 from painter_models.images import image_tensor, mask_tensor
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from painter_models import NAKANO, MyPaintProgram, MyPaintUnavailable, list_brushes, rgba_to_rgb
 from painter_models.brush import mypaint as mp
+from painter_models.brush.mypaint import library
 
 from conftest import skip_no_mypaint
 
@@ -133,7 +134,7 @@ def test_transparent_render_over_white_equals_painting_on_white():
 
         def clear_white():
             for view in canvas._tiles:
-                view[...] = mp.FIX15            # premultiplied opaque white in libmypaint's fix15
+                view[...] = library.FIX15       # premultiplied opaque white in libmypaint's fix15
         canvas.clear = clear_white
         on_white = program._render_serial(a)
     assert (on_white[..., 3] == 255).all()
@@ -264,7 +265,7 @@ def test_unparseable_myb_is_refused(tmp_path):
 
 
 def test_no_brushes_installed_names_the_apt_package(monkeypatch):
-    monkeypatch.setattr(mp, "BRUSH_DIRS", ())
+    monkeypatch.setattr(library, "BRUSH_DIRS", ())   # where brush_dirs() looks it up
     monkeypatch.delenv("NEURAL_PAINTERS_BRUSHES", raising=False)
     with pytest.raises(MyPaintUnavailable) as e:
         mp.resolve_brush("classic/dry_brush")
@@ -307,7 +308,7 @@ def test_missing_libmypaint_names_the_apt_package(monkeypatch):
 
 def test_libmypaint_path_from_the_environment_is_tried_first(monkeypatch):
     monkeypatch.setenv("NEURAL_PAINTERS_LIBMYPAINT", "/opt/custom/libmypaint.so")
-    assert next(mp._library_candidates()) == "/opt/custom/libmypaint.so"
+    assert next(library._library_candidates()) == "/opt/custom/libmypaint.so"
 
 
 # ---------------------------------------------------------------------------------------------------

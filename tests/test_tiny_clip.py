@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from neural_painters_training import tiny_clip
+from neural_painters_training import tiny_clip, tiny_clip_cli
 from neural_painters_training.judges import ShapeJudge
-from neural_painters_training.tiny_clip import Caption, Scene, caption_text, random_caption, random_scene
+from neural_painters_training.shape_scenes import SHAPES, Caption, Scene, caption_text, random_caption, random_scene
 
 SHIPPED = os.path.join(os.path.dirname(tiny_clip.config_path()), tiny_clip.MODEL_NAME + "-shapes.safetensors")
 
@@ -41,7 +41,7 @@ def test_random_captions_are_true_of_their_scene():
         assert random_caption(scene, rng).true_of(scene)
 
 
-@pytest.mark.parametrize("shape", tiny_clip.SHAPES)
+@pytest.mark.parametrize("shape", SHAPES)
 def test_solid_scenes_show_what_they_say(shape):
     """The data is right: the pixel judge (another implementation) sees the scene's colour, shape and place."""
     rng = np.random.default_rng(1)
@@ -86,7 +86,7 @@ def test_training_locks_the_text_tower_first_and_starts_from_silent_end_tokens(o
 
 def test_cli_refuses_a_bad_output_name(capsys):
     with pytest.raises(SystemExit):
-        tiny_clip.main(["--out", "model.pt"])
+        tiny_clip_cli.main(["--out", "model.pt"])
     assert ".safetensors" in capsys.readouterr().err
 
 

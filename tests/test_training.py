@@ -12,8 +12,9 @@ import torch
 
 from painter_models.painter.checkpoint import load_painter, read_metadata, save_painter
 from neural_painters_training.cli import main as train_main
-from neural_painters_training.common import (is_frozen, load_state, load_tensors, optimizer_from_flat, optimizer_to_flat,
-                             save_state)
+from neural_painters_training.freezing import is_frozen
+from neural_painters_training.training_state import (load_state, load_tensors, optimizer_from_flat, optimizer_to_flat,
+                                                     save_state)
 from neural_painters_training.data import BatchOrder, load_set, render_set, save_set
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -234,7 +235,7 @@ def test_freeze_really_freezes_and_critic_pretraining(data, tmp_path):
 def test_frozen_generator_gets_no_gradient_inside_critic_stage(data, tmp_path):
     """Inside the critic stage the generator's parameters and batch-norm statistics do not move."""
     from neural_painters_training.cli import build_parser
-    from neural_painters_training.common import Dist
+    from neural_painters_training.distributed import Dist
     from neural_painters_training.options import stage_options
     from neural_painters_training.stages import PretrainCritic
     g_path = _pretrain(data, tmp_path / "g", 2)
@@ -437,7 +438,7 @@ def test_gan_mode_of_a_stochastic_painter_learns_to_paint_grain(grainy_data, tmp
     """GAN mode on a painter with noise inputs (added to a deterministic pre-trained one): the texture
     term opens the grain (its gains in a faster Adam group), and the generator nearest the bar is kept."""
     from neural_painters_training.cli import build_parser
-    from neural_painters_training.common import Dist
+    from neural_painters_training.distributed import Dist
     from neural_painters_training.options import stage_options
     from neural_painters_training.evaluate import painter_strokes
     from neural_painters_training.stages import BEST_GENERATOR, GAN, GRAIN_LR_SCALE, with_noise_inputs

@@ -75,7 +75,7 @@ def _load_data(a):
 
 
 def _run_stage(cls, a, default_schedule, extra):
-    from .common import Dist
+    from .distributed import Dist
     set_threads(a.threads)
     if a.steps is None and not a.time_budget:
         raise SystemExit("give --steps or --time-budget")
@@ -103,7 +103,7 @@ def cmd_pretrain_generator(a):
 def cmd_freeze(a):
     from painter_models.painter.checkpoint import read_metadata, save_painter
     from painter_models.brush.actions import get_layout
-    from .common import is_frozen
+    from .freezing import is_frozen
     from .stages import freeze_generator
     g = freeze_generator(a.generator, colour_from_action=a.colour_from_action)
     meta = read_metadata(a.generator)
@@ -174,15 +174,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neural-painters-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    _add_pretrain_generator(sub)
+    _add_freeze(sub)
+    _add_pretrain_critic(sub)
+    _add_gan(sub)
+    _add_recipe(sub)
+    _add_evaluate(sub)
+    _add_compare(sub)
+    return p
 
-    s = sub.add_parser("pretrain-generator", help="step 1: feature + pixel/alpha loss")
+
+def _add_pretrain_generator(subcommands):
+    s = subcommands.add_parser("pretrain-generator", help="step 1: feature + pixel/alpha loss")
     add_common(s, lr=1e-3)
     add_recon(s)
     s.add_argument("--init", help="start from this painter file instead of random weights")
     add_generator_options(s)
     s.set_defaults(func=cmd_pretrain_generator)
 
-    s = sub.add_parser("freeze", help="step 2: freeze a generator (parameters + eval mode)")
+
+def _add_freeze(subcommands):
+    s = subcommands.add_parser("freeze", help="step 2: freeze a generator (parameters + eval mode)")
     s.add_argument("--generator", required=True)
     s.add_argument("--out", required=True, help="output painter file")
     s.add_argument("--colour-from-action", action="store_true",
@@ -190,13 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "paints them (colour='action'); the alpha is unchanged")
     s.set_defaults(func=cmd_freeze)
 
-    s = sub.add_parser("pretrain-critic", help="step 3: BCE critic on real vs G(a), G frozen")
+
+def _add_pretrain_critic(subcommands):
+    s = subcommands.add_parser("pretrain-critic", help="step 3: BCE critic on real vs G(a), G frozen")
     add_common(s, lr=1e-3)
     s.add_argument("--generator", required=True, help="painter file from pretrain-generator")
     s.add_argument("--unconditional", action="store_true", help="critic without the action (Libre AI)")
     s.set_defaults(func=cmd_pretrain_critic)
 
-    s = sub.add_parser("gan", help="step 4: adversarial training, feature loss kept")
+
+def _add_gan(subcommands):
+    s = subcommands.add_parser("gan", help="step 4: adversarial training, feature loss kept")
     add_common(s, lr=1e-4)
     add_recon(s)
     s.add_argument("--generator", help="painter file (pre-trained generator); none = from scratch")
@@ -210,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_generator_options(s)   # of a generator trained from scratch (no --generator)
     s.set_defaults(func=cmd_gan)
 
-    s = sub.add_parser("recipe", help="the whole recipe for one brush, data to exported painter")
+
+def _add_recipe(subcommands):
+    s = subcommands.add_parser("recipe", help="the whole recipe for one brush, data to exported painter")
     s.add_argument("--brush", required=True, help="MyPaint preset (classic/dry_brush) or 'raster'")
     s.add_argument("--out", required=True)
     s.add_argument("--config", default="nakano", choices=sorted(RECIPE_DEFAULTS))
@@ -255,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample-every", type=int, default=1000)
     s.set_defaults(func=cmd_recipe)
 
-    s = sub.add_parser("evaluate", help="held-out metrics, repeatability ceiling and grid of a painter")
+
+def _add_evaluate(subcommands):
+    s = subcommands.add_parser("evaluate", help="held-out metrics, repeatability ceiling and grid of a painter")
     s.add_argument("--painter", required=True)
     s.add_argument("--out", required=True, help="folder for metrics.json and grid.png")
     s.add_argument("--heldout", help="held-out set; generated into OUT/heldout.safetensors if missing")
@@ -266,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=0)
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("compare", help="recipe vs pure adversarial training from scratch (PSNR vs wall time)")
+
+def _add_compare(subcommands):
+    s = subcommands.add_parser("compare", help="recipe vs pure adversarial training from scratch (PSNR vs wall time)")
     s.add_argument("--recipe-dir", required=True, help="a finished recipe folder (its data and held-out set are reused)")
     s.add_argument("--out", required=True)
     s.add_argument("--time-budget", type=float, default=None, help="seconds for the from-scratch run "
@@ -279,7 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eval-every", type=int, default=100)
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_compare)
-    return p
 
 
 def main(argv=None):

@@ -18,7 +18,7 @@ from painter_models.brush.actions import NAKANO, BrushReach, get_layout
 from neural_painters_training.datasets import whole_strokes
 from painter_models.brush.raster import make_program
 
-from .common import atomic_save, load_tensors
+from .training_state import atomic_save, load_tensors
 
 
 @dataclass

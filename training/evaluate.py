@@ -195,7 +195,7 @@ def evaluate_painter(painter_path: str, heldout_actions, heldout_strokes, stroke
     With MyPaint's second rendering (strokes_other): the ceiling, the feature distances and the bar.
     backbone: the feature network (feature_backbone()), to share it between evaluations."""
     from painter_models.painter.checkpoint import load_painter
-    from .common import save_grid
+    from .run_log import save_grid
 
     painter = load_painter(painter_path, device=device)
     metrics = evaluate_generator(painter.generator, heldout_actions, heldout_strokes, device)

@@ -54,7 +54,7 @@ def load_shipped_painter(device="cpu"):
 
 def paint_prompt(painter, clip, prompt: str, negative: str | None = None, seed: int = 0, **overrides):
     """PaintResult of `prompt` (and an optional negative prompt) with TEXT_RECIPE."""
-    from painter_models.objectives.losses import ClipTextLoss
+    from painter_models.objectives.clip_loss import ClipTextLoss
     from painter_models.painting.optimize import paint
     r = {**TEXT_RECIPE, **overrides}
     loss = ClipTextLoss(clip, [prompt], [negative] if negative else [], negative_weight=r["negative_weight"],

@@ -41,7 +41,8 @@ from painter_models.brush.actions import BrushReach
 from painter_models.painter.checkpoint import load_painter, read_metadata, save_painter
 from painter_models.files import atomic_write, write_text
 
-from .common import Dist, hardware, is_frozen
+from .distributed import Dist, hardware
+from .freezing import is_frozen
 from .data import heldout_set, joined, load_set, load_training_data
 from .evaluate import GRID_ROWS, evaluate_painter, feature_backbone, repeatability_ceiling
 from .options import HELDOUT_SEED, RECIPE_DEFAULTS, recon_options, set_threads, stage_options
@@ -152,105 +153,168 @@ def _data_time(path: str, generate) -> dict:
 
 
 def run_recipe(a: argparse.Namespace) -> dict:
+    """The four steps for one brush, from its data to the exported painter (the folder: the module's docstring)."""
     set_threads(a.threads)
     d = Dist(a.device)
-    defaults = RECIPE_DEFAULTS[a.config]
-    steps1 = a.pretrain_steps or defaults["pretrain_steps"]
-    steps3 = a.critic_steps or defaults["critic_steps"]
-    steps4 = a.gan_steps if a.gan_steps is not None else defaults["gan_steps"]
-    batch = a.batch_size or defaults["batch_size"]
-    data_size = a.data_size or defaults["data_size"]
-    workers = a.workers or os.cpu_count() or 1
+    run = _RecipeRun(a, d)
     os.makedirs(a.out, exist_ok=True)
-    pretrain_strokes = a.pretrain_strokes or a.strokes
-    kinds = {a.strokes, *(("whole", "uniform") if pretrain_strokes == "both" else (pretrain_strokes,))}
-    data_dirs = {kind: os.path.join(a.out, "data" if kind == a.strokes else f"data_{kind}") for kind in sorted(kinds)}
-    heldout_path = os.path.join(a.out, "heldout.safetensors")
-    reach = brush_reach(a.brush, a.size)
+    run.reach = brush_reach(a.brush, a.size)
     if d.is_main:
-        print(f"[recipe] {a.brush}: data {data_size} {a.strokes} strokes"
-              + (f" ({pretrain_strokes} in step 1)" if pretrain_strokes != a.strokes else "")
-              + f" at {a.size} px, config {a.config}, noise {a.noise_dim}, steps {steps1}/{steps3}/{steps4}, "
-                f"batch {batch}, device {d.device}, world {d.world}")
-        data_time = _data_time(os.path.join(a.out, "data_time.json"), lambda: (
-            [ensure_data(path, a.brush, data_size, a.size, a.seed, workers, reach if kind == "whole" else None)
-             for kind, path in data_dirs.items()],
-            heldout_set(heldout_path, a.brush, a.heldout_size, a.size, HELDOUT_SEED + a.seed, workers, reach=reach)))
+        run.announce()
+        run.generate_data()
     d.barrier()
-    loaded = {kind: load_training_data(path) for kind, path in data_dirs.items()}
-    data = loaded[a.strokes]
-    pretrain_data = joined(*loaded.values()) if pretrain_strokes == "both" else loaded[pretrain_strokes]
-    heldout, extra = load_set(heldout_path)
-    other = extra.get("strokes_seed1")
+    run.load_data()
     t0 = time.monotonic()
+    b1, b3, b4 = run.stage_budgets()
+    run.meta = run.training_meta()
 
-    budget = a.time_budget
-    left = max(0.0, budget - data_time["wall_s"]) if budget and d.is_main else budget
-    # GAN mode is where a stochastic painter learns the grain: it gets a third of the time; a
-    # deterministic painter's accuracy comes from step 1
-    shares = ((0.6, 0.07, 0.33) if a.noise_dim else (0.75, 0.08, 0.17)) if steps4 else (0.9, 0.1, 0.0)
-    b1, b3, b4 = ([left * s for s in shares] if budget else (0, 0, 0))
-
-    recon = recon_options(a)
-    brush_id = f"mypaint:{a.brush}" if not a.brush.startswith("raster") else "raster:soft_round"
-    reach_dict = reach.to_dict()
-    common_meta = {"brush": a.brush, "config": a.config, "prior": a.prior, "colour": a.colour,
-                   "noise_dim": a.noise_dim, "strokes": a.strokes, "pretrain_strokes": pretrain_strokes,
-                   "data_size": len(data), "stroke_size": a.size,
-                   "recipe": "pretrain-generator -> freeze -> pretrain-critic -> gan",
-                   "command": "neural-painters-train " + shlex.join(sys.argv[1:])}
-
-    # 1. generator pre-training
-    s1_dir = os.path.join(a.out, "1_pretrain_generator")
-    s1 = PretrainGenerator(stage_options(a, out=s1_dir, steps=steps1, lr=a.lr, schedule="cosine", budget=b1, batch=batch,
-                                         extra={"config": a.config, "brush_id": brush_id, "training_meta": common_meta,
-                                                "prior": a.prior, "colour": a.colour, "noise_dim": a.noise_dim,
-                                                "reach": reach_dict, **recon, "texture_weight": 0.0}),
-                           pretrain_data, heldout, d).run()
-    g1_path = os.path.join(s1_dir, "generator.safetensors")
-
-    # 2. freeze (verified) -> a frozen painter file
+    g1_path = run.pretrain_generator(b1)
     frozen_path = os.path.join(a.out, "2_frozen_generator.safetensors")
     if d.is_main:
-        g = freeze_generator(g1_path)
-        assert is_frozen(g)
-        m = read_metadata(g1_path)
-        save_painter(frozen_path, g, layout=m["layout"], brush=m["brush"],
-                     training={**m.get("training", {}), "frozen": True}, metrics=m.get("metrics", {}), reach=reach)
+        run.freeze(g1_path, frozen_path)
     d.barrier()
 
-    stage_info = {"pretrain_generator": s1.get("summary", s1)}
     candidates = {"pretrained": frozen_path}
-    if steps4 and steps3:
+    if run.steps4 and run.steps3:
+        candidates.update(run.critic_and_gan(frozen_path, b3, b4))
+    result = run.export(candidates, t0) if d.is_main else {}
+    d.barrier()
+    d.close()
+    return result
+
+
+class _RecipeRun:
+    """One run of the recipe, step by step: its settings (the config's defaults fill what the command
+    line left open), its data, the four stages and the export of the best candidate."""
+
+    def __init__(self, a: argparse.Namespace, d: Dist):
+        defaults = RECIPE_DEFAULTS[a.config]
+        self.a, self.d = a, d
+        self.steps1 = a.pretrain_steps or defaults["pretrain_steps"]
+        self.steps3 = a.critic_steps or defaults["critic_steps"]
+        self.steps4 = a.gan_steps if a.gan_steps is not None else defaults["gan_steps"]
+        self.batch = a.batch_size or defaults["batch_size"]
+        self.data_size = a.data_size or defaults["data_size"]
+        self.workers = a.workers or os.cpu_count() or 1
+        self.pretrain_strokes = a.pretrain_strokes or a.strokes
+        kinds = {a.strokes, *(("whole", "uniform") if self.pretrain_strokes == "both" else (self.pretrain_strokes,))}
+        self.data_dirs = {kind: os.path.join(a.out, "data" if kind == a.strokes else f"data_{kind}")
+                          for kind in sorted(kinds)}
+        self.heldout_path = os.path.join(a.out, "heldout.safetensors")
+        self.brush_id = f"mypaint:{a.brush}" if not a.brush.startswith("raster") else "raster:soft_round"
+        self.recon = recon_options(a)
+        self.reach: BrushReach | None = None
+        self.data_time: dict | None = None      # rank 0's: it generates the data
+        self.data = self.pretrain_data = self.heldout = self.other = None     # load_data
+        self.stage_info: dict = {}
+        self.meta: dict = {}
+
+    # -- data -----------------------------------------------------------------------------------------
+    def announce(self):
+        a = self.a
+        print(f"[recipe] {a.brush}: data {self.data_size} {a.strokes} strokes"
+              + (f" ({self.pretrain_strokes} in step 1)" if self.pretrain_strokes != a.strokes else "")
+              + f" at {a.size} px, config {a.config}, noise {a.noise_dim}, steps {self.steps1}/{self.steps3}/"
+                f"{self.steps4}, batch {self.batch}, device {self.d.device}, world {self.d.world}")
+
+    def generate_data(self):
+        """Every kind of training strokes and the held-out strokes (resumed where a run left them), timed."""
+        a, reach = self.a, self.reach
+        self.data_time = _data_time(os.path.join(a.out, "data_time.json"), lambda: (
+            [ensure_data(path, a.brush, self.data_size, a.size, a.seed, self.workers,
+                         reach if kind == "whole" else None)
+             for kind, path in self.data_dirs.items()],
+            heldout_set(self.heldout_path, a.brush, a.heldout_size, a.size, HELDOUT_SEED + a.seed, self.workers,
+                        reach=reach)))
+
+    def load_data(self):
+        """Each kind of training strokes loaded once: the later stages' and step 1's taken from them."""
+        loaded = {kind: load_training_data(path) for kind, path in self.data_dirs.items()}
+        self.data = loaded[self.a.strokes]
+        self.pretrain_data = (joined(*loaded.values()) if self.pretrain_strokes == "both"
+                              else loaded[self.pretrain_strokes])
+        self.heldout, extra = load_set(self.heldout_path)
+        self.other = extra.get("strokes_seed1")     # the held-out actions painted with brush seed 1
+
+    def stage_budgets(self) -> tuple[float, float, float]:
+        """Time budgets of steps 1, 3 and 4: what --time-budget leaves after the data generation (rank 0
+        knows it), shared out; zeros without a budget."""
+        budget = self.a.time_budget
+        if not budget:
+            return 0, 0, 0
+        left = max(0.0, budget - self.data_time["wall_s"]) if self.d.is_main else budget
+        # GAN mode is where a stochastic painter learns the grain: it gets a third of the time; a
+        # deterministic painter's accuracy comes from step 1
+        shares = ((0.6, 0.07, 0.33) if self.a.noise_dim else (0.75, 0.08, 0.17)) if self.steps4 else (0.9, 0.1, 0.0)
+        return tuple(left * s for s in shares)
+
+    def training_meta(self) -> dict:
+        """What every stage's painter file records about the run."""
+        a = self.a
+        return {"brush": a.brush, "config": a.config, "prior": a.prior, "colour": a.colour,
+                "noise_dim": a.noise_dim, "strokes": a.strokes, "pretrain_strokes": self.pretrain_strokes,
+                "data_size": len(self.data), "stroke_size": a.size,
+                "recipe": "pretrain-generator -> freeze -> pretrain-critic -> gan",
+                "command": "neural-painters-train " + shlex.join(sys.argv[1:])}
+
+    # -- the four steps -------------------------------------------------------------------------------
+    def pretrain_generator(self, budget: float) -> str:
+        """Step 1; returns the generator file."""
+        a = self.a
+        out = os.path.join(a.out, "1_pretrain_generator")
+        s1 = PretrainGenerator(stage_options(a, out=out, steps=self.steps1, lr=a.lr, schedule="cosine", budget=budget,
+                                             batch=self.batch,
+                                             extra={"config": a.config, "brush_id": self.brush_id,
+                                                    "training_meta": self.meta, "prior": a.prior, "colour": a.colour,
+                                                    "noise_dim": a.noise_dim, "reach": self.reach.to_dict(),
+                                                    **self.recon, "texture_weight": 0.0}),
+                               self.pretrain_data, self.heldout, self.d).run()
+        self.stage_info["pretrain_generator"] = s1.get("summary", s1)
+        return os.path.join(out, "generator.safetensors")
+
+    def freeze(self, generator_path: str, frozen_path: str):
+        """Step 2: the generator frozen (verified), as a painter file."""
+        g = freeze_generator(generator_path)
+        assert is_frozen(g)
+        m = read_metadata(generator_path)
+        save_painter(frozen_path, g, layout=m["layout"], brush=m["brush"],
+                     training={**m.get("training", {}), "frozen": True}, metrics=m.get("metrics", {}),
+                     reach=self.reach)
+
+    def critic_and_gan(self, frozen_path: str, critic_budget: float, gan_budget: float) -> dict[str, str]:
+        """Steps 3 (the critic pre-trained against the frozen generator) and 4 (GAN); returns the
+        candidates they make: the last generator and, where it was kept, the one nearest the bar."""
+        a, heldout, other = self.a, self.heldout, self.other
         n = min(len(heldout), StageOptions.eval_count)
         ceiling = repeatability_ceiling(heldout.strokes[:n], other[:n]) if other is not None else None
-        # 3. critic pre-training against the frozen generator
         s3_dir = os.path.join(a.out, "3_pretrain_critic")
-        s3 = PretrainCritic(stage_options(a, out=s3_dir, steps=steps3, lr=a.lr, schedule="constant", budget=b3,
-                                          batch=batch, sample_every=0,
+        s3 = PretrainCritic(stage_options(a, out=s3_dir, steps=self.steps3, lr=a.lr, schedule="constant",
+                                          budget=critic_budget, batch=self.batch, sample_every=0,
                                           extra={"config": a.config, "generator": frozen_path, "conditional": True}),
-                            data, heldout, d).run()
-        stage_info["pretrain_critic"] = s3.get("summary", s3)
-        # 4. GAN
+                            self.data, heldout, self.d).run()
+        self.stage_info["pretrain_critic"] = s3.get("summary", s3)
         s4_dir = os.path.join(a.out, "4_gan")
-        s4 = GAN(stage_options(a, out=s4_dir, steps=steps4, lr=a.gan_lr, schedule="constant", budget=b4, batch=batch,
-                               eval_every=a.gan_eval_every,
+        s4 = GAN(stage_options(a, out=s4_dir, steps=self.steps4, lr=a.gan_lr, schedule="constant", budget=gan_budget,
+                               batch=self.batch, eval_every=a.gan_eval_every,
                                extra={"config": a.config, "generator": frozen_path,
                                       "critic": os.path.join(s3_dir, "critic.safetensors"), "gan": a.gan,
-                                      "adv_weight": a.adv_weight, "ceiling": ceiling, "brush_id": brush_id,
-                                      "training_meta": common_meta, "reach": reach_dict, **recon}),
-                 data, heldout, d).run()
-        stage_info["gan"] = s4.get("summary", s4)
-        candidates["gan"] = os.path.join(s4_dir, "generator.safetensors")
+                                      "adv_weight": a.adv_weight, "ceiling": ceiling, "brush_id": self.brush_id,
+                                      "training_meta": self.meta, "reach": self.reach.to_dict(), **self.recon}),
+                 self.data, heldout, self.d).run()
+        self.stage_info["gan"] = s4.get("summary", s4)
+        candidates = {"gan": os.path.join(s4_dir, "generator.safetensors")}
         if os.path.exists(os.path.join(s4_dir, BEST_GENERATOR)):
             candidates["gan_best"] = os.path.join(s4_dir, BEST_GENERATOR)
+        return candidates
 
-    result = {}
-    if d.is_main:
-        device = d.device
-        backbone = feature_backbone(device) if other is not None else None
-        evaluated = {name: evaluate_painter(path, heldout.actions, heldout.strokes, other,
-                                            os.path.join(a.out, f"eval_{name}"), device, backbone=backbone)
+    # -- export (rank 0) ------------------------------------------------------------------------------
+    def export(self, candidates: dict[str, str], t0: float) -> dict:
+        """Every candidate evaluated on the held-out strokes; the chosen one saved as the painter with its
+        model card, evaluation and the run's summary (recipe.json)."""
+        a, heldout = self.a, self.heldout
+        backbone = feature_backbone(self.d.device) if self.other is not None else None
+        evaluated = {name: evaluate_painter(path, heldout.actions, heldout.strokes, self.other,
+                                            os.path.join(a.out, f"eval_{name}"), self.d.device, backbone=backbone)
                      for name, path in candidates.items()}
         choice = choose_export(evaluated, a.export)
         metrics = evaluated[choice]
@@ -259,38 +323,46 @@ def run_recipe(a: argparse.Namespace) -> dict:
             shutil.rmtree(eval_dir)
         shutil.copytree(os.path.join(a.out, f"eval_{choice}"), eval_dir)
         painter = load_painter(candidates[choice])
-        summary_path = os.path.join(a.out, "recipe.json")
-        stages = [v for v in stage_info.values() if isinstance(v, dict)]
-        stage_wall = sum(float(v.get("wall_time_s", 0)) for v in stages)
-        stage_cpu = sum(float(v.get("cpu_time_s", 0)) for v in stages)
-        training = {**common_meta, "layout": painter.layout.name, "exported": choice,
-                    "parameters": sum(p.numel() for p in painter.generator.parameters()),
-                    "steps": sum(int(v.get("steps", 0)) for v in stages),
-                    "stage_steps": {k: v.get("steps") for k, v in stage_info.items()},
-                    "batch_size": batch, "strokes_seen": sum(int(v.get("strokes_seen", 0)) for v in stages),
-                    "wall_time_s": round(stage_wall + data_time["wall_s"], 1), "training_wall_time_s": round(stage_wall, 1),
-                    "data_time_s": data_time["wall_s"], "cpu_time_s": round(stage_cpu + data_time["cpu_s"], 1),
-                    "data_cpu_time_s": data_time["cpu_s"], "hardware": hardware(), "world_size": d.world,
-                    "gan": a.gan if steps4 else None, "backbone": a.backbone, "seed": a.seed,
-                    **{f"metrics_{k}": v for k, v in evaluated.items()}}
+        training = self.training_record(painter, choice, evaluated)
         painter_path = a.painter or os.path.join(a.out, "painter.safetensors")
-        save_painter(painter_path, painter.generator, layout=painter.layout, brush=brush_id, training=training,
-                     metrics=metrics, reach=reach)
+        save_painter(painter_path, painter.generator, layout=painter.layout, brush=self.brush_id, training=training,
+                     metrics=metrics, reach=self.reach)
         card = os.path.join(a.out, "MODEL_CARD.md")
         write_model_card(card, training, metrics, os.path.join(eval_dir, "grid.png"), bool(a.noise_dim))
-        result = {"painter": painter_path, "metrics": metrics, "training": training, "stages": stage_info,
+        result = {"painter": painter_path, "metrics": metrics, "training": training, "stages": self.stage_info,
                   "wall_time_this_run_s": round(time.monotonic() - t0, 1)}
-        write_text(summary_path, json.dumps(result, indent=2, default=str))
+        write_text(os.path.join(a.out, "recipe.json"), json.dumps(result, indent=2, default=str))
         print(f"[recipe] painter -> {painter_path}  (exported: {choice})")
-        print(f"[recipe] held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics.get('ssim', float('nan')):.4f}, "
-              f"alpha IoU {metrics['alpha_iou']:.3f}, texture_ratio {metrics['texture_ratio']:.3f}"
-              + (f"; MyPaint ceiling PSNR {metrics['ceiling_psnr']:.2f} dB, texture_ratio "
-                 f"{metrics['ceiling_texture_ratio']:.3f}; feature distance {metrics['feature_distance']:.3f} "
-                 f"(MyPaint vs itself {metrics['ceiling_feature_distance']:.3f}); bar "
-                 f"{'met' if metrics['bar']['meets_bar'] else 'not met'}" if "bar" in metrics else ""))
-    d.barrier()
-    d.close()
-    return result
+        _print_metrics(metrics)
+        return result
+
+    def training_record(self, painter, choice: str, evaluated: dict[str, dict]) -> dict:
+        """The exported painter's training metadata: the run, its stages' steps and times (data generation
+        included) and every candidate's held-out metrics."""
+        a, data_time = self.a, self.data_time
+        stages = [v for v in self.stage_info.values() if isinstance(v, dict)]
+        stage_wall = sum(float(v.get("wall_time_s", 0)) for v in stages)
+        stage_cpu = sum(float(v.get("cpu_time_s", 0)) for v in stages)
+        return {**self.meta, "layout": painter.layout.name, "exported": choice,
+                "parameters": sum(p.numel() for p in painter.generator.parameters()),
+                "steps": sum(int(v.get("steps", 0)) for v in stages),
+                "stage_steps": {k: v.get("steps") for k, v in self.stage_info.items()},
+                "batch_size": self.batch, "strokes_seen": sum(int(v.get("strokes_seen", 0)) for v in stages),
+                "wall_time_s": round(stage_wall + data_time["wall_s"], 1),
+                "training_wall_time_s": round(stage_wall, 1),
+                "data_time_s": data_time["wall_s"], "cpu_time_s": round(stage_cpu + data_time["cpu_s"], 1),
+                "data_cpu_time_s": data_time["cpu_s"], "hardware": hardware(), "world_size": self.d.world,
+                "gan": a.gan if self.steps4 else None, "backbone": a.backbone, "seed": a.seed,
+                **{f"metrics_{k}": v for k, v in evaluated.items()}}
+
+
+def _print_metrics(metrics: dict):
+    print(f"[recipe] held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics.get('ssim', float('nan')):.4f}, "
+          f"alpha IoU {metrics['alpha_iou']:.3f}, texture_ratio {metrics['texture_ratio']:.3f}"
+          + (f"; MyPaint ceiling PSNR {metrics['ceiling_psnr']:.2f} dB, texture_ratio "
+             f"{metrics['ceiling_texture_ratio']:.3f}; feature distance {metrics['feature_distance']:.3f} "
+             f"(MyPaint vs itself {metrics['ceiling_feature_distance']:.3f}); bar "
+             f"{'met' if metrics['bar']['meets_bar'] else 'not met'}" if "bar" in metrics else ""))
 
 
 def run_compare(a: argparse.Namespace) -> dict:

@@ -28,9 +28,11 @@ from painter_models.painter.model import (Critic, CriticConfig, Generator, confi
                                   generator_config)
 
 from . import losses as L
-from .common import (STATE_FILE, Dist, MetricsLog, StopFlag, Timer, atomic_save, autocast, freeze, hardware,
-                     is_frozen, load_state, load_tensors, plot_metrics, save_grid, save_state, seed_everything,
-                     step_generator, unfreeze, unwrap)
+from .distributed import Dist, autocast, hardware, unwrap
+from .freezing import freeze, is_frozen, unfreeze
+from .randomness import seed_everything, step_generator
+from .run_log import MetricsLog, Timer, plot_metrics, save_grid
+from .training_state import STATE_FILE, StopFlag, atomic_save, load_state, load_tensors, save_state
 from .data import Batches, StrokeArrays
 from .evaluate import bar, evaluate_generator, painter_strokes
 
@@ -113,6 +115,29 @@ def _lr_factor(progress, schedule, step, warmup):
     return f
 
 
+class _LogWindow:
+    """The training steps since the last log line: their values, and the clock and data position at its start."""
+
+    def __init__(self, position: int):
+        self.values: dict[str, list] = {}
+        self.start, self.position = time.monotonic(), position
+
+    def add(self, values: dict):
+        for k, v in values.items():
+            self.values.setdefault(k, []).append(float(v))
+
+    def means(self) -> dict[str, float]:
+        return {k: float(np.mean(v)) for k, v in self.values.items()}
+
+    def restart(self, position: int, batch_size: int) -> float:
+        """Strokes read per second since the window began (a GAN step reads n_critic + 1 batches); a new
+        window begins."""
+        now = time.monotonic()
+        rate = (position - self.position) * batch_size / max(1e-9, now - self.start)
+        self.values, self.start, self.position = {}, now, position
+        return rate
+
+
 class Stage:
     """The loop shared by the stages: resume, schedule, logging, eval, samples, checkpoints, budget."""
 
@@ -159,78 +184,98 @@ class Stage:
         o, d = self.o, self.dist
         seed_everything(o.seed)
         self.build()
-        before, cpu_before, meta = 0.0, 0.0, None
+        meta = None
         if o.resume and os.path.exists(self.state_path):
-            meta = load_state(self.state_path, self.modules, self.optimizers, self.device)
-            self.step, self.position = int(meta["step"]), int(meta["data_position"])
-            before, cpu_before = float(meta.get("elapsed", 0.0)), float(meta.get("cpu_elapsed", 0.0))
-            self.summary = meta.get("summary", {})
-            budget_spent = o.time_budget and (cpu_before if o.clock == "cpu" else before) >= o.time_budget
-            if meta.get("done") and (self.step >= o.steps or budget_spent):
-                if d.is_main:
-                    print(f"[{self.name}] already finished at step {self.step} ({o.out}); nothing to do")
+            meta, finished = self._resume()
+            if finished:
                 self.after_resume_done()
                 return meta
-            if d.is_main:
-                print(f"[{self.name}] resuming at step {self.step} (data position {self.position}, "
-                      f"{before:.0f} s already trained)")
         self.wrap()
         log = MetricsLog(os.path.join(o.out, "metrics.jsonl"), self.step if meta else None, enabled=d.is_main)
-        timer = Timer(before, cpu_before)
+        timer = Timer(float(meta.get("elapsed", 0.0)), float(meta.get("cpu_elapsed", 0.0))) if meta else Timer()
+        with StopFlag() as stop:
+            self._train(log, timer, stop)
+        return self._finish(log, timer, stopped_early=stop.requested)
+
+    def _resume(self) -> tuple[dict, bool]:
+        """Modules, optimisers, RNGs, step and data position from the state file; returns its metadata and
+        whether the stage had already finished there."""
+        o = self.o
+        meta = load_state(self.state_path, self.modules, self.optimizers, self.device)
+        self.step, self.position = int(meta["step"]), int(meta["data_position"])
+        before, cpu_before = float(meta.get("elapsed", 0.0)), float(meta.get("cpu_elapsed", 0.0))
+        self.summary = meta.get("summary", {})
+        budget_spent = o.time_budget and (cpu_before if o.clock == "cpu" else before) >= o.time_budget
+        finished = bool(meta.get("done") and (self.step >= o.steps or budget_spent))
+        if self.dist.is_main:
+            print(f"[{self.name}] already finished at step {self.step} ({o.out}); nothing to do" if finished else
+                  f"[{self.name}] resuming at step {self.step} (data position {self.position}, "
+                  f"{before:.0f} s already trained)")
+        return meta, finished
+
+    def _train(self, log: MetricsLog, timer: Timer, stop: StopFlag):
+        """Training steps until the steps or the time budget are spent or a stop is requested (every rank
+        agrees on when), logging, evaluating, sampling, exporting and checkpointing as the options say."""
+        o, d = self.o, self.dist
         bar = None
         if d.is_main and o.progress:
             from tqdm import tqdm
             bar = tqdm(total=o.steps, initial=self.step, desc=self.name, dynamic_ncols=True, smoothing=0.05)
-        last_save, last_log_time, last_log_position = time.monotonic(), time.monotonic(), self.position
-        running: dict[str, list] = {}
-        with StopFlag() as stop:
-            while True:
-                prog = _progress(self.step, o.steps, timer.cpu_elapsed if o.clock == "cpu" else timer.elapsed,
-                                 o.time_budget)
-                finished = d.broadcast_flag(prog >= 1.0 or stop.requested)
-                if finished:
-                    break
-                for name, opt in self.optimizers.items():
-                    for g in opt.param_groups:
-                        g["lr"] = self.base_lrs[name] * g.get("lr_scale", 1.0) * _lr_factor(prog, o.schedule, self.step,
-                                                                                            o.warmup)
-                values = self.train_step(self.step)
-                self.step += 1
-                for k, v in values.items():
-                    running.setdefault(k, []).append(float(v))
-                if bar is not None:
-                    bar.update(1)
-                if self.step % o.log_every == 0 or self.step == o.steps:
-                    means = d.all_mean({k: float(np.mean(v)) for k, v in running.items()})
-                    running = {}
-                    now = time.monotonic()
-                    # strokes read per second: a GAN step reads n_critic + 1 batches
-                    rate = (self.position - last_log_position) * o.batch_size / max(1e-9, now - last_log_time)
-                    last_log_time, last_log_position = now, self.position
-                    rec = {"step": self.step, "time": round(timer.elapsed, 2), "cpu_time": round(timer.cpu_elapsed, 2),
-                           "strokes_per_s": round(rate, 1),
-                           "lr": self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"],
-                           "epoch": round(self.batches.order.epoch(self.position), 4),
-                           **{k: round(v, 6) for k, v in means.items()}}
-                    if bar is not None:
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:4]})
-                    if o.eval_every and self.step % o.eval_every == 0 and self.heldout is not None:
-                        rec.update({f"eval_{k}": v for k, v in self.evaluate().items()})
-                    log.write(rec)
-                    if d.is_main and (self.step % max(o.log_every, o.eval_every or o.log_every) == 0):
-                        plot_metrics(log.path, os.path.join(o.out, "metrics.png"), self.name)
-                if o.sample_every and self.step % o.sample_every == 0:
-                    self.samples(f"step_{self.step:07d}")
-                if o.export_every and self.step % o.export_every == 0:
-                    self.export(timer)
-                due = (self.step % o.checkpoint_every == 0 if o.checkpoint_every else False) or \
-                      (o.checkpoint_seconds and time.monotonic() - last_save >= o.checkpoint_seconds)
-                if d.broadcast_flag(bool(due)):
-                    self.save(timer)
-                    last_save = time.monotonic()
+        last_save, window = time.monotonic(), _LogWindow(self.position)
+        while True:
+            prog = _progress(self.step, o.steps, timer.cpu_elapsed if o.clock == "cpu" else timer.elapsed,
+                             o.time_budget)
+            if d.broadcast_flag(prog >= 1.0 or stop.requested):
+                break
+            self._set_learning_rates(prog)
+            window.add(self.train_step(self.step))
+            self.step += 1
+            if bar is not None:
+                bar.update(1)
+            if self.step % o.log_every == 0 or self.step == o.steps:
+                self._log_step(log, timer, window, bar)
+            if o.sample_every and self.step % o.sample_every == 0:
+                self.samples(f"step_{self.step:07d}")
+            if o.export_every and self.step % o.export_every == 0:
+                self.export(timer)
+            due = (self.step % o.checkpoint_every == 0 if o.checkpoint_every else False) or \
+                  (o.checkpoint_seconds and time.monotonic() - last_save >= o.checkpoint_seconds)
+            if d.broadcast_flag(bool(due)):
+                self.save(timer)
+                last_save = time.monotonic()
         if bar is not None:
             bar.close()
-        stopped_early = stop.requested
+
+    def _set_learning_rates(self, progress: float):
+        o = self.o
+        for name, opt in self.optimizers.items():
+            for g in opt.param_groups:
+                g["lr"] = self.base_lrs[name] * g.get("lr_scale", 1.0) * _lr_factor(progress, o.schedule, self.step,
+                                                                                    o.warmup)
+
+    def _log_step(self, log: MetricsLog, timer: Timer, window: _LogWindow, bar):
+        """One line of the metrics log: the means since the last line (over every rank), and the held-out
+        evaluation when it is due; the plot is redrawn at the slower of the two rates."""
+        o, d = self.o, self.dist
+        means = d.all_mean(window.means())
+        rate = window.restart(self.position, o.batch_size)
+        rec = {"step": self.step, "time": round(timer.elapsed, 2), "cpu_time": round(timer.cpu_elapsed, 2),
+               "strokes_per_s": round(rate, 1),
+               "lr": self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"],
+               "epoch": round(self.batches.order.epoch(self.position), 4),
+               **{k: round(v, 6) for k, v in means.items()}}
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:4]})
+        if o.eval_every and self.step % o.eval_every == 0 and self.heldout is not None:
+            rec.update({f"eval_{k}": v for k, v in self.evaluate().items()})
+        log.write(rec)
+        if d.is_main and (self.step % max(o.log_every, o.eval_every or o.log_every) == 0):
+            plot_metrics(log.path, os.path.join(o.out, "metrics.png"), self.name)
+
+    def _finish(self, log: MetricsLog, timer: Timer, stopped_early: bool) -> dict:
+        """The final evaluation, samples, state and export; SystemExit where a stop request ended the run
+        (its state is saved, so running again resumes it)."""
+        o, d = self.o, self.dist
         if self.heldout is not None:
             final = self.evaluate()
             self.summary["final_eval"] = final

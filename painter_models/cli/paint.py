@@ -138,7 +138,8 @@ def _check_request(args) -> Request:
 
 def _objective(args, request: Request, image, dev):
     """The terms asked for, CLIP first: a missing CLIP fails fast, before anything slow."""
-    from ..objectives.losses import ClipTextLoss, combine
+    from ..objectives.clip_loss import ClipTextLoss
+    from ..objectives.losses import combine
     terms = []
     if request.prompts:
         from ..objectives.clip_loader import ClipWeightsMissing, load_clip
@@ -203,7 +204,7 @@ def _summary(result, image, canvas_size, seconds) -> str:
     msg = f"{len(result.strokes)} strokes in {seconds:.1f} s"
     if image is not None:
         from ..metrics import psnr
-        from ..objectives.losses import fit_to
+        from ..objectives.image_ops import fit_to
         target = fit_to(image.to(result.canvas.device), *canvas_size)
         msg += f", PSNR {float(psnr(result.canvas, target)):.2f} dB"
     msg += f", painted by {result.renderer}" + (f" ({result.note})" if result.note else "")

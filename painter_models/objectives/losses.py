@@ -1,5 +1,8 @@
 """Composable painting objectives. Every loss is an nn.Module: loss(canvas [B, 3, H, W] in 0..1) -> scalar.
 
+Owns the base of the losses that fit targets and masks to the canvas (FittedLoss), the pixel, feature and
+style losses, and their combination; CLIP text guidance is clip_loss.py, the image operations image_ops.py.
+
 Targets (content, pixel target, style image) and masks are given once, at any size, as a tensor
 ([3, H, W], [1, 3, H, W], ComfyUI's [1, H, W, 3]), a numpy array (HWC, uint8 or float) or a PIL image.
 They are fitted to the canvas lazily, on first use at each canvas size: resized when the aspect ratio
@@ -12,9 +15,6 @@ Masks ([H, W], [1, H, W], [1, 1, H, W], numpy, PIL "L"; values 0..1, 1 = the los
                 (Gram matrices: features weighted by the mask); in addition the canvas's gradient is cut
                 where the mask is 0, so only strokes in the region are pushed (features near the edge
                 still see context outside the region). FeatureLoss's colour term: per-pixel weights.
-  ClipTextLoss  mask_mode="composite" (default): the canvas is composited onto white outside the mask
-                (canvas * m + (1 - m)), so CLIP sees only the region; mask_mode="gradient": CLIP sees the
-                whole canvas, gradients reach only the region.
 
 Combine terms with `combine([(weight, loss), ...])` / `WeightedLoss`: it returns the weighted sum and
 keeps the latest per-term values in `.last_terms` (unweighted floats) for logging.
@@ -28,59 +28,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbones import FeatureExtractor, build_backbone
-from .clip_loader import ClipModel
+from .image_ops import fit_to, gate_gradient, gaussian_blur, srgb_to_oklab
 from ..images import image_tensor, mask_tensor
 
-__all__ = ["ClipTextLoss", "FeatureLoss", "PixelLoss", "StyleLoss", "WeightedLoss", "combine",
-           "fit_to", "gaussian_blur", "make_cutouts", "srgb_to_oklab"]
+__all__ = ["FEATURE_COLOUR_SIGMA", "FEATURE_COLOUR_WEIGHT", "FEATURE_STRUCTURE_SCALE", "STYLE_LAYERS", "FeatureLoss",
+           "FittedLoss", "PixelLoss", "StyleLoss", "WeightedLoss", "check_canvas", "combine", "gram", "target_image"]
 
 
 # ----------------------------------------------------------------------------------------------------
 # inputs
 
 
-def fit_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Resize [N, C, H, W] to (h, w): plain resize when the aspect ratio matches (within 1 %), else
-    resize to cover and centre-crop."""
-    H, W = x.shape[-2:]
-    if (H, W) == (h, w):
-        return x
-    if abs(H / W - h / w) > 0.01 * (h / w):
-        s = max(h / H, w / W)
-        nh, nw = max(h, round(H * s)), max(w, round(W * s))
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
-        top, left = (nh - h) // 2, (nw - w) // 2
-        return x[..., top:top + h, left:left + w]
-    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (reflect padding); sigma in pixels, 0 = identity."""
-    if sigma <= 0:
-        return x
-    r = max(1, int(math.ceil(3 * sigma)))
-    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    r_h, r_w = min(r, x.shape[-2] - 1), min(r, x.shape[-1] - 1)
-    x = F.pad(x, (r_w, r_w, r_h, r_h), mode="reflect" if min(r_h, r_w) > 0 else "replicate")
-    kh = k[r - r_h: r + r_h + 1].view(1, 1, -1, 1).repeat(c, 1, 1, 1)
-    kw = k[r - r_w: r + r_w + 1].view(1, 1, 1, -1).repeat(c, 1, 1, 1)
-    return F.conv2d(F.conv2d(x, kh, groups=c), kw, groups=c)
-
-
-def _check_canvas(canvas: torch.Tensor) -> None:
+def check_canvas(canvas: torch.Tensor) -> None:
+    """What every loss takes: a tensor [B, 3, H, W]; ValueError otherwise."""
     if not isinstance(canvas, torch.Tensor) or canvas.dim() != 4 or canvas.shape[1] != 3:
         shape = tuple(canvas.shape) if isinstance(canvas, torch.Tensor) else type(canvas).__name__
         raise ValueError(f"canvas must be a tensor [B, 3, H, W] in 0..1, got {shape}")
-
-
-def _gate(canvas: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
-    """Same values; gradient only where the mask is > 0."""
-    if m is None:
-        return canvas
-    return torch.where(m > 0, canvas, canvas.detach())
 
 
 def _weighted_mean(d: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
@@ -90,8 +53,9 @@ def _weighted_mean(d: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
     return (d * m).mean() / m.mean().clamp_min(1e-8)
 
 
-class _Fitted(nn.Module):
-    """Holds an image and/or a mask; gives versions fitted to a canvas size, cached per size/device."""
+class FittedLoss(nn.Module):
+    """A loss's base: holds an image and/or a mask; gives versions fitted to a canvas size, cached per
+    size/device (subclassed by the CLIP text and ImageNet class losses too)."""
 
     def __init__(self, mask=None):
         super().__init__()
@@ -125,7 +89,7 @@ class _Fitted(nn.Module):
 # pixel
 
 
-class PixelLoss(_Fitted):
+class PixelLoss(FittedLoss):
     """L1 or L2 distance to a target image, optionally both blurred (sigma in canvas pixels)."""
 
     def __init__(self, target, kind: str = "l1", blur_sigma: float = 0.0, mask=None):
@@ -141,7 +105,7 @@ class PixelLoss(_Fitted):
         self.register_buffer("target", image_tensor(target), persistent=False)
 
     def forward(self, canvas: torch.Tensor) -> torch.Tensor:
-        _check_canvas(canvas)
+        check_canvas(canvas)
         h, w = canvas.shape[-2:]
         m = self.mask_for(canvas)
         t = self._cached("target", canvas, lambda: gaussian_blur(
@@ -184,7 +148,7 @@ def _mask_at(m: torch.Tensor | None, f: torch.Tensor) -> torch.Tensor | None:
     return F.adaptive_avg_pool2d(m, f.shape[-2:]) if m.shape[-2:] != f.shape[-2:] else m
 
 
-class _BackboneLoss(_Fitted):
+class _BackboneLoss(FittedLoss):
     def __init__(self, image, backbone, layers, layer_weights, mask):
         super().__init__(mask)
         self.backbone = _resolve_backbone(backbone, layers)
@@ -200,24 +164,6 @@ class _BackboneLoss(_Fitted):
     def train(self, mode: bool = True):
         return super().train(False)
 
-
-def srgb_to_oklab(x: torch.Tensor) -> torch.Tensor:
-    """sRGB [B, 3, H, W] in 0..1 -> OKLab (L 0..1, a and b about -0.3..0.3; Ottosson 2020). The cube
-    root has a linear toe below (6/29)^3, as CIELab's, so black has a finite gradient."""
-    x = x.clamp(0, 1)
-    linear = torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
-    lms = torch.einsum("ij,bjhw->bihw", x.new_tensor(_OKLAB_M1), linear)
-    toe = (6 / 29) ** 3
-    root = torch.where(lms > toe, lms.clamp_min(toe) ** (1 / 3), lms * toe ** (-2 / 3))
-    return torch.einsum("ij,bjhw->bihw", x.new_tensor(_OKLAB_M2), root)
-
-
-_OKLAB_M1 = [[0.4122214708, 0.5363325363, 0.0514459929],
-             [0.2119034982, 0.6806995451, 0.1073969566],
-             [0.0883024619, 0.2817188376, 0.6299787005]]
-_OKLAB_M2 = [[0.2104542553, 0.7936177850, -0.0040720468],
-             [1.9779984951, -2.4285922050, 0.4505937099],
-             [0.0259040371, 0.7827717662, -0.8086757660]]
 
 # Calibrated on the bench photographs (bench/bench_feature_colour.py, BENCHMARKS.md), painted by the real
 # brush: with these, a feature loss of weight 1 beside a pixel L2 loss of weight 1 adds structure and
@@ -276,10 +222,10 @@ class FeatureLoss(_BackboneLoss):
         return self._cached("features", canvas, make)
 
     def forward(self, canvas: torch.Tensor) -> torch.Tensor:
-        _check_canvas(canvas)
+        check_canvas(canvas)
         self._follow(canvas)
         m = self.mask_for(canvas)
-        gated = _gate(canvas, m)
+        gated = gate_gradient(canvas, m)
         feats = self.backbone(gated)
         targets, scales, colour = self._targets(canvas)
         structure = canvas.new_zeros(())
@@ -344,10 +290,10 @@ class StyleLoss(_BackboneLoss):
         return self._cached("grams", canvas, make)
 
     def forward(self, canvas: torch.Tensor) -> torch.Tensor:
-        _check_canvas(canvas)
+        check_canvas(canvas)
         self._follow(canvas)
         m = self.mask_for(canvas)
-        feats = self.backbone(_gate(canvas, m))
+        feats = self.backbone(gate_gradient(canvas, m))
         total = canvas.new_zeros(())
         self.last_layers = {}
         for name, w, f, (g_t, scale) in zip(self.layer_names, self.layer_weights, feats, self._targets(canvas)):
@@ -357,164 +303,6 @@ class StyleLoss(_BackboneLoss):
             self.last_layers[name] = term.detach()
             total = total + w * term
         return total
-
-
-# ----------------------------------------------------------------------------------------------------
-# CLIP
-
-
-def _clean_prompts(prompts, what: str, allow_empty: bool) -> list[str]:
-    if prompts is None:
-        prompts = []
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    prompts = list(prompts)
-    for p in prompts:
-        if not isinstance(p, str) or not p.strip():
-            raise ValueError(f"{what} must be non-empty text, got {p!r}")
-    if not prompts and not allow_empty:
-        raise ValueError(f"{what}: at least one non-empty prompt is required")
-    return [p.strip() for p in prompts]
-
-
-def _perspective_points(gen: torch.Generator, h: int, w: int, distortion: float):
-    """torchvision RandomPerspective.get_params, drawn from `gen`."""
-    hh, hw = h // 2, w // 2
-    dh, dw = int(distortion * hh), int(distortion * hw)
-
-    def r(lo, hi):
-        return int(torch.randint(lo, hi + 1, (1,), generator=gen))
-    tl = [r(0, dw), r(0, dh)]
-    tr = [w - 1 - r(0, dw), r(0, dh)]
-    br = [w - 1 - r(0, dw), h - 1 - r(0, dh)]
-    bl = [r(0, dw), h - 1 - r(0, dh)]
-    start = [[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]]
-    return start, [tl, tr, br, bl]
-
-
-def perspective_warp(x: torch.Tensor, start, end, fill: float = 1.0) -> torch.Tensor:
-    """Warp [N, C, H, W] so that the pixel at `start[i]` lands on `end[i]` (4 corner pairs, (x, y) pixel
-    coordinates, as torchvision's perspective), bilinear, `fill` outside. Differentiable in x. Unlike
-    torchvision's bilinear fill (which blends the already zero-padded sample once more and leaves a dark
-    seam), the sample is composited exactly: sample + (1 - coverage) * fill."""
-    n, c, h, w = x.shape
-    rows, rhs = [], []
-    for (qx, qy), (px, py) in zip(start, end):  # output point p -> input point q
-        rows.append([px, py, 1, 0, 0, 0, -qx * px, -qx * py])
-        rows.append([0, 0, 0, px, py, 1, -qy * px, -qy * py])
-        rhs += [qx, qy]
-    A = torch.tensor(rows, dtype=torch.float64)
-    coef = torch.linalg.solve(A, torch.tensor(rhs, dtype=torch.float64)).tolist()
-    a, b, cc, d, e, f, g, hh = coef
-    dt = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=dt), torch.arange(w, device=x.device, dtype=dt),
-                            indexing="ij")
-    den = g * xs + hh * ys + 1
-    xin, yin = (a * xs + b * ys + cc) / den, (d * xs + e * ys + f) / den
-    grid = torch.stack([(2 * xin + 1) / w - 1, (2 * yin + 1) / h - 1], -1).to(x.dtype)
-    grid = grid[None].expand(n, h, w, 2)
-    ones = torch.ones(n, 1, h, w, device=x.device, dtype=x.dtype)
-    out = F.grid_sample(torch.cat([x, ones], 1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out[:, :c] + (1 - out[:, c:]) * fill
-
-
-def _crop_box(gen: torch.Generator, h: int, w: int, scale, ratio=(3 / 4, 4 / 3)):
-    """torchvision RandomResizedCrop.get_params, drawn from `gen`."""
-    area = h * w
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(10):
-        target = area * float(torch.empty(1).uniform_(scale[0], scale[1], generator=gen))
-        ar = math.exp(float(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=gen)))
-        cw, ch = int(round(math.sqrt(target * ar))), int(round(math.sqrt(target / ar)))
-        if 0 < cw <= w and 0 < ch <= h:
-            i = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
-            j = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
-            return i, j, ch, cw
-    side = min(h, w)
-    return (h - side) // 2, (w - side) // 2, side, side
-
-
-def make_cutouts(canvas: torch.Tensor, n: int, size, gen: torch.Generator, scale=(0.7, 0.9),
-                 perspective: float = 0.5) -> torch.Tensor:
-    """CLIPDraw's augmentations: n cutouts of [B, 3, H, W], each a RandomPerspective(perspective, fill
-    white) then a RandomResizedCrop(size (h, w), scale), drawn from `gen` -> [n * B, 3, h, w]
-    (cutout-major). Differentiable in the canvas."""
-    h, w = canvas.shape[-2:]
-    limit = round(1.25 * max(size))
-    if min(h, w) > limit:  # crops cover >= 70 % of the area: more pixels than this are lost in the resize
-        s = limit / min(h, w)
-        canvas = F.interpolate(canvas, size=(round(h * s), round(w * s)), mode="bilinear",
-                               align_corners=False, antialias=True)
-        h, w = canvas.shape[-2:]
-    outs = []
-    for _ in range(n):
-        x = canvas
-        if perspective > 0:
-            start, end = _perspective_points(gen, h, w, perspective)
-            x = perspective_warp(x, start, end, fill=1.0)
-        i, j, ch, cw = _crop_box(gen, h, w, scale)
-        x = x[..., i:i + ch, j:j + cw]
-        outs.append(F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True))
-    return torch.cat(outs, 0)
-
-
-class ClipTextLoss(_Fitted):
-    """CLIPDraw-style text loss: 1 - mean cosine(text, image) over augmented cutouts of the canvas,
-    plus negative_weight * mean cosine with each negative prompt.
-
-    Each step draws `cutouts` augmentations (RandomPerspective(distortion 0.5, fill white) then
-    RandomResizedCrop(CLIP input size, scale `cutout_scale`)) from its own generator (`seed`; None =
-    seeded from torch's global RNG), applies the model's own normalisation and encodes the batch.
-    With several positive prompts the cosines are averaged over prompts. Text features are encoded once.
-    """
-
-    def __init__(self, clip: ClipModel, prompts, negative_prompts=(), negative_weight: float = 0.3,
-                 cutouts: int = 4, cutout_scale=(0.7, 0.9), mask=None, seed: int | None = None,
-                 perspective: float = 0.5, mask_mode: str = "composite"):
-        super().__init__(mask)
-        if not isinstance(clip, ClipModel):
-            raise TypeError("clip must be a ClipModel (painter_models.objectives.clip_loader.load_clip)")
-        self.prompts = _clean_prompts(prompts, "prompt", allow_empty=False)
-        self.negative_prompts = _clean_prompts(negative_prompts, "negative prompt", allow_empty=True)
-        if cutouts < 1:
-            raise ValueError("cutouts must be >= 1")
-        lo, hi = float(cutout_scale[0]), float(cutout_scale[1])
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f"cutout_scale must satisfy 0 < lo <= hi <= 1, got {cutout_scale}")
-        if mask_mode not in ("composite", "gradient"):
-            raise ValueError("mask_mode must be 'composite' or 'gradient'")
-        self.clip = clip
-        self.negative_weight = float(negative_weight)
-        self.cutouts, self.cutout_scale, self.perspective = int(cutouts), (lo, hi), float(perspective)
-        self.mask_mode = mask_mode
-        self.gen = torch.Generator()
-        self.gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
-        self.register_buffer("text_features", clip.encode_text(self.prompts), persistent=False)
-        self.register_buffer("negative_features", clip.encode_text(self.negative_prompts) if self.negative_prompts
-                             else torch.zeros(0, self.text_features.shape[1]), persistent=False)
-        self.last_similarity: float | None = None
-
-    def train(self, mode: bool = True):
-        return super().train(False)
-
-    def augment(self, canvas: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] -> [cutouts * B, 3, S, S] augmented cutouts (cutout-major)."""
-        return make_cutouts(canvas, self.cutouts, self.clip.image_size, self.gen, self.cutout_scale, self.perspective)
-
-    def forward(self, canvas: torch.Tensor) -> torch.Tensor:
-        _check_canvas(canvas)
-        if self.clip.device != canvas.device:
-            self.to(canvas.device)
-        m = self.mask_for(canvas)
-        if m is not None:
-            canvas = canvas * m + (1 - m) if self.mask_mode == "composite" else _gate(canvas, m)
-        img = self.clip.encode_image(self.augment(canvas))  # [cutouts * B, D]
-        sim = img @ self.text_features.t()  # [N, P]
-        loss = 1 - sim.mean()
-        self.last_similarity = sim.detach().mean()
-        if self.negative_features.shape[0] and self.negative_weight:
-            loss = loss + self.negative_weight * (img @ self.negative_features.t()).mean()
-        return loss
 
 
 # ----------------------------------------------------------------------------------------------------

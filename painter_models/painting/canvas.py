@@ -209,11 +209,24 @@ def _from_tiles(tiles: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
 def _composite_group(canvas: torch.Tensor, layers: torch.Tensor, boxes: torch.Tensor, hw, T: int,
                      S: int) -> torch.Tensor:
     """Paint strokes (layers [G, 4, S, S], boxes [G, 3]) in order onto canvas [1, 3, Hp, Wp]."""
+    tx0, ty0, nx, ny, keep = _covered_tiles(boxes, hw, T, S)
+    if not bool(keep.any()):
+        return canvas
+    if not bool(keep.all()):
+        idx = keep.nonzero().squeeze(1)
+        layers, boxes = layers[idx], boxes[idx]
+        tx0, ty0, nx, ny = tx0[idx], ty0[idx], nx[idx], ny[idx]
+    ntx = canvas.shape[-1] // T
+    crops, pair, pair_stroke, pair_tile = _crops_on_tiles(layers, boxes, tx0, ty0, nx, ny, T, S, ntx)
+    return _paint_tiles(canvas, crops, pair, pair_stroke, pair_tile, layers.shape[0], T)
+
+
+def _covered_tiles(boxes: torch.Tensor, hw, T: int, S: int):
+    """The canvas tiles each stroke's crop (its box plus the filter margin) covers: the first tile
+    (tx0, ty0) and how many (nx, ny) per stroke, and whether it reaches the canvas at all (keep)."""
     h, w = hw
-    hp, wp = canvas.shape[-2:]
-    ntx = wp // T
     cx, cy, side = boxes[:, 0], boxes[:, 1], boxes[:, 2]
-    with torch.no_grad():  # integer bookkeeping: which tiles each stroke's crop covers
+    with torch.no_grad():  # integer bookkeeping
         margin = side / S + 1
         bx = torch.stack([cx - side / 2 - margin, cx + side / 2 + margin]).clamp(0, w - 1e-3)
         by = torch.stack([cy - side / 2 - margin, cy + side / 2 + margin]).clamp(0, h - 1e-3)
@@ -221,16 +234,13 @@ def _composite_group(canvas: torch.Tensor, layers: torch.Tensor, boxes: torch.Te
               ((cy + side / 2 + margin) <= 0) | ((cy - side / 2 - margin) >= h)
         tx0, tx1 = (bx[0] // T).long(), (bx[1] // T).long()
         ty0, ty1 = (by[0] // T).long(), (by[1] // T).long()
-        nx, ny = tx1 - tx0 + 1, ty1 - ty0 + 1
-        keep = ~off
-    if not bool(keep.any()):
-        return canvas
-    if not bool(keep.all()):
-        idx = keep.nonzero().squeeze(1)
-        layers, boxes = layers[idx], boxes[idx]
-        cx, cy, side = boxes[:, 0], boxes[:, 1], boxes[:, 2]
-        tx0, ty0, nx, ny = tx0[idx], ty0[idx], nx[idx], ny[idx]
-    G = layers.shape[0]
+        return tx0, ty0, tx1 - tx0 + 1, ty1 - ty0 + 1, ~off
+
+
+def _crops_on_tiles(layers: torch.Tensor, boxes: torch.Tensor, tx0, ty0, nx, ny, T: int, S: int, ntx: int):
+    """Each stroke resampled onto the canvas tiles its crop covers: crops [P, 4, T, T], and per
+    (stroke, tile) pair the index of its crop, the stroke and the tile (row-major, ntx tiles a row)."""
+    cx, cy, side = boxes[:, 0], boxes[:, 1], boxes[:, 2]
     dt = layers.dtype
     # Strokes are resampled in buckets of equal crop extent (k x k tiles), so a few large strokes
     # do not pad every small stroke's crop; pairs are then put back in painting order per tile.
@@ -257,9 +267,15 @@ def _composite_group(canvas: torch.Tensor, layers: torch.Tensor, boxes: torch.Te
             tile_parts.append(tid.flatten()[v])
         offset += g * k * k
     crops = crop_parts[0] if len(crop_parts) == 1 else torch.cat(crop_parts)
+    return crops, torch.cat(pair_parts), torch.cat(stroke_parts), torch.cat(tile_parts)
 
+
+def _paint_tiles(canvas: torch.Tensor, crops: torch.Tensor, pair, pair_stroke, pair_tile, G: int,
+                 T: int) -> torch.Tensor:
+    """The crops composited over the canvas tiles they cover, in painting order within each tile
+    (G strokes in the group)."""
+    hp, wp = canvas.shape[-2:]
     with torch.no_grad():
-        pair, pair_stroke, pair_tile = torch.cat(pair_parts), torch.cat(stroke_parts), torch.cat(tile_parts)
         # sort by tile, then by painting order within each tile
         order = torch.sort(pair_tile * G + pair_stroke).indices
         pair, pair_tile = pair[order], pair_tile[order]

@@ -573,7 +573,7 @@ class PaintingJob:
 
 
 def _fit_target(target, canvas_size, device) -> torch.Tensor:
-    from ..objectives.losses import fit_to
+    from ..objectives.image_ops import fit_to
     return fit_to(image_tensor(target).to(device), *canvas_size)
 
 

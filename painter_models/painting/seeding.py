@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..objectives.losses import gaussian_blur
+from ..objectives.image_ops import gaussian_blur
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -116,9 +116,6 @@ def generate(out: str, brush: str = "classic/dry_brush", count: int = 100_000, s
     folder holding another dataset raises DatasetError (nothing is overwritten).
     reach: the brush's reach (mypaint.brush_reach): strokes whole in their tile (whole_strokes),
     the only strokes a painter is asked for; None: uniform random actions."""
-    from tqdm import tqdm
-
-    from painter_models import __version__
     from painter_models.brush.raster import make_program
     count, shard_size, size, seed, brush_seed = int(count), int(shard_size), int(size), int(seed), int(brush_seed)
     if count < 1 or shard_size < 1:
@@ -128,110 +125,27 @@ def generate(out: str, brush: str = "classic/dry_brush", count: int = 100_000, s
     layout = get_layout(layout)
     os.makedirs(out, exist_ok=True)
     with _Lock(out):
-        for pattern in (".shard_*.npz.*.tmp", f".{MANIFEST}.*.tmp"):
-            for tmp in glob.glob(os.path.join(out, pattern)):
-                os.remove(tmp)  # left by a killed run; only a generator holding the lock writes these
+        _remove_temporary_files(out)
         old = read_manifest(out) if os.path.exists(os.path.join(out, MANIFEST)) or shard_files(out) else None
         program = make_program(brush, size, layout, brush_seed=brush_seed, workers=workers)
         try:
             plan = shard_plan(count, shard_size)
-            manifest = {
-                "format": FORMAT, "format_version": FORMAT_VERSION, **_program_info(program, brush),
-                "layout": layout.to_dict(), "stroke_size": size, "shard_size": shard_size, "count": count,
-                "num_shards": len(plan), "seed": seed, "brush_seed": brush_seed,
-                "reach": None if reach is None else reach.to_dict(),
-                "actions": f"float32 [n, {layout.dim}] in 0..1, fields in layout order; shard i drawn from "
-                           f"numpy.random.default_rng([seed, i])"
-                           + ("" if reach is None else ", then whole in their tile for this reach"),
-                "strokes": f"uint8 [n, {size}, {size}, 4], premultiplied RGBA on a transparent surface",
-                "generator": f"painter_models {__version__} (neural-painters-dataset)",
-                "complete": False, "shards": [],
-            }
-            shards: dict[int, dict] = {}
-            if old is not None:
-                _compare(old, manifest, out)
-                if old.get("brush") != manifest["brush"]:
-                    manifest["brush"] = old["brush"]  # same file under another name: keep the first name
-                problems = []
-                for e in old["shards"]:
-                    if os.path.isfile(os.path.join(out, e["file"])):
-                        problem = check_shard_file(out, e)
-                        if problem:
-                            problems.append(problem)
-                        else:
-                            shards[e["index"]] = e
-                if problems:
-                    raise DatasetError("\n".join(problems))
-            listed = {shard_name(i) for i in shards}
-            unlisted = {int(SHARD_RE.match(f).group(1)) for f in shard_files(out) if f not in listed}
-            beyond = sorted(i for i in unlisted if i >= len(plan))
-            if beyond:
-                raise DatasetError(f"{os.path.join(out, shard_name(beyond[0]))} is not part of this dataset "
-                                   f"(--count {count} has {len(plan)} shards) and is not in {MANIFEST}; "
-                                   f"delete it, or use another --out")
-            recorded = {e["index"]: e for e in (old or {}).get("shards", [])}
+            manifest = _new_manifest(program, brush, layout, size, count, shard_size, len(plan), seed, brush_seed,
+                                     reach)
+            shards = _verified_shards(old, manifest, out)
+            writer = _ShardWriter(out, manifest, plan, shards, old)
             todo = [i for i in range(len(plan)) if i not in shards]
-            done = sum(plan[i] for i in shards)
-
-            def save_manifest():
-                manifest["shards"] = [shards[i] for i in sorted(shards)]
-                manifest["complete"] = len(shards) == len(plan)
-                _write_json(os.path.join(out, MANIFEST), manifest)
-
-            def store(i, actions, strokes):
-                path = os.path.join(out, shard_name(i))
-                tmp, entry = _write_shard_tmp(out, i, actions, strokes)
-                try:
-                    want = recorded.get(i, {}).get("sha256")
-                    if want and want != entry["sha256"]:
-                        raise DatasetError(
-                            f"regenerated {path} does not match the checksum {MANIFEST} recorded for it: this "
-                            f"machine's painting program ({manifest['library']}) renders differently from the one "
-                            f"that made the dataset; use another --out")
-                    if i in unlisted and sha256_file(path) != entry["sha256"]:
-                        # A run killed between writing a shard and recording it leaves exactly these bytes.
-                        raise DatasetError(f"{path} is not recorded in {MANIFEST} and differs from the shard this "
-                                           f"command generates; delete it and re-run, or use another --out")
-                    os.replace(tmp, path)
-                finally:
-                    if os.path.exists(tmp):
-                        os.remove(tmp)
-                shards[i] = {"file": shard_name(i), "index": i, "count": plan[i], **entry}
-                save_manifest()
-
             manifest["shards"] = [shards[i] for i in sorted(shards)]
             manifest["complete"] = not todo
             if manifest != old:
-                save_manifest()  # record the plan (and a new --count) before the first shard
+                writer.save_manifest()  # record the plan (and a new --count) before the first shard
             if not todo:
                 log(f"{out}: complete, {count} strokes in {len(plan)} shards, every checksum matches; nothing to do")
                 return manifest
             if shards:
                 log(f"{out}: {len(shards)} of {len(plan)} shards present and verified; generating {len(todo)} more")
-            start, generated = time.perf_counter(), 0
-            bar = tqdm(total=count, initial=done, unit="stroke", unit_scale=True, disable=not progress,
-                       desc=os.path.basename(os.path.normpath(out)) or "strokes", dynamic_ncols=True)
-            with ThreadPoolExecutor(1) as writer:  # write/hash shard i while shard i+1 renders
-                pending = None
-                for i in todo:
-                    actions = shard_actions(layout, seed, i, plan[i], reach)
-                    strokes = np.empty((plan[i], size, size, 4), np.uint8)
-                    for a in range(0, plan[i], _CHUNK):
-                        b = min(plan[i], a + _CHUNK)
-                        strokes[a:b] = program.render(actions[a:b])
-                        first_chunk_of_new_dataset = not shards and not generated and a == 0
-                        if first_chunk_of_new_dataset and not strokes[a:b, ..., 3].any():
-                            # a preset can paint nothing with the inputs we give (ramon/Pastel_1 on whole strokes)
-                            raise DatasetError(f"{brush!r} painted nothing at all in the first {b} strokes (every pixel "
-                                               f"transparent): a painter cannot learn it; pick another preset")
-                        bar.update(b - a)
-                    if pending is not None:
-                        pending.result()
-                    pending = writer.submit(store, i, actions, strokes)
-                    generated += plan[i]
-                if pending is not None:
-                    pending.result()
-            bar.close()
+            start = time.perf_counter()
+            generated = _render_shards(program, writer, todo, layout, seed, reach, brush, progress)
             elapsed = time.perf_counter() - start
             if generated:
                 log(f"{out}: generated {generated} strokes in {elapsed:.1f} s ({generated / elapsed:.0f} strokes/s); "
@@ -239,6 +153,127 @@ def generate(out: str, brush: str = "classic/dry_brush", count: int = 100_000, s
             return manifest
         finally:
             program.close()
+
+
+def _remove_temporary_files(out: str):
+    for pattern in (".shard_*.npz.*.tmp", f".{MANIFEST}.*.tmp"):
+        for tmp in glob.glob(os.path.join(out, pattern)):
+            os.remove(tmp)  # left by a killed run; only a generator holding the lock writes these
+
+
+def _new_manifest(program, brush: str, layout: ActionLayout, size: int, count: int, shard_size: int, num_shards: int,
+                  seed: int, brush_seed: int, reach: BrushReach | None) -> dict:
+    """The manifest of the dataset these arguments describe, with no shard yet."""
+    from painter_models import __version__
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, **_program_info(program, brush),
+        "layout": layout.to_dict(), "stroke_size": size, "shard_size": shard_size, "count": count,
+        "num_shards": num_shards, "seed": seed, "brush_seed": brush_seed,
+        "reach": None if reach is None else reach.to_dict(),
+        "actions": f"float32 [n, {layout.dim}] in 0..1, fields in layout order; shard i drawn from "
+                   f"numpy.random.default_rng([seed, i])"
+                   + ("" if reach is None else ", then whole in their tile for this reach"),
+        "strokes": f"uint8 [n, {size}, {size}, 4], premultiplied RGBA on a transparent surface",
+        "generator": f"painter_models {__version__} (neural-painters-dataset)",
+        "complete": False, "shards": [],
+    }
+
+
+def _verified_shards(old: dict | None, manifest: dict, out: str) -> dict[int, dict]:
+    """The shards of the dataset already in `out` that can be kept (index -> manifest entry): it must be
+    this dataset and every shard it lists that is present must match its checksum (DatasetError)."""
+    shards: dict[int, dict] = {}
+    if old is None:
+        return shards
+    _compare(old, manifest, out)
+    if old.get("brush") != manifest["brush"]:
+        manifest["brush"] = old["brush"]  # same file under another name: keep the first name
+    problems = []
+    for e in old["shards"]:
+        if os.path.isfile(os.path.join(out, e["file"])):
+            problem = check_shard_file(out, e)
+            if problem:
+                problems.append(problem)
+            else:
+                shards[e["index"]] = e
+    if problems:
+        raise DatasetError("\n".join(problems))
+    return shards
+
+
+class _ShardWriter:
+    """Stores generated shards in `out` and records each in the manifest as soon as it is in place."""
+
+    def __init__(self, out: str, manifest: dict, plan: list[int], shards: dict[int, dict], old: dict | None):
+        self.out, self.manifest, self.plan, self.shards = out, manifest, plan, shards
+        self.recorded = {e["index"]: e for e in (old or {}).get("shards", [])}
+        listed = {shard_name(i) for i in shards}
+        self.unlisted = {int(SHARD_RE.match(f).group(1)) for f in shard_files(out) if f not in listed}
+        beyond = sorted(i for i in self.unlisted if i >= len(plan))
+        if beyond:
+            raise DatasetError(f"{os.path.join(out, shard_name(beyond[0]))} is not part of this dataset "
+                               f"(--count {manifest['count']} has {len(plan)} shards) and is not in {MANIFEST}; "
+                               f"delete it, or use another --out")
+
+    def save_manifest(self):
+        self.manifest["shards"] = [self.shards[i] for i in sorted(self.shards)]
+        self.manifest["complete"] = len(self.shards) == len(self.plan)
+        _write_json(os.path.join(self.out, MANIFEST), self.manifest)
+
+    def store(self, i: int, actions: np.ndarray, strokes: np.ndarray):
+        """Shard i into place, unless it contradicts a checksum on record (DatasetError)."""
+        path = os.path.join(self.out, shard_name(i))
+        tmp, entry = _write_shard_tmp(self.out, i, actions, strokes)
+        try:
+            want = self.recorded.get(i, {}).get("sha256")
+            if want and want != entry["sha256"]:
+                raise DatasetError(
+                    f"regenerated {path} does not match the checksum {MANIFEST} recorded for it: this "
+                    f"machine's painting program ({self.manifest['library']}) renders differently from the one "
+                    f"that made the dataset; use another --out")
+            if i in self.unlisted and sha256_file(path) != entry["sha256"]:
+                # A run killed between writing a shard and recording it leaves exactly these bytes.
+                raise DatasetError(f"{path} is not recorded in {MANIFEST} and differs from the shard this "
+                                   f"command generates; delete it and re-run, or use another --out")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        self.shards[i] = {"file": shard_name(i), "index": i, "count": self.plan[i], **entry}
+        self.save_manifest()
+
+
+def _render_shards(program, writer: _ShardWriter, todo: list[int], layout: ActionLayout, seed: int,
+                   reach: BrushReach | None, brush: str, progress: bool) -> int:
+    """Render the shards `todo` in chunks and store each; returns the strokes generated."""
+    from tqdm import tqdm
+    out, plan, size = writer.out, writer.plan, writer.manifest["stroke_size"]
+    new_dataset = not writer.shards
+    bar = tqdm(total=writer.manifest["count"], initial=sum(plan[i] for i in writer.shards), unit="stroke",
+               unit_scale=True, disable=not progress, desc=os.path.basename(os.path.normpath(out)) or "strokes",
+               dynamic_ncols=True)
+    generated = 0
+    with ThreadPoolExecutor(1) as background:  # write/hash shard i while shard i+1 renders
+        pending = None
+        for i in todo:
+            actions = shard_actions(layout, seed, i, plan[i], reach)
+            strokes = np.empty((plan[i], size, size, 4), np.uint8)
+            for a in range(0, plan[i], _CHUNK):
+                b = min(plan[i], a + _CHUNK)
+                strokes[a:b] = program.render(actions[a:b])
+                if new_dataset and not generated and a == 0 and not strokes[a:b, ..., 3].any():
+                    # a preset can paint nothing with the inputs we give (ramon/Pastel_1 on whole strokes)
+                    raise DatasetError(f"{brush!r} painted nothing at all in the first {b} strokes (every pixel "
+                                       f"transparent): a painter cannot learn it; pick another preset")
+                bar.update(b - a)
+            if pending is not None:
+                pending.result()
+            pending = background.submit(writer.store, i, actions, strokes)
+            generated += plan[i]
+        if pending is not None:
+            pending.result()
+    bar.close()
+    return generated
 
 
 def verify(path: str, deep: bool = True) -> list[str]:
