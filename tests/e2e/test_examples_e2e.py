@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from painter_models.painter.shipped import shipped_painters
+
 from .comfy import REPO, PromptFailed
 from .conftest import E2E_PAINTER
 from .examples import EXAMPLES, EXAMPLES_DIR, NEEDS_CLIP, image_to_painting, write_examples
@@ -24,12 +26,7 @@ from .workflow_builder import Graph
 
 pytestmark = pytest.mark.slow
 AS_SHIPPED = os.environ.get("NP_E2E_AS_SHIPPED", "") not in ("", "0")
-SHIPPED_DIR = REPO / "painter_models" / "weights"
 CI_SIDE = 96
-
-
-def shipped_painters() -> list[str]:
-    return sorted(p.name for p in SHIPPED_DIR.glob("*.safetensors")) if SHIPPED_DIR.is_dir() else []
 
 
 def cut_down(prompt: dict) -> dict:
