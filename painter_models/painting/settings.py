@@ -86,6 +86,13 @@ class PaintSettings:
                                 flags=("--time-limit",))
     brush_seed: int = setting(0, "The real brush's random texture (as a re-render's brush seed).", lo=0, hi=1000,
                               flags=("--brush-seed",))
+    init: str = setting("seed", "Where the strokes start. seed: round by round where the error is largest, then "
+                                "optimised; predict: a stroke predictor trained for the painter proposes them all "
+                                "from the photograph in about a second, and the steps refine them all (steps 0: the "
+                                "prediction alone; a learning rate of 0.1 suits the refinement). The shipped predictor "
+                                "does not yet beat the optimiser: alone it paints about 6 dB below it, refined it "
+                                "needs about twice the optimiser's time to come near it.", choices=("seed", "predict"),
+                        flags=("--init",))
     # the engine's own tuning: neither a flag nor a widget
     optimize_boxes: bool = setting(True, "Optimise the strokes' positions and scales too.", widget=False)
     box_lr_scale: float = setting(0.3, "Learning rate of the boxes relative to the actions'.", lo=0.0, hi=10.0,
