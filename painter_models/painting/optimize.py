@@ -299,7 +299,7 @@ class PaintingJob:
         self.render_options = dict(render_options or {})
         self.n_new = settings.strokes
         self._check_stroke_count(0 if init is None else len(init))
-        self.min_size, self.max_size = stroke_sizes(settings, self.size, self.n_new)
+        self.min_size, self.max_size = stroke_sizes(settings, self.size, self.n_new, _init_sides(init, self.size))
         self.target = None if target is None else _fit_target(target, self.size, self.device)
         self.palette = self._palette()
         self.constraints = StrokeConstraints(self.layout, self.size, self.min_size, self.max_size, self.palette,
@@ -573,6 +573,13 @@ class PaintingJob:
                            cancelled, time.perf_counter() - self.t0, self.note, timed_out)
 
 
+
+
+def _init_sides(init: StrokeSet | None, canvas_size) -> torch.Tensor | None:
+    """The init strokes' box sides in px of this canvas (_add_init scales them to it)."""
+    if init is None or not len(init):
+        return None
+    return init.boxes[:, 2].detach().cpu() * canvas_size[0] / init.canvas_size[0]
 
 
 def _fit_target(target, canvas_size, device) -> torch.Tensor:

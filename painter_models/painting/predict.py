@@ -244,8 +244,8 @@ def start_from_prediction(painter, canvas_size, settings: PaintSettings, target,
                           progress=None):
     """(the prediction, the settings that refine it) for paint() with init="predict": settings.strokes strokes
     predicted for `target` (fitted to the canvas as the optimiser fits it) over the backdrop, painted between
-    levels as the settings paint (real_brush, brush_seed); the refinement optimises all of them (strokes 0)
-    within their own range of sizes. predictor: a StrokePredictor, a file, or None for the shipped one that
+    levels as the settings paint (real_brush, brush_seed); the refinement optimises all of them (strokes 0:
+    within their own range of sizes, unless the settings set one). predictor: a StrokePredictor, a file, or None for the shipped one that
     fits the painter. progress: as predict_strokes'."""
     from ..objectives.image_ops import fit_to
     if target is None:
@@ -256,10 +256,7 @@ def start_from_prediction(painter, canvas_size, settings: PaintSettings, target,
     chosen = settings.background_colour if backdrop is None else backdrop
     prediction = predict_strokes(predictor, painter, target, settings.strokes, backdrop=chosen,
                                  use_mypaint=settings.real_brush, brush_seed=settings.brush_seed, progress=progress)
-    sides = prediction.strokes.boxes[:, 2]
-    refine = settings.replace(init="seed", strokes=0, min_stroke_size=max(1.0, float(sides.min())),
-                              max_stroke_size=max(1.0, float(sides.max())))
-    return prediction, refine
+    return prediction, settings.replace(init="seed", strokes=0)
 
 
 def predictor_for(painter, predictor) -> StrokePredictor:
