@@ -128,18 +128,18 @@ class PredictorTraining:
         o = self.o
         bar = tqdm(total=o.steps, initial=self.step, desc="predictor", dynamic_ncols=True, disable=o.no_progress,
                    mininterval=5)
-        terms_mean: dict = {}
+        smoothed: dict = {}
         while self.step < o.steps and not stop.requested and not (o.time_budget and timer.elapsed >= o.time_budget):
             terms = self.train_step(self.step)
             self.step += 1
             for k, v in terms.items():
-                terms_mean[k] = v if k not in terms_mean else 0.98 * terms_mean[k] + 0.02 * v
+                smoothed[k] = v if k not in smoothed else 0.98 * smoothed[k] + 0.02 * v
             bar.update(1)
             if self.step % 20 == 0:
-                bar.set_postfix({k: f"{v:.3g}" for k, v in terms_mean.items() if k in ("nat_psnr", "syn_psnr", "match")})
+                bar.set_postfix({k: f"{v:.3g}" for k, v in smoothed.items() if k in ("nat_psnr", "syn_psnr", "match")})
             if self.step % o.save_every == 0:
                 log.write({"step": self.step, "time": round(timer.elapsed, 1), "cpu_time": round(timer.cpu_elapsed, 1),
-                           "lr": learning_rate(o, self.step - 1), **{k: round(v, 4) for k, v in terms_mean.items()}})
+                           "lr": learning_rate(o, self.step - 1), **{k: round(v, 4) for k, v in smoothed.items()}})
                 self._save(timer, done=False)
         bar.close()
 
@@ -175,7 +175,8 @@ class PredictorTraining:
                 "w_bce", "benefit_scale", "seed", "init", "images")
         return {"painter": os.path.basename(self.painter_path), "steps_done": self.step,
                 "wall_time_s": round(timer.elapsed, 1), "cpu_time_s": round(timer.cpu_elapsed, 1),
-                "command": command_line(self.o), "options": {k: getattr(self.o, k) for k in keep}, "hardware": hardware()}
+                "command": command_line(self.o), "options": {k: getattr(self.o, k) for k in keep},
+                "hardware": hardware()}
 
     def _save(self, timer, done: bool):
         """The predictor file and the resumable state, both written atomically."""

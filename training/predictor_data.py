@@ -57,7 +57,8 @@ def photo_bank(folder: str | None = None) -> list[torch.Tensor]:
                        if p.lower().endswith(IMAGE_TYPES))
         if not paths:
             raise SystemExit(f"--images {folder}: no PNG, JPEG or WebP images in it")
-        return [_resized(_as_tensor(Image.open(p).convert("RGB")), 512) for p in paths]
+        images = [_as_tensor(Image.open(p).convert("RGB")) for p in paths]
+        return [_resized(image, min(512, max(image.shape[-2:]))) for image in images]
     try:
         import skimage.data
     except ImportError:
@@ -246,8 +247,8 @@ def synthetic_batch(n: int, config, painter_fn, layout, reach, gen, amp: bool = 
     colour[torch.rand(n, generator=gen) < 0.3] = 1.0
     under = colour.expand(n, 3, px, px).contiguous()
     ba, bb = random_strokes(n, 4, gen, config, layout, reach, centre=(-0.2, 1.2), side=(1.0, 3.0))
-    under = render_patches(painter_fn, layout, reach, ba, bb, under, mask=(torch.rand(n, 4, generator=gen) < 0.6).float(),
-                           amp=amp)
+    shown = (torch.rand(n, 4, generator=gen) < 0.6).float()
+    under = render_patches(painter_fn, layout, reach, ba, bb, under, mask=shown, amp=amp)
     actions, boxes = random_strokes(n, k, gen, config, layout, reach)
     mask = (torch.arange(k)[None] < torch.randint(1, k + 1, (n,), generator=gen)[:, None]).float()
     target = render_patches(painter_fn, layout, reach, actions, boxes, under, mask=mask, amp=amp)

@@ -93,6 +93,12 @@ def psnr_of(a, b) -> float:
     return float(10 * torch.log10(1 / F.mse_loss(a, b).clamp_min(1e-10)))
 
 
+def _confidence_loss(confidence, placed, under, target, o):
+    """The confidence learns each stroke's benefit (benefit_label)."""
+    label = benefit_label(placed, under, target, o.benefit_scale)
+    return F.binary_cross_entropy(confidence.clamp(1e-4, 1 - 1e-4), label)
+
+
 def _predict(network, layout, reach, target, under):
     actions, boxes, confidence = network(target, under)
     return keep_inside(layout, actions.reshape(-1, layout.dim), reach).view(actions.shape), boxes, confidence
@@ -112,7 +118,7 @@ def natural_loss(network, painter_fn, layout, reach, regions, o):
     actions, boxes, confidence = in_order(actions), in_order(boxes), in_order(confidence)
     canvas, placed = render_patches(painter_fn, layout, reach, actions, boxes, under, amp=o.amp, return_layers=True)
     pixels = F.mse_loss(canvas, target)
-    bce = F.binary_cross_entropy(confidence.clamp(1e-4, 1 - 1e-4), benefit_label(placed, under, target, o.benefit_scale))
+    bce = _confidence_loss(confidence, placed, under, target, o)
     terms = {"nat_psnr": psnr_of(canvas.detach(), target), "nat_bce": float(bce.detach()),
              "conf": float(confidence.detach().mean())}
     return o.w_pix * pixels + o.w_bce * bce, terms
@@ -130,6 +136,7 @@ def synthetic_loss(network, painter_fn, layout, reach, batch, o):
     patch, p, t = hungarian(cost, mask)
     matched = cost[patch, p, t].mean()
     pressure = (predicted[3][patch, p] - true[3][patch, t]).abs().mean()
-    bce = F.binary_cross_entropy(confidence.clamp(1e-4, 1 - 1e-4), benefit_label(placed, under, target, o.benefit_scale))
-    terms = {"syn_psnr": psnr_of(canvas.detach(), target), "match": float(matched.detach()), "syn_bce": float(bce.detach())}
+    bce = _confidence_loss(confidence, placed, under, target, o)
+    terms = {"syn_psnr": psnr_of(canvas.detach(), target), "match": float(matched.detach()),
+             "syn_bce": float(bce.detach())}
     return o.w_pix * pixels + o.w_stroke * (matched + 0.3 * pressure) + o.w_bce * bce, terms

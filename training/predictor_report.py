@@ -23,7 +23,8 @@ def evaluate(predictor, painter, photos: dict, counts) -> tuple[list[dict], list
             start = time.process_time()
             result = predict_strokes(predictor, painter, photo, n)
             seconds = time.process_time() - start
-            rows.append({"image": name, "strokes": len(result.strokes), "psnr": round(float(psnr(result.canvas, photo)), 2),
+            rows.append({"image": name, "strokes": len(result.strokes),
+                         "psnr": round(float(psnr(result.canvas, photo)), 2),
                          "cpu_seconds": round(seconds, 2), "painted_by": result.renderer,
                          "size": "x".join(str(s) for s in reversed(photo.shape[-2:])) + " px"})
             row.append(result.canvas)

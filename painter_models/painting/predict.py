@@ -106,12 +106,13 @@ def grid_patches(image: torch.Tensor, side: float, rows: int, columns: int, px: 
 
 
 def box_blur(image: torch.Tensor, size: int) -> torch.Tensor:
-    """A centred box filter of odd `size` with replicated edges (an integral image: any size, linear time)."""
+    """A centred box filter of odd `size` with replicated edges (an integral image in float64 on the CPU: any
+    size, linear time, exact enough)."""
     pad = size // 2
-    padded = F.pad(image, (pad, pad, pad, pad), mode="replicate").double()
+    padded = F.pad(image, (pad, pad, pad, pad), mode="replicate").cpu().double()
     sums = F.pad(padded.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
     window = sums[..., size:, size:] - sums[..., :-size, size:] - sums[..., size:, :-size] + sums[..., :-size, :-size]
-    return (window / size ** 2).to(image.dtype)
+    return (window / size ** 2).to(image.device, image.dtype)
 
 
 class LevelPainter:
@@ -220,8 +221,10 @@ def predict_strokes(predictor: StrokePredictor, painter, target: torch.Tensor, s
 def _blank(predictor, painter, size, backdrop) -> StrokeSet:
     """No strokes yet: the canvas, brush, layout and backdrop the predicted strokes will have."""
     chosen = (1.0, 1.0, 1.0) if backdrop is None else backdrop
-    colour = tuple(float(c) for c in np.asarray(chosen, np.float64).reshape(-1)) if is_colour(chosen) else (1.0, 1.0, 1.0)
-    image = None if is_colour(chosen) else background_canvas(chosen, size)[0].cpu()
+    if is_colour(chosen):
+        colour, image = tuple(float(c) for c in np.asarray(chosen, np.float64).reshape(-1)), None
+    else:
+        colour, image = (1.0, 1.0, 1.0), background_canvas(chosen, size)[0].cpu()
     layout = get_layout(predictor.layout)
     return StrokeSet(torch.zeros(0, layout.dim), torch.zeros(0, 3), size, layout, painter.brush, colour,
                      background_image=image)
@@ -245,8 +248,8 @@ def start_from_prediction(painter, canvas_size, settings: PaintSettings, target,
     """(the prediction, the settings that refine it) for paint() with init="predict": settings.strokes strokes
     predicted for `target` (fitted to the canvas as the optimiser fits it) over the backdrop, painted between
     levels as the settings paint (real_brush, brush_seed); the refinement optimises all of them (strokes 0:
-    within their own range of sizes, unless the settings set one). predictor: a StrokePredictor, a file, or None for the shipped one that
-    fits the painter. progress: as predict_strokes'."""
+    within their own range of sizes, unless the settings set one). predictor: a StrokePredictor, a file, or None
+    for the shipped one that fits the painter. progress: as predict_strokes'."""
     from ..objectives.image_ops import fit_to
     if target is None:
         raise ValueError("init=predict predicts the strokes from a photograph, and there is none: paint a "

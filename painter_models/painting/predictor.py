@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import operator
+import os
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -188,8 +188,8 @@ class StrokePredictor:
         """Refuse a painter of another brush or action layout: the strokes would be another brush's."""
         brush, layout = getattr(painter, "brush", None), get_layout(getattr(painter, "layout", NAKANO))
         if brush != self.brush or layout.to_dict() != self.layout.to_dict():
-            raise PredictorError(f"the stroke predictor {self.name!r} was trained for a painter of brush {self.brush!r} "
-                                 f"(action layout {self.layout.name!r}), not this painter's {brush!r} "
+            raise PredictorError(f"the stroke predictor {self.name!r} was trained for a painter of brush "
+                                 f"{self.brush!r} (action layout {self.layout.name!r}), not this painter's {brush!r} "
                                  f"({layout.name!r}): use a predictor trained for it (neural-painters-train "
                                  f"predictor --painter ...)")
 
