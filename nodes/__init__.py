@@ -11,6 +11,7 @@ from .nodes_files import LoadStrokes, SaveStrokes, StrokesToSVG
 from .nodes_losses import CombineLosses, ImageNetClassLoss, PixelLoss, StyleLoss, VGGFeatureLoss
 from .nodes_optimize import OptimizeActions
 from .nodes_painter import LoadNeuralPainter
+from .nodes_predict import PredictStrokes
 from .nodes_render import BlendCanvas, RenderStrokes
 
 comfy_adapter.register_model_folders()
@@ -30,6 +31,7 @@ NODE_CLASS_MAPPINGS = {
     "NeuralPaintersImageNetClassLoss": ImageNetClassLoss,
     "NeuralPaintersCombineLosses": CombineLosses,
     "NeuralPaintersOptimizeActions": OptimizeActions,
+    "NeuralPaintersPredictStrokes": PredictStrokes,
     "NeuralPaintersSaveStrokes": SaveStrokes,
     "NeuralPaintersLoadStrokes": LoadStrokes,
     "NeuralPaintersStrokesToSVG": StrokesToSVG,
@@ -52,6 +54,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "NeuralPaintersImageNetClassLoss": "ImageNet Class Loss",
     "NeuralPaintersCombineLosses": "Combine Losses",
     "NeuralPaintersOptimizeActions": "Optimize Actions (paint strokes)",
+    "NeuralPaintersPredictStrokes": "Predict Strokes",
     "NeuralPaintersSaveStrokes": "Save Strokes",
     "NeuralPaintersLoadStrokes": "Load Strokes",
     "NeuralPaintersStrokesToSVG": "Strokes to SVG",

@@ -52,6 +52,8 @@ MODEL_FOLDERS = {
     # the pack's own folder for open_clip checkpoints in any format (.pt files cannot be checked unopened)
     "open_clip": ("open_clip", {".safetensors", ".pt", ".pth", ".bin"}),
     "vgg": ("vgg", {".safetensors", ".pt", ".pth"}),
+    # stroke predictors (neural-painters-train predictor), for Predict Strokes
+    "stroke_predictors": ("stroke_predictors", {".safetensors"}),
 }
 ENV_WEIGHTS = "NEURAL_PAINTERS_WEIGHTS"
 
@@ -95,7 +97,7 @@ def install_example_inputs() -> list[str]:
 
 
 def model_dirs(kind: str) -> list[str]:
-    """Folders searched for a model kind ("neural_painters", "clip", "vgg"), in order."""
+    """Folders searched for a model kind ("neural_painters", "clip", "vgg", ...), in order."""
     if kind not in MODEL_FOLDERS:
         raise KeyError(f"unknown model folder {kind!r}; known: {sorted(MODEL_FOLDERS)}")
     dirs = []

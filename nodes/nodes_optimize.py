@@ -20,7 +20,7 @@ from .nodes_losses import describe
 REQUIRED = ("size", "strokes", "rounds", "steps", "learning_rate", "min_stroke_size", "max_stroke_size", "seed",
             "blend")
 OPTIONAL = ("init_strokes", "keep_training", "palette", "greyscale", "opaque", "background", "background_image",
-            "snapshot_every", "polish_steps", "real_brush", "width", "height", "time_limit", "brush_seed")
+            "snapshot_every", "polish_steps", "real_brush", "width", "height", "time_limit", "brush_seed", "init")
 WIDGET_TYPES = {"int": "INT", "float": "FLOAT", "bool": "BOOLEAN", "str": "STRING"}
 
 
@@ -95,7 +95,8 @@ class OptimizeActions:
         else:
             canvas_size, canvas_note = plan_canvas(settings, None if photo is None else tuple(photo.shape[-2:]))
         backdrop = _backdrop(background_image, init_strokes)
-        polish_steps = settings.polish_steps if settings.strokes else 0   # paint() polishes only after new strokes
+        # paint() polishes only after new strokes (predicted strokes are refined, not polished)
+        polish_steps = settings.polish_steps if settings.strokes and settings.init == "seed" else 0
         progress = comfy.Progress(max(1, settings.steps + polish_steps), "painting")
 
         def on_step(p):

@@ -15,6 +15,8 @@ from .painter.model import (Critic, CriticConfig, Generator, GeneratorConfig, co
                             generator_config)
 from .painting.blending import alpha_blend, darkness_mask, linear_blend, over
 from .painting.optimize import PaintResult, paint
+from .painting.predict import PredictResult, predict_strokes
+from .painting.predictor import PredictorError, StrokePredictor, load_predictor
 from .painting.settings import PaintSettings
 
 __version__ = "0.1.0"

@@ -38,7 +38,7 @@ NAMES = {"Load Neural Painter": "NeuralPaintersLoadPainter", "Random Actions": "
          "Combine Losses": "NeuralPaintersCombineLosses", "Optimize Actions": "NeuralPaintersOptimizeActions",
          "Save Strokes": "NeuralPaintersSaveStrokes", "Load Strokes": "NeuralPaintersLoadStrokes",
          "Strokes to SVG": "NeuralPaintersStrokesToSVG", "Stroke Timelapse": "NeuralPaintersStrokeTimelapse",
-         "Re-render with MyPaint": "NeuralPaintersRerenderMyPaint"}
+         "Re-render with MyPaint": "NeuralPaintersRerenderMyPaint", "Predict Strokes": "NeuralPaintersPredictStrokes"}
 adapter = sys.modules[f"{PACK.__name__}.nodes.comfy_adapter"]
 common = sys.modules[f"{PACK.__name__}.nodes.common"]
 NodeError = common.NodeError
@@ -92,7 +92,7 @@ CORE_DISPLAY_NAMES = {"Load CLIP", "Load Image", "Save Image", "Preview Image", 
 CATEGORIES = {"loaders": {"Load Neural Painter", "Load CLIP", "Load Strokes"},
               "losses": {"CLIP Text Loss", "VGG Feature Loss", "Pixel Loss", "Style Loss", "ImageNet Class Loss",
                          "Combine Losses"},
-              "painting": {"Random Actions", "Render Strokes", "Blend Canvas", "Optimize Actions"},
+              "painting": {"Random Actions", "Render Strokes", "Blend Canvas", "Optimize Actions", "Predict Strokes"},
               "export": {"Save Strokes", "Strokes to SVG", "Stroke Timelapse", "Re-render with MyPaint"}}
 
 
@@ -681,7 +681,7 @@ def test_optimize_actions_widgets_are_the_painting_settings(painter):
     # values by position: tests/e2e/examples.py writes them from this spec)
     assert list(spec["optional"]) == ["init_strokes", "keep_training", "palette", "greyscale", "opaque", "background",
                                       "background_image", "snapshot_every", "polish_steps", "real_brush", "width",
-                                      "height", "time_limit", "brush_seed"]
+                                      "height", "time_limit", "brush_seed", "init"]
     loss = node("Pixel Loss").make(target_image(), "l2", 0.0, 1.0)[0][0]
     # a widget left out is the settings' default, as ComfyUI fills it in
     unset = node("Optimize Actions").optimize(painter, loss, size=64, strokes=4, rounds=1, steps=3)[0].actions

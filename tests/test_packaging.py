@@ -1,5 +1,6 @@
 """A plain `pip install .` (a built wheel, not the editable install the tests run on) holds every
-sub-package, the shipped painters and the shapes CLIP, and paints from where it was installed."""
+sub-package, the shipped painters, the shipped stroke predictor and the shapes CLIP, and paints from where it
+was installed."""
 from __future__ import annotations
 
 import os
@@ -48,6 +49,7 @@ def test_the_wheel_holds_every_package_and_the_weights(wheel):
     for shipped in ("soft_brush", "dry_brush", "charcoal", "fur", "short_grass", "ink_pen"):
         assert f"painter_models/weights/{shipped}.safetensors" in names and f"painter_models/weights/{shipped}.md" in names
     assert "painter_models/shapes_clip/np-tiny-rn-64-shapes.safetensors" in names
+    assert {"painter_models/predictors/soft_brush.safetensors", "painter_models/predictors/soft_brush.md"} <= set(names)
     assert not any(n.startswith(("nodes/", "tests/")) for n in names), "ComfyUI's `nodes` must never be shadowed"
 
 
@@ -55,7 +57,7 @@ def test_the_installed_wheel_paints(wheel, tmp_path):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
                     str(wheel)], check=True, capture_output=True)
-    out = tmp_path / "painting.png"
+    out, predicted = tmp_path / "painting.png", tmp_path / "predicted.png"
     code = f"""
 import sys
 # only the wheel: the editable install of the tests (a finder on sys.meta_path) would fill in what it lacks
@@ -64,11 +66,15 @@ import painter_models, neural_painters_training.datasets
 assert painter_models.__file__.startswith({str(site)!r}), painter_models.__file__
 from painter_models import paint, load_painter
 from painter_models.cli.paint import main
-sys.exit(main(["paint", {str(REPO / "example_workflows" / "input" / "neural_painters_astronaut.jpg")!r},
-               "--strokes", "6", "--size", "32", "--steps", "2", "--rounds", "1", "--out", {str(out)!r},
-               "--threads", "1", "--quiet"]))
+photo = {str(REPO / "example_workflows" / "input" / "neural_painters_astronaut.jpg")!r}
+if main(["paint", photo, "--strokes", "6", "--size", "32", "--steps", "2", "--rounds", "1", "--out", {str(out)!r},
+         "--threads", "1", "--quiet"]):
+    sys.exit("the optimiser did not paint")
+# the shipped stroke predictor, from where the wheel put it
+sys.exit(main(["paint", photo, "--init", "predict", "--strokes", "20", "--size", "32", "--steps", "0", "--out",
+               {str(predicted)!r}, "--threads", "1", "--quiet"]))
 """
     env = {**os.environ, "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert out.exists() and out.stat().st_size > 100
+    assert out.exists() and out.stat().st_size > 100 and predicted.exists()

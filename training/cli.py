@@ -7,9 +7,11 @@
   recipe               data (if missing) -> 1 -> 2 -> 3 -> 4 -> evaluation -> painter export
   evaluate             held-out metrics + repeatability ceiling + grid PNG of a painter file
   compare              pure adversarial training from scratch vs the recipe: PSNR against wall time
+  predictor            a stroke predictor for a painter (Predict Strokes, neural-painters paint --init predict)
 
 Every training subcommand resumes from its folder's state.safetensors when run again (use
---fresh to start over) and runs under torchrun for DistributedDataParallel, e.g.
+--fresh to start over; predictor: from the state file beside its --out) and, but for predictor, runs under
+torchrun for DistributedDataParallel, e.g.
   python -m torch.distributed.run --nproc_per_node 2 -m neural_painters_training.cli pretrain-generator ...
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 from painter_models.painter.model import COLOURS
 
 from .options import DEFAULT_HELDOUT, HELDOUT_SEED, RECIPE_DEFAULTS, recon_options, set_threads, stage_options
+from .predictor import add_parser as add_predictor_parser
 
 def add_common(p: argparse.ArgumentParser, steps: int | None = None, lr: float = 1e-3):
     g = p.add_argument_group("training")
@@ -181,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe(sub)
     _add_evaluate(sub)
     _add_compare(sub)
+    add_predictor_parser(sub)
     return p
 
 
@@ -305,6 +309,7 @@ def _add_compare(subcommands):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)      # the command as typed, for model cards
     args.func(args)
     return 0
 

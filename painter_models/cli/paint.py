@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="painter checkpoint (.safetensors) or a shipped painter's name: "
                         f"{', '.join(shipped_painters()) or 'none shipped'} (default: {DEFAULT_PAINTER})")
     add_setting_flags(p)
+    p.add_argument("--predictor", default=None,
+                   help="stroke predictor file for --init predict (default: the one shipped for the painter's brush)")
     _add_objective_flags(p.add_argument_group("what the strokes are optimised for"))
     _add_output_flags(p.add_argument_group("more outputs"))
     run = p.add_argument_group("running")
@@ -175,12 +177,14 @@ def _objective(args, request: Request, image, dev):
 def _paint(painter, objective, canvas_size, settings, image, args, dev, log):
     """paint() with a progress bar; Ctrl-C keeps the painting so far."""
     from ..painting.optimize import paint
-    log(f"painting {canvas_size[1]}x{canvas_size[0]} px with {settings.strokes} strokes, {settings.steps} steps, "
+    start = "predicted, then refined in" if settings.init == "predict" else "seeded,"
+    log(f"painting {canvas_size[1]}x{canvas_size[0]} px with {settings.strokes} strokes {start} {settings.steps} steps, "
         f"painter {os.path.basename(painter.path)} ({painter.brush}), on {dev}")
     bar = None
     if not args.quiet:
         from tqdm import tqdm
-        bar = tqdm(total=settings.steps + settings.polish_steps, unit="step", dynamic_ncols=True, file=sys.stderr)
+        polish = settings.polish_steps if settings.init == "seed" else 0    # predicted strokes are refined, not polished
+        bar = tqdm(total=settings.steps + polish, unit="step", dynamic_ncols=True, file=sys.stderr)
 
     def progress(info):
         if bar is not None:
@@ -189,7 +193,7 @@ def _paint(painter, objective, canvas_size, settings, image, args, dev, log):
 
     try:
         return paint(painter, objective, canvas_size, settings, target_for_seeding=image, callback=progress,
-                     device=dev)
+                     device=dev, predictor=args.predictor)
     except KeyboardInterrupt as e:
         if getattr(e, "paint_result", None) is None:
             raise
@@ -214,6 +218,8 @@ def _summary(result, image, canvas_size, seconds) -> str:
 def run_paint(args) -> int:
     request = _check_request(args)
     settings = settings_from_args(args)
+    if args.predictor and settings.init != "predict":
+        raise CliError("--predictor is the stroke predictor of --init predict: add --init predict, or leave it out")
     from ..export.image_files import load_image, save_image
     image = load_image(args.image) if args.image else None
     canvas_size, _ = plan_canvas(settings, None if image is None else tuple(image.shape[-2:]))

@@ -8,7 +8,8 @@ API (the ComfyUI nodes and the CLI wrap it):
         objective,                  # callable canvas [1, 3, H, W] in 0..1 -> scalar loss (losses.combine(...), ...)
         canvas_size,                # (H, W) or an int for a square canvas
         settings=None,              # a PaintSettings (settings.py: strokes, rounds, steps, sizes, palette, ...)
-        init=None,                  # a StrokeSet to continue from (kept under the new strokes)
+        init=None,                  # a StrokeSet to continue from (kept under the new strokes), or "predict":
+                                    # the init setting (a stroke predictor proposes the strokes, the steps refine them)
         target_for_seeding=None,    # image whose error map places new strokes (losses.target_image(objective))
         backdrop=None,              # what the strokes are painted over when not settings.background: an RGB
                                     # colour or an image tensor (kept in result.strokes.background_image)
@@ -16,6 +17,7 @@ API (the ComfyUI nodes and the CLI wrap it):
         callback=None,              # callback(PaintProgress) each step; return True (or raise StopPainting) to stop
         preview_every=0,            # put the current canvas in PaintProgress.preview every k steps
         device=None,                # default: the painter's device
+        predictor=None,             # init "predict": a StrokePredictor or its file (default: the shipped one that fits)
         **changes,                  # settings by name: paint(..., strokes=500) is settings.replace(strokes=500)
     ) -> PaintResult(strokes, canvas, neural_canvas, renderer, history, snapshots, cancelled, seconds, note,
                      timed_out)
@@ -60,6 +62,7 @@ from ..images import background_canvas, image_tensor
 from ..limits import MAX_CANVAS, MAX_STROKES, check_batch
 from . import seeding
 from .canvas import fast_painter, render
+from .predict import shortfall, start_from_prediction
 from .settings import PaintSettings, round_plan, split_steps, stroke_sizes
 
 __all__ = ["paint", "PaintResult", "PaintProgress", "StopPainting", "PaintingJob"]
@@ -296,7 +299,7 @@ class PaintingJob:
         self.render_options = dict(render_options or {})
         self.n_new = settings.strokes
         self._check_stroke_count(0 if init is None else len(init))
-        self.min_size, self.max_size = stroke_sizes(settings, self.size, self.n_new)
+        self.min_size, self.max_size = stroke_sizes(settings, self.size, self.n_new, _init_sides(init, self.size))
         self.target = None if target is None else _fit_target(target, self.size, self.device)
         self.palette = self._palette()
         self.constraints = StrokeConstraints(self.layout, self.size, self.min_size, self.max_size, self.palette,
@@ -572,19 +575,45 @@ class PaintingJob:
 
 
 
+def _init_sides(init: StrokeSet | None, canvas_size) -> torch.Tensor | None:
+    """The init strokes' box sides in px of this canvas (_add_init scales them to it)."""
+    if init is None or not len(init):
+        return None
+    return init.boxes[:, 2].detach().cpu() * canvas_size[0] / init.canvas_size[0]
+
+
 def _fit_target(target, canvas_size, device) -> torch.Tensor:
     from ..objectives.image_ops import fit_to
     return fit_to(image_tensor(target).to(device), *canvas_size)
 
 
-def paint(painter, objective, canvas_size, settings: PaintSettings | None = None, *, init: StrokeSet | None = None,
-          target_for_seeding=None, backdrop=None, require_real_brush: bool = False, callback=None,
-          preview_every: int = 0, device=None, render_options: dict | None = None, **changes) -> PaintResult:
+def paint(painter, objective, canvas_size, settings: PaintSettings | None = None, *,
+          init: StrokeSet | str | None = None, target_for_seeding=None, backdrop=None, require_real_brush: bool = False,
+          callback=None, preview_every: int = 0, device=None, render_options: dict | None = None, predictor=None,
+          **changes) -> PaintResult:
     """Paint by optimising strokes through `painter` to minimise `objective` (see the module docs).
 
+    With the init setting "predict" (or init="predict"), a stroke predictor (`predictor`: a StrokePredictor or
+    a file; None: the shipped one for the painter) predicts settings.strokes strokes for target_for_seeding
+    first, and the steps refine them all (predict.start_from_prediction).
     Gradients are switched on inside, so it can be called under torch.no_grad() (as ComfyUI runs nodes)."""
     settings = (settings or PaintSettings()).replace(**changes) if changes else (settings or PaintSettings())
+    if isinstance(init, str):     # the init setting by name, not strokes to continue from
+        settings, init = settings.replace(init=init), None
+    prediction, asked = None, settings.strokes
+    if settings.init == "predict":
+        if init is not None:
+            raise ValueError("init=predict predicts every stroke on a bare canvas, and init strokes were given: set "
+                             "init to seed to continue from them")
+        prediction, settings = start_from_prediction(painter, _canvas_size(canvas_size), settings, target_for_seeding,
+                                                     backdrop, predictor)
+        init = prediction.strokes
     with torch.enable_grad():
         job = PaintingJob(painter, objective, canvas_size, settings, init, target_for_seeding, backdrop,
                           require_real_brush, callback, preview_every, device, render_options)
-        return job.run()
+        result = job.run()
+    if prediction is not None:
+        result.strokes.extra.update(init="predict", predictor=prediction.strokes.extra["predictor"],
+                                    predicted_levels=[[side, n] for side, n in prediction.levels])
+        result.note = "; ".join(filter(None, [shortfall(asked, len(prediction.strokes), job.size), result.note]))
+    return result
