@@ -25,6 +25,7 @@ NODES = {
     "NeuralPaintersCombineLosses": ("Combine Losses", "losses"),
     "NeuralPaintersRandomActions": ("Random Actions (random strokes)", "painting"),
     "NeuralPaintersOptimizeActions": ("Optimize Actions (paint strokes)", "painting"),
+    "NeuralPaintersPredictStrokes": ("Predict Strokes", "painting"),
     "NeuralPaintersRenderStrokes": ("Render Strokes", "painting"),
     "NeuralPaintersBlendCanvas": ("Blend Canvas", "painting"),
     "NeuralPaintersSaveStrokes": ("Save Strokes", "export"),
