@@ -88,14 +88,21 @@ def save_tensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict):
 
 def read_metadata(path: str) -> dict:
     """The decoded metadata of a safetensors file; CheckpointError for anything unreadable."""
+    return read_file_metadata(path, CheckpointError, "painter checkpoint",
+                              "painters are .safetensors files written by neural-painters-train")
+
+
+def read_file_metadata(path: str, error: type[Exception], what: str, written_by: str) -> dict:
+    """The metadata of a safetensors file, each value JSON-decoded where it is JSON; `error` (naming `what` the
+    file should be and `written_by`, what writes one) for a missing or unreadable file."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"painter checkpoint {path!r} does not exist")
+        raise error(f"{what} {path!r} does not exist")
     try:
         with safe_open(path, framework="pt") as f:
             raw = f.metadata() or {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path!r} is not a readable safetensors file ({e}); it may be truncated or "
-                              f"another format: painters are .safetensors files written by neural-painters-train") from None
+        raise error(f"{path!r} is not a readable safetensors file ({e}); it may be truncated or another format: "
+                    f"{written_by}") from None
     decoded = {}
     for key, value in raw.items():  # each key on its own: one plain-string value spoils nothing else
         try:

@@ -17,7 +17,6 @@ brush's) and a free-form training summary. It is trained by `neural-painters-tra
 """
 from __future__ import annotations
 
-import json
 import math
 import operator
 import os
@@ -28,11 +27,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..brush.actions import NAKANO, ActionLayout, get_layout
-from ..files import atomic_write
+from ..painter.checkpoint import FORMAT as PAINTER_FORMAT
+from ..painter.checkpoint import read_file_metadata, save_tensors
 
 FORMAT = "stroke-predictor"
 VERSION = 1
-PAINTER_FORMAT = "neural-painter"       # what a painter file's metadata says (painter/checkpoint.py)
 POINTS = ("start_x", "start_y", "control_x", "control_y", "end_x", "end_y")
 BOX, CONFIDENCE = 3, 1                  # numbers per stroke besides the action: (cx, cy, side), confidence
 
@@ -201,29 +200,13 @@ def predictor_metadata(config: PredictorConfig, brush: str, layout: ActionLayout
 
 def save_predictor(path: str, network: PredictorNetwork, brush: str, training: dict | None = None):
     """Write a predictor file atomically: the network's weights and its metadata (see the module doc)."""
-    from safetensors.torch import save_file
-    meta = {k: json.dumps(v) for k, v in predictor_metadata(network.config, brush, network.layout, training).items()}
-    tensors = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    save_tensors(path, network.state_dict(), predictor_metadata(network.config, brush, network.layout, training))
 
 
 def read_predictor_metadata(path: str) -> dict:
     """The decoded metadata of a predictor file, checked to be one; PredictorError otherwise."""
-    from safetensors import SafetensorError, safe_open
-    if not os.path.isfile(path):
-        raise PredictorError(f"stroke predictor {path!r} does not exist")
-    try:
-        with safe_open(path, framework="pt") as f:
-            raw = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise PredictorError(f"{path!r} is not a readable safetensors file ({e}): stroke predictors are "
-                             f".safetensors files written by neural-painters-train predictor") from None
-    meta = {}
-    for key, value in raw.items():
-        try:
-            meta[key] = json.loads(value)
-        except json.JSONDecodeError:
-            meta[key] = value
+    meta = read_file_metadata(path, PredictorError, "stroke predictor",
+                              "stroke predictors are .safetensors files written by neural-painters-train predictor")
     if meta.get("format") == PAINTER_FORMAT:
         raise PredictorError(f"{os.path.basename(path)!r} is a neural painter, not a stroke predictor: pass it as "
                              f"the painter, and as the predictor a file written by neural-painters-train predictor")
