@@ -90,11 +90,7 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "GeneratorConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"GeneratorConfig has no fields {sorted(unknown)} (a newer checkpoint format?)")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 @dataclass
@@ -114,10 +110,7 @@ class CriticConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CriticConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"CriticConfig has no fields {sorted(unknown)} (a newer checkpoint format?)")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 # Named configurations. "nakano": the size of Nakano's GAN painter (about 0.8 M parameters);
@@ -434,6 +427,15 @@ def noise_from_uniform(u: torch.Tensor) -> torch.Tensor:
     """The painters' noise distribution (unit variance, bounded) from uniform numbers: training draws
     u at random, inference takes the fractional part of a projection of the action."""
     return math.sqrt(2.0) * torch.sin(2 * math.pi * u)
+
+
+def config_from_dict(cls, d: dict, written_by: str = "checkpoint"):
+    """A config dataclass from a file's dict, checked by the class itself; a field this code does not know is
+    refused by name (the file was written by a newer version)."""
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)} (a newer {written_by} format?)")
+    return cls(**d)
 
 
 def config_to_dict(config) -> dict:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import operator
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ..brush.actions import NAKANO, ActionLayout, get_layout
 from ..painter.checkpoint import FORMAT as PAINTER_FORMAT
 from ..painter.checkpoint import read_file_metadata, save_tensors
+from ..painter.model import config_from_dict
 
 FORMAT = "stroke-predictor"
 VERSION = 1
@@ -77,10 +78,7 @@ class PredictorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PredictorConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"PredictorConfig has no fields {sorted(unknown)} (a newer predictor format?)")
-        return cls(**d)
+        return config_from_dict(cls, d, "predictor")
 
 
 class PredictorNetwork(nn.Module):
