@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from conftest import MYPAINT_MISSING
+from test_paint_cli import run as run_cli
 from painter_models import load_painter
 from painter_models.brush.actions import keep_inside
 from painter_models.metrics import psnr
@@ -149,20 +150,11 @@ def photo_file(tmp_path):
     return str(path)
 
 
-def paint_cli(args, capsys):
-    from painter_models.cli.paint import main
-    try:
-        rc = main(["paint", *args])
-    except SystemExit as e:
-        rc = e.code
-    return rc, capsys.readouterr().err
-
-
 def test_the_cli_paints_the_prediction_alone_and_refines_it(tmp_path, photo_file, soft_brush, shipped, capsys):
     from painter_models.export.stroke_file import load_strokes
     from painter_models.objectives.image_ops import fit_to
     alone, js = tmp_path / "alone.png", tmp_path / "alone.json"
-    rc, err = paint_cli([photo_file, "--init", "predict", "--steps", "0", "--strokes", "60", "--size", "64",
+    rc, err = run_cli([photo_file, "--init", "predict", "--steps", "0", "--strokes", "60", "--size", "64",
                          "--out", str(alone), "--json", str(js), "--quiet"], capsys)
     assert rc == 0, err
     strokes = load_strokes(str(js))
@@ -174,7 +166,7 @@ def test_the_cli_paints_the_prediction_alone_and_refines_it(tmp_path, photo_file
     painted = load_image(str(alone))
     assert abs(float(psnr(painted, target)) - float(psnr(predicted.canvas, target))) < 0.2
     refined = tmp_path / "refined.png"
-    rc, err = paint_cli([photo_file, "--init", "predict", "--steps", "4", "--strokes", "60", "--size", "64",
+    rc, err = run_cli([photo_file, "--init", "predict", "--steps", "4", "--strokes", "60", "--size", "64",
                          "--learning-rate", "0.05", "--out", str(refined), "--threads", "1"], capsys)
     assert rc == 0, err
     assert "60 strokes predicted, then refined in 4 steps" in err and "60 strokes in" in err
@@ -182,11 +174,11 @@ def test_the_cli_paints_the_prediction_alone_and_refines_it(tmp_path, photo_file
 
 
 def test_the_cli_says_when_no_predictor_fits(photo_file, tmp_painter, capsys):
-    rc, err = paint_cli([photo_file, "--painter", tmp_painter, "--init", "predict", "--quiet"], capsys)
+    rc, err = run_cli([photo_file, "--painter", tmp_painter, "--init", "predict", "--quiet"], capsys)
     assert rc == 2 and "no stroke predictor is shipped for this painter's brush 'mypaint:classic/dry_brush'" in err
-    rc, err = paint_cli([photo_file, "--predictor", "p.safetensors", "--quiet"], capsys)
+    rc, err = run_cli([photo_file, "--predictor", "p.safetensors", "--quiet"], capsys)
     assert rc == 2 and "--predictor is the stroke predictor of --init predict" in err
-    rc, err = paint_cli([photo_file, "--init", "predict", "--predictor", tmp_painter, "--quiet"], capsys)
+    rc, err = run_cli([photo_file, "--init", "predict", "--predictor", tmp_painter, "--quiet"], capsys)
     assert rc == 2 and "is a neural painter, not a stroke predictor" in err
 
 
