@@ -164,8 +164,8 @@ def installed_preset(brush: str) -> str:
     installed = mypaint.list_brushes()
     if name not in installed:
         if not installed:
-            raise NodeError(f"Re-render with MyPaint: no MyPaint brush presets are installed on this server; "
-                            f"on Debian/Ubuntu: {mypaint.APT_HINT}")
+            raise NodeError(f"Re-render with MyPaint: no MyPaint brush presets are installed on this server.\n"
+                            f"{mypaint.INSTALL_HINT}")
         close = difflib.get_close_matches(name, installed, 3, 0.6)
         raise NodeError(f"Re-render with MyPaint: {name!r} is not an installed MyPaint preset"
                         + (f" (did you mean {', '.join(close)}?)" if close else "")

@@ -298,6 +298,7 @@ def test_missing_libmypaint_names_the_apt_package(monkeypatch):
             mp.load_library()
         msg = str(e.value)
         assert "libmypaint was not found" in msg and "libmypaint-1.5-1" in msg and "apt-get install" in msg
+        assert "brew install libmypaint" in msg and "pacman -S" in msg
         assert "NEURAL_PAINTERS_LIBMYPAINT" in msg and "/nonexistent/libmypaint-1.5.so.1" in msg
         with pytest.raises(MyPaintUnavailable, match="libmypaint-1.5-1"):
             MyPaintProgram("classic/dry_brush")
@@ -309,6 +310,72 @@ def test_missing_libmypaint_names_the_apt_package(monkeypatch):
 def test_libmypaint_path_from_the_environment_is_tried_first(monkeypatch):
     monkeypatch.setenv("NEURAL_PAINTERS_LIBMYPAINT", "/opt/custom/libmypaint.so")
     assert next(library._library_candidates()) == "/opt/custom/libmypaint.so"
+
+
+def _loaded_library_file() -> str:
+    library.load_library()
+    with open("/proc/self/maps") as maps:
+        return next(line.split()[-1] for line in maps if "libmypaint" in line)
+
+
+def _load_only_from(monkeypatch, platform=None, prefixes=()):
+    """load_library with the system's own lookups hidden (find_library, the bare Debian names), on `platform`
+    with these package-manager prefixes: what it finds must come from the folders the test made."""
+    real_cdll = ctypes.CDLL
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(ctypes, "CDLL", lambda name, *a, **k: real_cdll(name, *a, **k) if os.sep in str(name)
+                        else (_ for _ in ()).throw(OSError(f"{name}: hidden by the test")))
+    if platform:
+        monkeypatch.setattr(sys, "platform", platform)
+        monkeypatch.setattr(library, "PREFIXES", {platform: tuple(str(p) for p in prefixes)})
+    library.load_library.cache_clear()
+    try:
+        return library.load_library()._name
+    finally:
+        library.load_library.cache_clear()
+
+
+@skip_no_mypaint
+@pytest.mark.mypaint
+@pytest.mark.parametrize("platform, folder, name", [
+    ("darwin", "opt/homebrew/lib", "libmypaint-1.5.1.dylib"),        # Homebrew on Apple silicon
+    ("win32", "msys64/ucrt64/bin", "libmypaint-1.5-1.dll"),          # MSYS2's UCRT environment
+])
+def test_libmypaint_and_brushes_are_found_where_homebrew_and_msys2_install_them(monkeypatch, tmp_path, platform,
+                                                                                folder, name):
+    """The real library copied under the name and folder the package manager gives it (ctypes loads an ELF file
+    whatever its name), the system's own copy hidden: it is the one loaded, and the prefix's presets are listed."""
+    real = _loaded_library_file()
+    prefix = tmp_path / folder.split("/")[0] / folder.split("/")[1]
+    (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / folder / name).write_bytes(open(real, "rb").read())
+    brushes = prefix / "share" / "mypaint-data" / "2.0" / "brushes" / "mine"
+    brushes.mkdir(parents=True)
+    (brushes / "soft.myb").write_text("{}")
+    monkeypatch.delenv("NEURAL_PAINTERS_LIBMYPAINT", raising=False)
+    monkeypatch.delenv("HOMEBREW_PREFIX", raising=False)
+    loaded = _load_only_from(monkeypatch, platform, [tmp_path / "nowhere", prefix])
+    assert loaded == str(tmp_path / folder / name)
+    assert "mine/soft" in mp.list_brushes()
+
+
+@skip_no_mypaint
+@pytest.mark.mypaint
+def test_libmypaint_folder_from_the_environment(monkeypatch, tmp_path):
+    real = _loaded_library_file()
+    (tmp_path / "libmypaint-1.5.so.1").write_bytes(open(real, "rb").read())
+    monkeypatch.setenv("NEURAL_PAINTERS_LIBMYPAINT", str(tmp_path))
+    assert _load_only_from(monkeypatch) == str(tmp_path / "libmypaint-1.5.so.1")
+
+
+def test_an_empty_libmypaint_folder_from_the_environment_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEURAL_PAINTERS_LIBMYPAINT", str(tmp_path))
+    library.load_library.cache_clear()
+    try:
+        with pytest.raises(MyPaintUnavailable, match="holds no libmypaint"):
+            library.load_library()
+    finally:
+        library.load_library.cache_clear()
 
 
 # ---------------------------------------------------------------------------------------------------

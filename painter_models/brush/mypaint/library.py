@@ -1,7 +1,10 @@
 """libmypaint through ctypes, and the brush presets it paints with.
 
-Only the Debian/Ubuntu runtime packages are needed (no headers, GTK or MyPaint's
-Python library):  apt-get install -y --no-install-recommends libmypaint-1.5-1 mypaint-brushes
+Only the runtime library and the brush presets are needed (no headers, GTK or MyPaint's Python library):
+  Debian/Ubuntu  apt-get install -y --no-install-recommends libmypaint-1.5-1 mypaint-brushes
+  macOS          brew install libmypaint mypaint-brushes          (Homebrew; MacPorts' prefix is searched too)
+  Windows        pacman -S mingw-w64-ucrt-x86_64-libmypaint mingw-w64-ucrt-x86_64-mypaint-brushes2   (MSYS2)
+or NEURAL_PAINTERS_LIBMYPAINT names the library file (or its folder), NEURAL_PAINTERS_BRUSHES a brush folder.
 
 Owns loading the library (load_library, library_version), its structs and tile format, the lifetime
 of its native handles, finding brush presets (brush_dirs, list_brushes, resolve_brush) and reading
@@ -16,13 +19,22 @@ import glob
 import json
 import math
 import os
+import sys
 from functools import lru_cache
 
 TILE = 64                 # libmypaint's tile side, px
 FIX15 = 1 << 15           # libmypaint's fixed-point 1.0 (tile pixels are premultiplied RGBA in fix15)
 APT_HINT = "apt-get install -y --no-install-recommends libmypaint-1.5-1 mypaint-brushes"
+INSTALL_HINT = ("On Debian/Ubuntu:  " + APT_HINT + "\nOn macOS (Homebrew):  brew install libmypaint mypaint-brushes"
+                "\nOn Windows (MSYS2):  pacman -S mingw-w64-ucrt-x86_64-libmypaint mingw-w64-ucrt-x86_64-mypaint-brushes2")
 BRUSH_DIRS = ("/usr/share/mypaint-data/2.0/brushes", "/usr/share/mypaint-data/1.0/brushes",
               "/usr/local/share/mypaint-data/2.0/brushes", "/usr/share/mypaint/brushes")
+# Package managers' prefixes beyond the system's: the library is in PREFIX/lib (PREFIX/bin on Windows), the
+# presets in PREFIX/share/mypaint-data/*/brushes. libtool names the library libmypaint-1.5.so.1 (Linux),
+# libmypaint-1.5.1.dylib (macOS), libmypaint-1.5-1.dll (MinGW), also for libmypaint 1.6.
+PREFIXES = {"darwin": ("/opt/homebrew", "/usr/local", "/opt/local"),
+            "win32": tuple(rf"{root}\{env}" for root in ("C:\\msys64", "C:\\msys2")
+                           for env in ("ucrt64", "mingw64", "clang64"))}
 
 
 class MyPaintUnavailable(RuntimeError):
@@ -39,15 +51,39 @@ class MyPaintRectangle(ctypes.Structure):
     _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("width", ctypes.c_int), ("height", ctypes.c_int)]
 
 
+def platform_prefixes() -> list[str]:
+    """This platform's package-manager prefixes that exist (Homebrew's own first where HOMEBREW_PREFIX is set)."""
+    prefixes = ([os.environ["HOMEBREW_PREFIX"]] if sys.platform == "darwin" and os.environ.get("HOMEBREW_PREFIX")
+                else []) + list(PREFIXES.get(sys.platform, ()))
+    return [p for p in dict.fromkeys(prefixes) if os.path.isdir(p)]
+
+
+def _libraries_in(folder: str) -> list[str]:
+    """libmypaint files in a folder, the versioned names first (a bare libmypaint.so may be a dev symlink)."""
+    names = {p for pattern in ("libmypaint*.so*", "libmypaint*.dylib", "libmypaint*.dll")
+             for p in glob.glob(os.path.join(folder, pattern))}
+    return sorted(names, key=lambda p: (os.path.basename(p).startswith("libmypaint."), p))
+
+
 def _library_candidates():
     env = os.environ.get("NEURAL_PAINTERS_LIBMYPAINT")
     if env:
-        yield env
+        yield from (_libraries_in(env) if os.path.isdir(env) else [env])
     found = ctypes.util.find_library("mypaint-1.5") or ctypes.util.find_library("mypaint")
     if found:
         yield found
+    for prefix in platform_prefixes():
+        yield from _libraries_in(os.path.join(prefix, "bin" if sys.platform == "win32" else "lib"))
     yield "libmypaint-1.5.so.1"
     yield "libmypaint.so"
+
+
+def _open(path: str):
+    """ctypes.CDLL, letting Windows find the library's own DLLs (json-c, glib) beside it: since Python 3.8 it
+    no longer searches PATH for them."""
+    if hasattr(os, "add_dll_directory") and os.path.dirname(path):
+        os.add_dll_directory(os.path.dirname(os.path.abspath(path)))
+    return ctypes.CDLL(path)
 
 
 def _signatures() -> dict:
@@ -80,18 +116,22 @@ def load_library():
     env = os.environ.get("NEURAL_PAINTERS_LIBMYPAINT")
     if env and not os.path.exists(env):
         raise MyPaintUnavailable(f"libmypaint was not found: NEURAL_PAINTERS_LIBMYPAINT points to {env!r}, which "
-                                 f"does not exist. Fix or unset it, or install the system library:\n  {APT_HINT}")
+                                 f"does not exist. Fix or unset it, or install the library.\n{INSTALL_HINT}")
+    if env and os.path.isdir(env) and not _libraries_in(env):
+        raise MyPaintUnavailable(f"libmypaint was not found: NEURAL_PAINTERS_LIBMYPAINT names the folder {env!r}, "
+                                 f"which holds no libmypaint*.so / .dylib / .dll. Point it at the library file.")
     errors = []
     for name in _library_candidates():
         try:
-            lib = ctypes.CDLL(name)
+            lib = _open(name)
             break
         except OSError as e:
             errors.append(str(e))
     else:
         raise MyPaintUnavailable(
-            "libmypaint was not found. On Debian/Ubuntu install it with:\n  " + APT_HINT +
-            "\nor point NEURAL_PAINTERS_LIBMYPAINT at libmypaint-1.5.so.1. (" + "; ".join(errors[:2]) + ")")
+            "libmypaint was not found: install it, or set NEURAL_PAINTERS_LIBMYPAINT\n" + INSTALL_HINT +
+            "\nor point NEURAL_PAINTERS_LIBMYPAINT at the library file (libmypaint-1.5.so.1, libmypaint-1.5.1.dylib, "
+            "libmypaint-1.5-1.dll). (" + "; ".join(errors[:2]) + ")")
     for fn, (args, res) in _signatures().items():
         f = getattr(lib, fn)
         f.argtypes, f.restype = args, res
@@ -129,7 +169,8 @@ class NativeHandles:
 
 def brush_dirs() -> list[str]:
     env = os.environ.get("NEURAL_PAINTERS_BRUSHES")
-    return ([env] if env else []) + [d for d in BRUSH_DIRS if os.path.isdir(d)]
+    prefixed = [os.path.join(p, "share", "mypaint-data", v, "brushes") for p in platform_prefixes() for v in ("2.0", "1.0")]
+    return ([env] if env else []) + [d for d in dict.fromkeys(list(BRUSH_DIRS) + prefixed) if os.path.isdir(d)]
 
 
 def list_brushes() -> list[str]:
@@ -152,7 +193,7 @@ def resolve_brush(brush: str) -> str:
         if os.path.isfile(path):
             return path
     if not brush_dirs():
-        raise MyPaintUnavailable("no MyPaint brush presets are installed. On Debian/Ubuntu:\n  " + APT_HINT +
+        raise MyPaintUnavailable("no MyPaint brush presets are installed.\n" + INSTALL_HINT +
                                  "\nor point NEURAL_PAINTERS_BRUSHES at a folder of .myb files.")
     installed = list_brushes()
     close = difflib.get_close_matches(brush, installed, 5, 0.6) or \
