@@ -78,6 +78,24 @@ def test_no_real_brush_paints_the_painters_canvas(tmp_path, photo, tmp_painter, 
     assert (again - saved).abs().max() <= 1.0 / 255 + 1e-6
 
 
+def test_without_libmypaint_the_cli_says_the_painter_painted_and_why(tmp_path, photo, tmp_painter, capsys,
+                                                                     monkeypatch):
+    """What a user without libmypaint gets (here: the environment variable names a library that is not there):
+    a painting by the neural painter, and the CLI says so and why."""
+    from painter_models.brush.mypaint import library
+    monkeypatch.setenv("NEURAL_PAINTERS_LIBMYPAINT", str(tmp_path / "missing" / "libmypaint-1.5.1.dylib"))
+    library.load_library.cache_clear()
+    try:
+        rc, err = run([photo, "--painter", tmp_painter, "--strokes", "4", "--size", "32", "--steps", "2",
+                       "--rounds", "1", "--out", str(tmp_path / "p.png")], capsys)
+    finally:
+        monkeypatch.undo()
+        library.load_library.cache_clear()
+    assert rc == 0, err
+    assert "painted by neural painter (no real brush (libmypaint was not found" in err
+    assert "NEURAL_PAINTERS_LIBMYPAINT" in err
+
+
 def test_progress_bar_and_quiet(tmp_path, photo, tmp_painter, capsys):
     rc, err = run([photo, "--painter", tmp_painter, "--strokes", "2", "--size", "16", "--steps", "2",
                    "--rounds", "1", "--out", str(tmp_path / "a.png")], capsys)
