@@ -183,12 +183,43 @@ def image_plus_text(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
     return g.to_ui("8a1c4b2e-0005-4e6a-9d3c-6e1f2a7b0005")
 
 
+def fast_painting(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
+    """A painting in seconds: the stroke predictor proposes every stroke in one pass, a short optimisation
+    refines them."""
+    g = Graph(info)
+    g.note(PAINTER_NOTE + "\n\nFast painting: Predict Strokes proposes all 1000 strokes coarse to fine in about a "
+           "second of CPU (shipped predictor for soft_brush; its painting is rough, see its model card). Optimize "
+           "Actions then refines them (strokes 0: no new strokes, the init strokes are optimised; a learning rate "
+           "of 0.1 suits a refinement). More steps: a better painting, slower.", pos=(0, -220), size=(760, 160))
+    load = _painter(g, (0, 0), painter)
+    image = _image(g, (0, 200))
+    predict = g.add("NeuralPaintersPredictStrokes", {"strokes": 1000, "size": 256}, pos=(COL, 0))
+    pixel = g.add("NeuralPaintersPixelLoss", {"kind": "l2", "blur_sigma": 0.0}, pos=(COL, 330))
+    opt = g.add("NeuralPaintersOptimizeActions", {"size": 256, "strokes": 0, "rounds": 1, "steps": 30,
+                                                  "learning_rate": 0.1, "seed": 0}, pos=(2 * COL, 0))
+    save = g.add("SaveImage", {"filename_prefix": "neural_painters/fast_painting"}, pos=(3 * COL, 0))
+    first = g.add("PreviewImage", pos=(3 * COL, 560), title="Predicted (about a second)")
+    strokes = g.add("NeuralPaintersSaveStrokes", {"filename_prefix": "neural_painters/fast_painting"},
+                    pos=(3 * COL, 400))
+    g.link(load, "painter", predict, "painter")
+    g.link(image, "IMAGE", predict, "image")
+    g.link(image, "IMAGE", pixel, "image")
+    g.link(predict, "image", first, "images")
+    g.link(load, "painter", opt, "painter")
+    g.link(pixel, "loss", opt, "loss")
+    g.link(predict, "strokes", opt, "init_strokes")
+    g.link(opt, "image", save, "images")
+    g.link(opt, "strokes", strokes, "strokes")
+    return g.to_ui("8a1c4b2e-0006-4e6a-9d3c-6e1f2a7b0006")
+
+
 EXAMPLES = {
     "image_to_painting": image_to_painting,
     "text_to_painting": text_to_painting,
     "timelapse": timelapse,
     "svg_export": svg_export,
     "image_plus_text": image_plus_text,
+    "fast_painting": fast_painting,
 }
 NEEDS_CLIP = {"text_to_painting", "image_plus_text"}
 

@@ -42,6 +42,8 @@ def cut_down(prompt: dict) -> dict:
                     inputs[side] = max(16, round(inputs[side] * scale / 8) * 8)
             inputs.update(strokes=min(inputs["strokes"], 16), rounds=min(inputs["rounds"], 2),
                           steps=min(inputs["steps"], 4))
+        elif kind == "NeuralPaintersPredictStrokes":
+            inputs.update(size=min(inputs["size"], CI_SIDE), strokes=min(inputs["strokes"], 64))
         elif kind == "NeuralPaintersCLIPTextLoss":
             inputs["cutouts"] = 1
         elif kind == "NeuralPaintersStrokeTimelapse":
@@ -274,3 +276,22 @@ def test_optimisation_reports_progress_with_live_previews(comfy):
     assert previews, "no live preview reached the websocket"
     first = Image.open(io.BytesIO(previews[0]))
     assert first.format == "JPEG" and abs(first.width / first.height - 96 / 64) < 0.02  # the canvas, resized
+
+
+def test_example_fast_painting(comfy, comfy_server):
+    """Predicted strokes feed Optimize Actions' init_strokes: every predicted stroke is in the saved file, no new
+    one, and the short refinement brings the painting closer to the photograph than the prediction."""
+    import numpy as np
+    from PIL import Image
+    prompt, entry, images = run_example(comfy, "fast_painting")
+    predict = prompt[node_of(prompt, "NeuralPaintersPredictStrokes")]["inputs"]
+    predicted, refined = images[node_of(prompt, "PreviewImage")][0], images[node_of(prompt, "SaveImage")][0]
+    assert predicted.size == refined.size and max(refined.size) == predict["size"]
+    saved = entry["outputs"][node_of(prompt, "NeuralPaintersSaveStrokes")]["strokes_files"][0]
+    doc = json.loads((comfy_server.dirs["output"] / saved["subfolder"] / saved["filename"]).read_text())
+    assert len(doc["strokes"]) == predict["strokes"]
+    photo = Image.open(REPO / "example_workflows" / "input" / "neural_painters_astronaut.jpg").convert("RGB")
+    photo = np.asarray(photo.resize(refined.size, Image.LANCZOS), np.float32)
+    error = {name: float(((np.asarray(im.convert("RGB"), np.float32) - photo) ** 2).mean())
+             for name, im in (("predicted", predicted), ("refined", refined))}
+    assert error["refined"] < error["predicted"], error

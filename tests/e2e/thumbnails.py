@@ -1,7 +1,7 @@
 """Thumbnails of the example workflows and the README's workflow picture: screenshots of ComfyUI's own
 frontend (headless Chromium, see browser.py) with each example loaded.
 
-    python -m tests.e2e.thumbnails [--run NAME ...]      (from the repository root; needs the e2e setup)
+    python -m tests.e2e.thumbnails [--run NAME ...] [--only NAME ...]   (from the repository root; e2e setup)
 
 writes example_workflows/<name>.jpg (ComfyUI's template browser shows it beside <name>.json) and
 docs/images/workflow_image_to_painting.png. With --run, the named examples are first run as shipped from the
@@ -33,9 +33,9 @@ def output_node(workflow: dict) -> int:
     return next(n["id"] for n in workflow["nodes"] if n["type"] in OUTPUT_TYPES and n.get("mode", 0) == 0)
 
 
-def write_pictures(page: ComfyPage, run: set[str], run_timeout: float) -> list[str]:
+def write_pictures(page: ComfyPage, run: set[str], run_timeout: float, only=None) -> list[str]:
     written = []
-    for name in EXAMPLES:
+    for name in only or EXAMPLES:
         workflow = json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
         report = page.load_workflow(workflow)
         if not report.clean:
@@ -65,11 +65,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", nargs="*", default=[], choices=list(EXAMPLES), metavar="NAME",
                     help="run these examples as shipped first, so that the pictures show their results")
+    ap.add_argument("--only", nargs="*", default=None, choices=list(EXAMPLES), metavar="NAME",
+                    help="picture only these examples (the others' pictures stay as they are)")
     ap.add_argument("--run-timeout", type=float, default=3 * 3600, help="seconds a run may take (default 3 h)")
     args = ap.parse_args(argv)
     try:
         with checkout_server("np_thumbs_") as server, ComfyPage(server.url, pixel_ratio=2) as page:
-            for path in write_pictures(page, set(args.run), args.run_timeout):
+            for path in write_pictures(page, set(args.run), args.run_timeout, args.only):
                 print("wrote", path)
     except (ComfyNotSetUp, BrowserUnavailable) as e:
         print(e, file=sys.stderr)
