@@ -50,12 +50,16 @@ def float_range(lo: float, hi: float, what: str):
     return parse
 
 
-def add_setting_flags(parser: argparse.ArgumentParser, title: str = "painting settings"):
-    """A flag for every PaintSettings field that has one, with the field's default, bounds and help."""
+VIDEO_SETTINGS = ("refine_steps", "refine_learning_rate")     # a clip's own: `paint-video` has them, `paint` not
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, title: str = "painting settings", exclude=()):
+    """A flag for every PaintSettings field that has one (but those in `exclude`), with the field's default,
+    bounds and help."""
     group = parser.add_argument_group(title)
     for f in FIELDS.values():
         flags, help_text = f.metadata["flags"], f.metadata["help"].replace("%", "%%")
-        if not flags:
+        if not flags or f.name in exclude:
             continue
         if f.type == "bool":
             group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
@@ -78,7 +82,8 @@ def _setting_parser(f: dataclasses.Field):
 
 def settings_from_args(args) -> PaintSettings:
     """The painting settings the flags asked for (checked once more as a whole: min <= max, ...)."""
-    return PaintSettings(**{name: getattr(args, name) for name, f in FIELDS.items() if f.metadata["flags"]})
+    return PaintSettings(**{name: getattr(args, name) for name, f in FIELDS.items()
+                            if f.metadata["flags"] and hasattr(args, name)})
 
 
 def pick_device(spec: str):

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from ..brush.mypaint import MyPaintUnavailable
 from ..painter.shipped import DEFAULT_PAINTER, find_painter, shipped_painters
 from ..painting.settings import plan_canvas
-from .common import (CliError, ShortErrorParser, add_setting_flags, check_output_path, default_threads,
-                     float_range, int_range, pick_device, settings_from_args)
+from .common import (VIDEO_SETTINGS, CliError, ShortErrorParser, add_setting_flags, check_output_path,
+                     default_threads, float_range, int_range, pick_device, settings_from_args)
 
 IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--painter", default=None,
                    help="painter checkpoint (.safetensors) or a shipped painter's name: "
                         f"{', '.join(shipped_painters()) or 'none shipped'} (default: {DEFAULT_PAINTER})")
-    add_setting_flags(p)
+    add_setting_flags(p, exclude=VIDEO_SETTINGS)
     p.add_argument("--predictor", default=None,
                    help="stroke predictor file for --init predict (default: the one shipped for the painter's brush)")
     _add_objective_flags(p.add_argument_group("what the strokes are optimised for"))
@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int_range(1, 1024, "--threads"), default=None,
                      help="CPU threads for torch (default: torch's, fewer when other jobs keep the cores busy)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    from .video import add_video_parser
+    add_video_parser(sub)
     return ap
 
 
@@ -246,7 +248,12 @@ def run_paint(args) -> int:
     return 0
 
 
-SUBCOMMANDS = {"paint": run_paint}
+def _video(args) -> int:
+    from .video import run_paint_video
+    return run_paint_video(args)
+
+
+SUBCOMMANDS = {"paint": run_paint, "paint-video": _video}
 
 
 def main(argv=None) -> int:

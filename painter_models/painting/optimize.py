@@ -112,7 +112,8 @@ class PaintResult:
 class StrokeGroup:
     """The trainable parameters of the strokes seeded together (one round, or the init strokes)."""
 
-    def __init__(self, actions, boxes, palette_logits=None, trainable=True):
+    def __init__(self, actions, boxes, palette_logits=None, trainable=True, lr_scale=1.0):
+        self.lr_scale = lr_scale     # of the settings' learning rates
         a = actions.clamp(1e-3, 1 - 1e-3)
         self.logits = torch.logit(a).clamp(-LOGIT_LIMIT, LOGIT_LIMIT).clone().requires_grad_(trainable)
         self.box0 = boxes.clone()
@@ -218,8 +219,10 @@ class StrokeConstraints:
     def project(self, g: StrokeGroup):
         side0 = g.box0[:, 2:3]
         g.s.clamp_(min=torch.log(self.min_size / side0).clamp(max=0), max=torch.log(self.max_size / side0).clamp(min=0))
-        lo = (-g.box0[:, :2]) / side0
-        hi = (torch.tensor([self.w, self.h], device=side0.device, dtype=side0.dtype) - g.box0[:, :2]) / side0
+        # centres stay on the canvas; one that starts beyond it (a clip's stroke leaving the picture) may stay
+        # where it is, not go further out
+        lo = ((-g.box0[:, :2]) / side0).clamp(max=0)
+        hi = ((torch.tensor([self.w, self.h], device=side0.device, dtype=side0.dtype) - g.box0[:, :2]) / side0).clamp(min=0)
         g.d.copy_(torch.maximum(torch.minimum(g.d, hi), lo))
         g.logits.clamp_(-LOGIT_LIMIT, LOGIT_LIMIT)
 
@@ -344,7 +347,7 @@ class PaintingJob:
         actions, boxes = init.actions.to(self.device).float(), init.boxes.to(self.device).float()
         trainable = self.settings.keep_training or self.n_new == 0
         self.groups.append(StrokeGroup(actions, boxes, self._palette_logits(actions[:, self.constraints.rgb]),
-                                       trainable=trainable))
+                                       trainable=trainable, lr_scale=self.settings.init_lr_scale))
 
     def _plan_steps(self):
         s = self.settings
@@ -495,10 +498,10 @@ class PaintingJob:
     def _optimiser(self, train) -> StrokeAdam | None:
         s, params = self.settings, []
         for g in train:
-            params.append({"params": [g.logits] + ([g.pal] if g.pal is not None else []),
-                           "lr": s.learning_rate, "base": s.learning_rate})
+            rate = s.learning_rate * g.lr_scale
+            params.append({"params": [g.logits] + ([g.pal] if g.pal is not None else []), "lr": rate, "base": rate})
             if s.optimize_boxes:
-                scaled = s.learning_rate * s.box_lr_scale
+                scaled = rate * s.box_lr_scale
                 params.append({"params": [g.d, g.s], "lr": scaled, "base": scaled})
         return StrokeAdam(params, betas=(0.9, 0.99)) if params else None
 
