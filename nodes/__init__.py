@@ -13,6 +13,7 @@ from .nodes_optimize import OptimizeActions
 from .nodes_painter import LoadNeuralPainter
 from .nodes_predict import PredictStrokes
 from .nodes_render import BlendCanvas, RenderStrokes
+from .nodes_video import PaintVideo
 
 comfy_adapter.register_model_folders()
 comfy_adapter.install_example_inputs()
@@ -32,6 +33,7 @@ NODE_CLASS_MAPPINGS = {
     "NeuralPaintersCombineLosses": CombineLosses,
     "NeuralPaintersOptimizeActions": OptimizeActions,
     "NeuralPaintersPredictStrokes": PredictStrokes,
+    "NeuralPaintersPaintVideo": PaintVideo,
     "NeuralPaintersSaveStrokes": SaveStrokes,
     "NeuralPaintersLoadStrokes": LoadStrokes,
     "NeuralPaintersStrokesToSVG": StrokesToSVG,
@@ -55,6 +57,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "NeuralPaintersCombineLosses": "Combine Losses",
     "NeuralPaintersOptimizeActions": "Optimize Actions (paint strokes)",
     "NeuralPaintersPredictStrokes": "Predict Strokes",
+    "NeuralPaintersPaintVideo": "Paint Video (coherent strokes)",
     "NeuralPaintersSaveStrokes": "Save Strokes",
     "NeuralPaintersLoadStrokes": "Load Strokes",
     "NeuralPaintersStrokesToSVG": "Strokes to SVG",

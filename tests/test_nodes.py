@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -38,7 +39,8 @@ NAMES = {"Load Neural Painter": "NeuralPaintersLoadPainter", "Random Actions": "
          "Combine Losses": "NeuralPaintersCombineLosses", "Optimize Actions": "NeuralPaintersOptimizeActions",
          "Save Strokes": "NeuralPaintersSaveStrokes", "Load Strokes": "NeuralPaintersLoadStrokes",
          "Strokes to SVG": "NeuralPaintersStrokesToSVG", "Stroke Timelapse": "NeuralPaintersStrokeTimelapse",
-         "Re-render with MyPaint": "NeuralPaintersRerenderMyPaint", "Predict Strokes": "NeuralPaintersPredictStrokes"}
+         "Re-render with MyPaint": "NeuralPaintersRerenderMyPaint", "Predict Strokes": "NeuralPaintersPredictStrokes",
+         "Paint Video": "NeuralPaintersPaintVideo"}
 adapter = sys.modules[f"{PACK.__name__}.nodes.comfy_adapter"]
 common = sys.modules[f"{PACK.__name__}.nodes.common"]
 NodeError = common.NodeError
@@ -92,7 +94,8 @@ CORE_DISPLAY_NAMES = {"Load CLIP", "Load Image", "Save Image", "Preview Image", 
 CATEGORIES = {"loaders": {"Load Neural Painter", "Load CLIP", "Load Strokes"},
               "losses": {"CLIP Text Loss", "VGG Feature Loss", "Pixel Loss", "Style Loss", "ImageNet Class Loss",
                          "Combine Losses"},
-              "painting": {"Random Actions", "Render Strokes", "Blend Canvas", "Optimize Actions", "Predict Strokes"},
+              "painting": {"Random Actions", "Render Strokes", "Blend Canvas", "Optimize Actions", "Predict Strokes",
+                           "Paint Video"},
               "export": {"Save Strokes", "Strokes to SVG", "Stroke Timelapse", "Re-render with MyPaint"}}
 
 
@@ -1032,3 +1035,18 @@ def test_optimize_actions_with_a_shipped_painter_at_a_realistic_size():
     assert got >= mean_colour + 4.5, (got, mean_colour)      # 16.4 vs 10.4 dB measured; an optimiser that does not move: 6.6
     again = node("Re-render with MyPaint").rerender(strokes, 1.0)[0]
     assert (again - image).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_paint_video_node_paints_a_batch_as_a_clip():
+    """Frames in as a batch; painted frames out as a batch, each frame's strokes as a list, carried over."""
+    from skimage import data
+    picture = torch.from_numpy(data.astronaut()[100:292:4, 60:300:4]).float() / 255     # 48 x 60
+    frames = torch.stack([picture[:, 3 * t:3 * t + 48] for t in range(3)])
+    widgets = dict(size=48, strokes=12, rounds=2, steps=6, learning_rate=0.2, refine_steps=2,
+                   refine_learning_rate=0.1, seed=0, real_brush=True, time_limit=0.0, brush_seed=0)
+    soft = node("Load Neural Painter").load(f"shipped/{shipped.DEFAULT_PAINTER}.safetensors")[0]
+    painted, strokes, report = node("Paint Video").paint(soft, frames, **widgets)
+    info = json.loads(report)
+    assert node("Paint Video").OUTPUT_IS_LIST == (False, True, False)
+    assert painted.shape == (3, 48, 48, 3) and len(strokes) == 3 and all(len(s) == 12 for s in strokes)
+    assert info["frames"] == 3 and info["carried"][0] == 0 and info["carried"][2] >= 10

@@ -112,8 +112,8 @@ class PaintResult:
 class StrokeGroup:
     """The trainable parameters of the strokes seeded together (one round, or the init strokes)."""
 
-    def __init__(self, actions, boxes, palette_logits=None, trainable=True, lr_scale=1.0):
-        self.lr_scale = lr_scale     # of the settings' learning rates
+    def __init__(self, actions, boxes, palette_logits=None, trainable=True, rates=None):
+        self.rates = rates           # [N, 1] per-stroke factors of the learning rates, or None (all 1)
         a = actions.clamp(1e-3, 1 - 1e-3)
         self.logits = torch.logit(a).clamp(-LOGIT_LIMIT, LOGIT_LIMIT).clone().requires_grad_(trainable)
         self.box0 = boxes.clone()
@@ -173,7 +173,9 @@ class StrokeAdam:
                 mean.lerp_(p.grad, 1 - beta1)
                 square.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
                 denominator = (square.sqrt() / math.sqrt(1 - beta2 ** steps)).add_(self.eps)
-                p.addcdiv_(mean, denominator, value=-group["lr"] / (1 - beta1 ** steps))
+                rows = group.get("rows")       # per-stroke factors [N, 1] of the learning rate
+                p.addcdiv_(mean if rows is None else mean * rows, denominator,
+                           value=-group["lr"] / (1 - beta1 ** steps))
 
 
 class StrokeConstraints:
@@ -288,7 +290,7 @@ class PaintingJob:
 
     def __init__(self, painter, objective, canvas_size, settings: PaintSettings, init=None, target=None,
                  backdrop=None, require_real_brush=False, callback=None, preview_every=0, device=None,
-                 render_options=None):
+                 render_options=None, init_rates=None):
         self.t0 = time.perf_counter()
         if not callable(objective):
             raise TypeError("objective must be a callable loss(canvas) -> scalar (e.g. losses.combine(...))")
@@ -311,7 +313,7 @@ class PaintingJob:
         self._set_backdrop(backdrop)
         self.groups: list[StrokeGroup] = []
         if init is not None and len(init):
-            self._add_init(init)
+            self._add_init(init, init_rates)
         self._plan_steps()
         self.real_brush, self.note = _open_real_brush(painter, settings, require_real_brush, self.size, self.layout)
         self.frozen = self.backdrop
@@ -339,15 +341,20 @@ class PaintingJob:
         self.background_colour = (1.0, 1.0, 1.0) if self.over_image else \
             tuple(float(c) for c in self.backdrop[0, :, 0, 0])
 
-    def _add_init(self, init: StrokeSet):
+    def _add_init(self, init: StrokeSet, init_rates=None):
         """The init strokes: one group under the new strokes, trainable only with keep_training (or alone)."""
         h = self.size[0]
         if tuple(init.canvas_size) != self.size:
             init = init.scaled(h / init.canvas_size[0])
         actions, boxes = init.actions.to(self.device).float(), init.boxes.to(self.device).float()
         trainable = self.settings.keep_training or self.n_new == 0
+        rates = None
+        if init_rates is not None:
+            rates = torch.as_tensor(init_rates, dtype=torch.float32, device=self.device).reshape(-1, 1)
+            if len(rates) != len(init) or not bool(torch.isfinite(rates).all() and (rates >= 0).all()):
+                raise ValueError(f"init_rates must be {len(init)} finite numbers >= 0, one per init stroke")
         self.groups.append(StrokeGroup(actions, boxes, self._palette_logits(actions[:, self.constraints.rgb]),
-                                       trainable=trainable, lr_scale=self.settings.init_lr_scale))
+                                       trainable=trainable, rates=rates))
 
     def _plan_steps(self):
         s = self.settings
@@ -498,11 +505,11 @@ class PaintingJob:
     def _optimiser(self, train) -> StrokeAdam | None:
         s, params = self.settings, []
         for g in train:
-            rate = s.learning_rate * g.lr_scale
-            params.append({"params": [g.logits] + ([g.pal] if g.pal is not None else []), "lr": rate, "base": rate})
+            params.append({"params": [g.logits] + ([g.pal] if g.pal is not None else []),
+                           "lr": s.learning_rate, "base": s.learning_rate, "rows": g.rates})
             if s.optimize_boxes:
-                scaled = rate * s.box_lr_scale
-                params.append({"params": [g.d, g.s], "lr": scaled, "base": scaled})
+                scaled = s.learning_rate * s.box_lr_scale
+                params.append({"params": [g.d, g.s], "lr": scaled, "base": scaled, "rows": g.rates})
         return StrokeAdam(params, betas=(0.9, 0.99)) if params else None
 
     def _lr_scale(self, i: int, n_steps: int) -> float:
@@ -593,12 +600,14 @@ def _fit_target(target, canvas_size, device) -> torch.Tensor:
 def paint(painter, objective, canvas_size, settings: PaintSettings | None = None, *,
           init: StrokeSet | str | None = None, target_for_seeding=None, backdrop=None, require_real_brush: bool = False,
           callback=None, preview_every: int = 0, device=None, render_options: dict | None = None, predictor=None,
-          **changes) -> PaintResult:
+          init_rates=None, **changes) -> PaintResult:
     """Paint by optimising strokes through `painter` to minimise `objective` (see the module docs).
 
     With the init setting "predict" (or init="predict"), a stroke predictor (`predictor`: a StrokePredictor or
     a file; None: the shipped one for the painter) predicts settings.strokes strokes for target_for_seeding
     first, and the steps refine them all (predict.start_from_prediction).
+    init_rates: one factor >= 0 per init stroke on the learning rates of the strokes that train (a clip keeps
+    still the strokes where its picture did not change: painting/video.py).
     Gradients are switched on inside, so it can be called under torch.no_grad() (as ComfyUI runs nodes)."""
     settings = (settings or PaintSettings()).replace(**changes) if changes else (settings or PaintSettings())
     if isinstance(init, str):     # the init setting by name, not strokes to continue from
@@ -613,7 +622,7 @@ def paint(painter, objective, canvas_size, settings: PaintSettings | None = None
         init = prediction.strokes
     with torch.enable_grad():
         job = PaintingJob(painter, objective, canvas_size, settings, init, target_for_seeding, backdrop,
-                          require_real_brush, callback, preview_every, device, render_options)
+                          require_real_brush, callback, preview_every, device, render_options, init_rates)
         result = job.run()
     if prediction is not None:
         result.strokes.extra.update(init="predict", predictor=prediction.strokes.extra["predictor"],

@@ -96,20 +96,18 @@ class PaintSettings:
                                 "needs about twice the optimiser's time to come near it.", choices=("seed", "predict"),
                         flags=("--init",))
     # a clip (painting/video.py): each frame after the first starts from the previous frame's strokes
-    refine_steps: int = setting(25, "Video: steps per frame after the first, refining the strokes carried over "
-                                    "from the previous frame (the first frame takes steps, as a still).",
-                                lo=0, hi=MAX_STEPS, flags=("--refine-steps",))
-    refine_learning_rate: float = setting(0.02, "Video: the Adam learning rate of the strokes carried over from "
-                                                "the previous frame (lower: steadier strokes, slower to follow the "
-                                                "picture); new strokes take learning_rate.", lo=1e-4, hi=10.0,
-                                          step=0.001, flags=("--refine-learning-rate", "--refine-lr"))
+    refine_steps: int = setting(16, "Video: steps per frame after the first, refining the strokes carried over "
+                                    "from the previous frame where the picture changed (the first frame takes "
+                                    "steps, as a still).", lo=0, hi=MAX_STEPS, flags=("--refine-steps",))
+    refine_learning_rate: float = setting(0.1, "Video: the learning rate of the strokes carried over from the "
+                                               "previous frame where the picture under them changed (those under an "
+                                               "unchanged picture stay as they are); new strokes take "
+                                               "learning_rate.", lo=1e-4, hi=10.0, step=0.001,
+                                          flags=("--refine-learning-rate", "--refine-lr"))
     # the engine's own tuning: neither a flag nor a widget
     optimize_boxes: bool = setting(True, "Optimise the strokes' positions and scales too.", widget=False)
     box_lr_scale: float = setting(0.3, "Learning rate of the boxes relative to the actions'.", lo=0.0, hi=10.0,
                                   widget=False)
-    init_lr_scale: float = setting(1.0, "Learning rate of the init strokes relative to learning_rate (a clip's "
-                                        "carried strokes move gently while its new ones settle).", lo=0.0, hi=10.0,
-                                   widget=False)
     min_lr_ratio: float = setting(0.05, "Where each round's cosine schedule ends, relative to learning_rate.",
                                   lo=0.0, hi=1.0, widget=False)
 

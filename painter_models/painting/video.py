@@ -10,7 +10,9 @@ How (Litwinowicz 1997's idea, with the optimiser in place of his rules):
     and grows or shrinks with the flow's spread there (a zoom), so a stroke stays on what it painted;
   * strokes whose centre has left the canvas are dropped, and as many new strokes are seeded where the moved
     painting is furthest from the frame (the parts of the picture that came into view or changed);
-  * a short refinement (settings.refine_steps at refine_learning_rate) trains all of them on the frame.
+  * a short refinement (settings.refine_steps) trains them on the frame: the new strokes at learning_rate, each
+    carried one at refine_learning_rate times how much the picture under it changed once the motion is undone
+    (change_rates: nothing changed, the stroke stays exactly as it was; a still stretch is a still painting).
 Every stroke keeps its id while it lives (new strokes take new ids), so the clip's stroke file says which
 stroke is which and a MyPaint re-render of it at any size gives the same clip.
 """
@@ -28,6 +30,11 @@ from .optimize import paint
 from .settings import PaintSettings
 
 MAX_SCALE_STEP = 1.25      # a stroke grows or shrinks by at most this factor from one frame to the next
+# How much the picture under a stroke changed (mean absolute RGB difference once the motion is undone) decides how
+# fast it may change: below CHANGE_NOISE (a video's own noise) it stays as it is, from CHANGE_FULL on it trains
+# at the refinement's full learning rate.
+CHANGE_NOISE, CHANGE_FULL = 0.01, 0.05
+REVEALED_FULL = 0.1        # a stroke whose box is this much newly in view trains at the full rate (to cover it)
 
 
 @dataclass
@@ -58,10 +65,55 @@ def frame_flow(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(flow)).float()
 
 
-def _box_sums(integral: torch.Tensor, y0, x0, y1, x1) -> torch.Tensor:
-    """Sums over the boxes [y0, y1) x [x0, x1) of the field whose integral image (padded by a zero row and
-    column) is `integral` [C, H+1, W+1]: [C, N]."""
+def box_means(fields: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """[C, N]: the means of fields [C, H, W] over each box's part on the canvas (box_sums' boxes)."""
+    sums = box_sums(torch.cat([fields, torch.ones_like(fields[:1])]), boxes)
+    return sums[:-1] / sums[-1:]
+
+
+def box_sums(fields: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """[C, N]: the sums of fields [C, H, W] (float64) over each box (cx, cy, side) clipped to the canvas, at
+    least one pixel and 4 px across."""
+    h, w = fields.shape[-2:]
+    integral = F.pad(fields.double().cumsum(1).cumsum(2), (1, 0, 1, 0))
+    cx, cy, side = (boxes[:, i].double() for i in range(3))
+    half = (side / 2).clamp(min=2.0)
+    x0 = (cx - half).floor().clamp(0, w - 1).long()
+    x1 = (cx + half).ceil().clamp(1, w).long().maximum(x0 + 1)
+    y0 = (cy - half).floor().clamp(0, h - 1).long()
+    y1 = (cy + half).ceil().clamp(1, h).long().maximum(y0 + 1)
     return integral[:, y1, x1] - integral[:, y0, x1] - integral[:, y1, x0] + integral[:, y0, x0]
+
+
+def picture_change(previous: torch.Tensor, current: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """[1, H, W] in `previous`'s coordinates: |current(p + flow(p)) - previous(p)|, averaged over RGB (0 for an
+    exact camera move; occlusions, new objects, light)."""
+    h, w = previous.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    grid = torch.stack([(xs + flow[1]) / max(1, w - 1), (ys + flow[0]) / max(1, h - 1)], -1) * 2 - 1
+    warped = F.grid_sample(current.float().cpu(), grid[None], mode="bilinear", padding_mode="border",
+                           align_corners=True)
+    return (warped - previous.float().cpu()).abs().mean(1)
+
+
+def revealed(flow: torch.Tensor) -> torch.Tensor:
+    """[1, H, W]: 1 where the current frame shows what the previous one did not (no previous pixel lands there
+    when moved by `flow`: the parts that came into view), else 0."""
+    h, w = flow.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ty, tx = (ys + flow[0]).round().long(), (xs + flow[1]).round().long()
+    inside = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
+    covered = torch.zeros(h * w)
+    covered[(ty * w + tx)[inside]] = 1.0
+    covered = F.max_pool2d(covered.view(1, 1, h, w), 3, stride=1, padding=1)[0]    # a zoom's gaps are not new
+    return 1.0 - covered
+
+
+def change_rates(change: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """[N] in 0..1: how fast each stroke (boxes in the previous frame) may change, from the picture's change
+    under it (CHANGE_NOISE .. CHANGE_FULL)."""
+    under = box_means(change, boxes)[0].float()
+    return ((under - CHANGE_NOISE) / (CHANGE_FULL - CHANGE_NOISE)).clamp(0, 1)
 
 
 def move_strokes(strokes: StrokeSet, flow: torch.Tensor) -> tuple[StrokeSet, torch.Tensor]:
@@ -72,14 +124,8 @@ def move_strokes(strokes: StrokeSet, flow: torch.Tensor) -> tuple[StrokeSet, tor
     dy, dx = flow[0].double(), flow[1].double()
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     fields = torch.stack([torch.ones_like(dx), dx, dy, xs * dx + ys * dy, xs, ys, xs * xs + ys * ys])
-    integral = F.pad(fields.cumsum(1).cumsum(2), (1, 0, 1, 0))
     cx, cy, side = (strokes.boxes[:, i].double() for i in range(3))
-    half = (side / 2).clamp(min=2.0)
-    x0 = (cx - half).floor().clamp(0, w - 1).long()
-    x1 = (cx + half).ceil().clamp(1, w).long().maximum(x0 + 1)
-    y0 = (cy - half).floor().clamp(0, h - 1).long()
-    y1 = (cy + half).ceil().clamp(1, h).long().maximum(y0 + 1)
-    n, su, sv, sxy, sx, sy, sq = _box_sums(integral, y0, x0, y1, x1)
+    n, su, sv, sxy, sx, sy, sq = box_sums(fields, strokes.boxes)
     mx, my = sx / n, sy / n                                   # the window's centroid
     spread = sq - n * (mx * mx + my * my)                     # sum of |p - centroid|^2
     growth = (sxy - mx * su - my * sv) / spread.clamp(min=1e-6)     # scale - 1
@@ -122,11 +168,14 @@ def paint_video(painter, frames: torch.Tensor, settings: PaintSettings | None = 
                             callback=step, preview_every=preview_every, device=device)
             ids, moved = list(range(len(painted.strokes))), 0
         else:
-            carried, keep = move_strokes(previous.strokes, frame_flow(previous_target, target))
+            flow = frame_flow(previous_target, target)
+            carried, keep = move_strokes(previous.strokes, flow)
+            rates = torch.maximum(change_rates(picture_change(previous_target, target, flow), previous.strokes.boxes[keep]),
+                                  (box_means(revealed(flow), carried.boxes)[0].float() / REVEALED_FULL).clamp(0, 1))
             if settings.time_limit and left <= 0:
                 frame_settings = frame_settings.replace(refine_steps=0, strokes=len(carried))
-            painted = _refine(painter, objective_for(target), size, frame_settings, carried, target, device, step,
-                              preview_every)
+            painted = _refine(painter, objective_for(target), size, frame_settings, carried, rates, target, device,
+                              step, preview_every)
             kept = [i for i, k in zip(previous.ids, keep.tolist()) if k]
             ids, moved = kept + list(range(next_id, next_id + len(painted.strokes) - len(kept))), len(kept)
         next_id = max([next_id - 1] + ids) + 1
@@ -143,16 +192,19 @@ def paint_video(painter, frames: torch.Tensor, settings: PaintSettings | None = 
     return result
 
 
-def _refine(painter, objective, size, settings: PaintSettings, carried: StrokeSet, target, device, callback=None,
-            preview_every: int = 0):
+def _refine(painter, objective, size, settings: PaintSettings, carried: StrokeSet, rates: torch.Tensor, target,
+            device, callback=None, preview_every: int = 0):
     """paint() from the carried strokes: as many new strokes as were dropped, seeded where the frame differs
-    most, then settings.refine_steps steps on all of them, within the carried strokes' range of sizes."""
-    wanted = settings.strokes - len(carried)
+    most, then settings.refine_steps steps, within the carried strokes' range of sizes. A carried stroke trains
+    at refine_learning_rate x its rate (0 where the picture under it did not change: it stays as it was); the
+    new ones at learning_rate. Nothing to refine (no new strokes, every rate 0): no steps."""
+    wanted = max(0, settings.strokes - len(carried))
     sides = carried.boxes[:, 2]
     lo, hi = (float(sides.min()), float(sides.max())) if len(carried) else (0.0, 0.0)
-    refine = settings.replace(strokes=max(0, wanted), rounds=1, steps=settings.refine_steps, keep_training=True,
-                              init_lr_scale=settings.refine_learning_rate / settings.learning_rate, polish_steps=0,
+    steps = settings.refine_steps if wanted or bool((rates > 0).any()) else 0
+    refine = settings.replace(strokes=wanted, rounds=1, steps=steps, keep_training=True, polish_steps=0,
                               min_stroke_size=settings.min_stroke_size or max(1.0, lo),
                               max_stroke_size=settings.max_stroke_size or max(1.0, hi))
     return paint(painter, objective, size, refine, init=carried if len(carried) else None,
+                 init_rates=rates * (settings.refine_learning_rate / settings.learning_rate) if len(carried) else None,
                  target_for_seeding=target, callback=callback, preview_every=preview_every, device=device)

@@ -26,6 +26,7 @@ NODES = {
     "NeuralPaintersRandomActions": ("Random Actions (random strokes)", "painting"),
     "NeuralPaintersOptimizeActions": ("Optimize Actions (paint strokes)", "painting"),
     "NeuralPaintersPredictStrokes": ("Predict Strokes", "painting"),
+    "NeuralPaintersPaintVideo": ("Paint Video (coherent strokes)", "painting"),
     "NeuralPaintersRenderStrokes": ("Render Strokes", "painting"),
     "NeuralPaintersBlendCanvas": ("Blend Canvas", "painting"),
     "NeuralPaintersSaveStrokes": ("Save Strokes", "export"),

@@ -1,0 +1,195 @@
+"""Painting a clip (painting/video.py): strokes follow the picture's motion, the clip flickers far less than
+the same frames painted one by one, a still stretch stays still, strokes keep their ids; the clip's stroke file,
+video files, `neural-painters paint-video` and the Paint Video node."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import MYPAINT_MISSING
+from painter_models import load_painter
+from painter_models.brush.strokes import StrokeSet
+from painter_models.export.stroke_clip import load_clip, save_clip
+from painter_models.export.stroke_file import StrokeFileError
+from painter_models.export.video_files import read_frames, write_frames
+from painter_models.objectives.objective import photo_objective
+from painter_models.painter.shipped import find_painter
+from painter_models.painting.optimize import paint
+from painter_models.painting.video import frame_flow, move_strokes, paint_video
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SIDE, SHIFT, STROKES, STEPS = 96, 3, 40, 60
+
+
+@pytest.fixture(scope="module")
+def soft_brush():
+    return load_painter(find_painter("soft_brush"))
+
+
+def pan(frames: int, shift: int = SHIFT, side: int = SIDE) -> torch.Tensor:
+    """A camera panning right over scikit-image's astronaut, `shift` px a frame: [T, 3, side, side]."""
+    from skimage import data
+    picture = torch.from_numpy(data.astronaut()[100:100 + 2 * side, 60:60 + 2 * side + 2 * shift * frames])
+    picture = picture.permute(2, 0, 1)[None].float() / 255
+    picture = torch.nn.functional.interpolate(picture, scale_factor=0.5, mode="area")
+    return torch.cat([picture[..., t * shift:t * shift + side] for t in range(frames)])
+
+
+def flicker(canvases, shift: int = SHIFT) -> float:
+    """Mean absolute change from frame to frame once the camera's known motion is undone."""
+    return float(np.mean([(canvases[t][..., :-shift] - canvases[t - 1][..., shift:]).abs().mean()
+                          for t in range(1, len(canvases))]))
+
+
+def grid_strokes(n=4, side=10.0, size=(32, 48)) -> StrokeSet:
+    boxes = torch.tensor([[8.0 + 10 * i, 16.0, side] for i in range(n)])
+    return StrokeSet(torch.full((n, 12), 0.5), boxes, size)
+
+
+# -- moving strokes ---------------------------------------------------------------------------------------
+
+def test_strokes_follow_a_translation_and_leave_when_off_the_canvas():
+    strokes = grid_strokes()
+    flow = torch.zeros(2, 32, 48)
+    flow[0], flow[1] = 1.5, -14.0                        # down 1.5 px, left 14 px
+    moved, keep = move_strokes(strokes, flow)
+    assert keep.tolist() == [False, True, True, True]    # the first box (centre 8 -> -6, side 10) is wholly off
+    np.testing.assert_allclose(moved.boxes.numpy(), (strokes.boxes[1:] + torch.tensor([-14.0, 1.5, 0])).numpy(),
+                               atol=1e-4)
+
+
+def test_strokes_grow_with_a_zoom():
+    strokes = grid_strokes(size=(40, 48))
+    y, x = torch.meshgrid(torch.arange(40.0), torch.arange(48.0), indexing="ij")
+    flow = torch.stack([(y - 20) * 0.1, (x - 24) * 0.1])      # a 1.1x zoom about the centre
+    moved, keep = move_strokes(strokes, flow)
+    assert keep.all()
+    np.testing.assert_allclose(moved.boxes[:, 2].numpy(), 11.0, rtol=1e-3)
+    np.testing.assert_allclose(moved.boxes[:, 0].numpy(), (24 + (strokes.boxes[:, 0] - 24) * 1.1).numpy(), atol=1e-3)
+
+
+def test_the_flow_between_frames_is_the_cameras_motion():
+    frames = pan(2)
+    flow = frame_flow(frames[:1], frames[1:])
+    inner = flow[:, 8:-8, 8:-8]
+    assert abs(float(inner[1].median()) + SHIFT) < 0.1 and abs(float(inner[0].median())) < 0.1
+
+
+# -- the clip ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clip_and_stills(soft_brush):
+    torch.set_num_threads(1)
+    frames = pan(3)
+    clip = paint_video(soft_brush, frames, size=SIDE, strokes=STROKES, steps=STEPS, refine_steps=8, seed=0)
+    stills = [paint(soft_brush, photo_objective(frames[t:t + 1], pixel=1.0, pixel_kind="l2"), SIDE, strokes=STROKES,
+                    steps=STEPS, seed=0, target_for_seeding=frames[t:t + 1]).canvas for t in range(3)]
+    return frames, clip, stills
+
+
+@pytest.mark.skipif(MYPAINT_MISSING is not None, reason="the real brush paints the clip")
+def test_the_clip_flickers_far_less_than_frames_painted_one_by_one(clip_and_stills):
+    """Goes red when every frame is painted from scratch (the strokes jump) or when the strokes are not moved
+    with the picture (they slide against it)."""
+    frames, clip, stills = clip_and_stills
+    coherent, one_by_one = flicker([f.canvas for f in clip.frames]), flicker(stills)
+    assert coherent <= one_by_one / 3, (coherent, one_by_one)
+
+
+def test_every_frame_is_about_as_good_as_a_still(clip_and_stills):
+    from painter_models.metrics import psnr
+    frames, clip, stills = clip_and_stills
+    for t in range(3):
+        assert float(psnr(clip.frames[t].canvas, frames[t:t + 1])) >= float(psnr(stills[t], frames[t:t + 1])) - 1.0
+
+
+def test_strokes_keep_their_ids_and_new_ones_take_new_ids(clip_and_stills):
+    _, clip, _ = clip_and_stills
+    first, second = clip.frames[0], clip.frames[1]
+    assert first.ids == list(range(STROKES)) and len(set(second.ids)) == len(second.ids)
+    assert second.moved == sum(i < STROKES for i in second.ids) and second.moved >= STROKES - 5
+    assert all(i >= STROKES for i in second.ids[second.moved:])
+    kept = [first.ids.index(i) for i in second.ids[:second.moved]]
+    shift = second.strokes.boxes[:second.moved, 0] - first.strokes.boxes[kept, 0]
+    assert abs(float(shift.median()) + SHIFT) < 0.5      # they moved with the picture (and were refined a little)
+
+
+def test_a_still_stretch_stays_still(soft_brush):
+    frames = pan(1).repeat(3, 1, 1, 1)
+    clip = paint_video(soft_brush, frames, size=SIDE, strokes=STROKES, steps=STEPS, refine_steps=8, seed=0)
+    change = [float((clip.frames[t].canvas - clip.frames[t - 1].canvas).abs().mean()) for t in (1, 2)]
+    assert max(change) < 0.004, change
+
+
+# -- files ---------------------------------------------------------------------------------------------------
+
+def test_the_clip_stroke_file_round_trips_and_refuses_what_it_is_not(tmp_path):
+    a, b = grid_strokes(), grid_strokes(3)
+    path = save_clip(str(tmp_path / "clip.json"), [(a, [0, 1, 2, 3], "f0.png"), (b, [1, 2, 7], "f1.png")], 12.0)
+    clip = load_clip(path)
+    assert clip.fps == 12.0 and [ids for _, ids, _ in clip.frames] == [[0, 1, 2, 3], [1, 2, 7]]
+    assert torch.equal(clip.frames[1][0].boxes, b.boxes) and clip.frames[1][2] == "f1.png"
+    doc = json.loads(open(path).read())
+    doc["frames"][1]["ids"] = [1, 1, 7]
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(StrokeFileError, match="frame 1: 'ids' must be 3 distinct"):
+        load_clip(str(tmp_path / "bad.json"))
+    with pytest.raises(StrokeFileError, match="not a clip stroke file"):
+        (tmp_path / "one.json").write_text(json.dumps({"format": "neural-painters-strokes"}))
+        load_clip(str(tmp_path / "one.json"))
+
+
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.webm", "clip.gif", "frames"])
+def test_clips_are_written_and_read_back(tmp_path, name):
+    frames = pan(4, side=40)
+    path = write_frames(str(tmp_path / name), frames, [f"a{t}.jpg" for t in range(4)], fps=8)
+    clip = read_frames(path)
+    assert clip.frames.shape == frames.shape
+    assert float((clip.frames - frames).abs().mean()) < 0.06        # lossy codecs: close, not equal
+    if name == "frames":
+        assert clip.names == [f"a{t}.png" for t in range(4)]
+
+
+def test_frames_of_different_sizes_are_refused(tmp_path):
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    Image.new("RGB", (20, 24)).save(tmp_path / "b.png")
+    with pytest.raises(ValueError, match="differ in size"):
+        read_frames(str(tmp_path))
+
+
+# -- the CLI and the node --------------------------------------------------------------------------------------
+
+def test_paint_video_cli_from_a_folder_to_a_folder(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for t, frame in enumerate(pan(3, side=48)):
+        Image.fromarray((frame.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(src / f"shot_{t:02d}.png")
+    from painter_models.cli.paint import main
+    rc = main(["paint-video", str(src), "--out", str(tmp_path / "out"), "--strokes", "12", "--size", "48",
+               "--steps", "6", "--refine-steps", "2", "--json", str(tmp_path / "clip.json"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shot_00.png", "shot_01.png", "shot_02.png"]
+    clip = load_clip(str(tmp_path / "clip.json"))
+    assert len(clip.frames) == 3 and all(len(s) == 12 for s, _, _ in clip.frames)
+
+
+def test_paint_video_cli_refuses_an_unknown_output(tmp_path, capsys):
+    from painter_models.cli.paint import main
+    rc = main(["paint-video", str(tmp_path), "--out", str(tmp_path / "clip.avi")])
+    assert rc == 2 and "--out" in capsys.readouterr().err
+
+
+def test_only_paint_video_has_the_video_flags(capsys):
+    from painter_models.cli.paint import main
+    shown = {}
+    for command in ("paint", "paint-video"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        shown[command] = capsys.readouterr().out
+    assert "--refine-steps" not in shown["paint"] and "--refine-steps" in shown["paint-video"]
+
