@@ -75,7 +75,7 @@ EXAMPLE_INPUTS_DIR = os.path.join(PACK_DIR, "example_workflows", "input")
 
 
 def install_example_inputs() -> list[str]:
-    """Copy the example workflows' images into ComfyUI's input folder so the examples run as shipped
+    """Copy the example workflows' images and clip into ComfyUI's input folder so the examples run as shipped
     (Load Image lists only that folder). Never overwrites a file; returns the names copied."""
     if not IN_COMFYUI or not os.path.isdir(EXAMPLE_INPUTS_DIR):
         return []
@@ -85,7 +85,7 @@ def install_example_inputs() -> list[str]:
     for name in sorted(os.listdir(EXAMPLE_INPUTS_DIR)):
         source = os.path.join(EXAMPLE_INPUTS_DIR, name)
         target = os.path.join(target_dir, name)
-        if not name.lower().endswith((".png", ".jpg", ".jpeg", ".webp")) or os.path.exists(target):
+        if not name.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".mp4")) or os.path.exists(target):
             continue
         try:
             os.makedirs(target_dir, exist_ok=True)

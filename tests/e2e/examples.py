@@ -21,6 +21,7 @@ EXAMPLES_DIR = REPO / "example_workflows"
 # takes it from here.
 DEFAULT_PAINTER = f"shipped/{shipped.DEFAULT_PAINTER}.safetensors"   # what Load Neural Painter offers first
 EXAMPLE_IMAGE = "neural_painters_astronaut.jpg"
+EXAMPLE_CLIP = "neural_painters_pan.mp4"
 COL = 400  # column width of the layout
 
 CLIP_NOTE = (
@@ -213,6 +214,28 @@ def fast_painting(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
     return g.to_ui("8a1c4b2e-0006-4e6a-9d3c-6e1f2a7b0006")
 
 
+def paint_video(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
+    """A clip painted with strokes that move with the picture, saved as an animated WebP."""
+    g = Graph(info)
+    g.note(PAINTER_NOTE + "\n\nPaint a video: Load Video and Get Video Components give the frames as a batch; "
+           "Paint Video paints the first frame as a still, then carries its strokes along the picture's motion from "
+           "frame to frame (a stroke keeps its place on the picture, so the clip does not flicker), adding strokes "
+           "where the picture changed; each later frame costs a fraction of a still. Save Animated WEBP writes the "
+           "clip.", pos=(0, -240), size=(760, 180))
+    load = _painter(g, (0, 0), painter)
+    clip = g.add("LoadVideo", {"file": EXAMPLE_CLIP}, pos=(0, 200), title="Load Video (your clip)")
+    parts = g.add("GetVideoComponents", pos=(0, 560))
+    paint = g.add("NeuralPaintersPaintVideo", {"size": 256, "strokes": 200, "steps": 200, "refine_steps": 16,
+                                               "seed": 0}, pos=(COL, 0))
+    save = g.add("SaveAnimatedWEBP", {"filename_prefix": "neural_painters/paint_video", "fps": 12.0,
+                                      "lossless": False, "quality": 85}, pos=(2 * COL, 0))
+    g.link(clip, "VIDEO", parts, "video")
+    g.link(load, "painter", paint, "painter")
+    g.link(parts, "images", paint, "frames")
+    g.link(paint, "frames", save, "images")
+    return g.to_ui("8a1c4b2e-0007-4e6a-9d3c-6e1f2a7b0007")
+
+
 EXAMPLES = {
     "image_to_painting": image_to_painting,
     "text_to_painting": text_to_painting,
@@ -220,6 +243,7 @@ EXAMPLES = {
     "svg_export": svg_export,
     "image_plus_text": image_plus_text,
     "fast_painting": fast_painting,
+    "paint_video": paint_video,
 }
 NEEDS_CLIP = {"text_to_painting", "image_plus_text"}
 

@@ -42,6 +42,9 @@ def cut_down(prompt: dict) -> dict:
                     inputs[side] = max(16, round(inputs[side] * scale / 8) * 8)
             inputs.update(strokes=min(inputs["strokes"], 16), rounds=min(inputs["rounds"], 2),
                           steps=min(inputs["steps"], 4))
+        elif kind == "NeuralPaintersPaintVideo":
+            inputs.update(size=min(inputs["size"], CI_SIDE), strokes=min(inputs["strokes"], 16),
+                          steps=min(inputs["steps"], 4), refine_steps=min(inputs["refine_steps"], 2))
         elif kind == "NeuralPaintersPredictStrokes":
             inputs.update(size=min(inputs["size"], CI_SIDE), strokes=min(inputs["strokes"], 64))
         elif kind == "NeuralPaintersCLIPTextLoss":
@@ -295,3 +298,23 @@ def test_example_fast_painting(comfy, comfy_server):
     error = {name: float(((np.asarray(im.convert("RGB"), np.float32) - photo) ** 2).mean())
              for name, im in (("predicted", predicted), ("refined", refined))}
     assert error["refined"] < error["predicted"], error
+
+
+def test_example_paint_video(comfy):
+    """The bundled clip (Load Video, Get Video Components) painted as a clip and saved as an animated WebP: one
+    frame out for every frame in, each painted."""
+    from PIL import Image
+    prompt, entry, _ = run_example(comfy, "paint_video")
+    anim_id = node_of(prompt, "SaveAnimatedWEBP")
+    info = entry["outputs"][anim_id]["images"][0]
+    webp = Image.open(io.BytesIO(comfy.view(info["filename"], info["subfolder"], info["type"])))
+    side = prompt[node_of(prompt, "NeuralPaintersPaintVideo")]["inputs"]["size"]
+    assert webp.format == "WEBP" and webp.size == (side, side)
+    total_ms = 0
+    for k in range(webp.n_frames):
+        webp.seek(k)
+        webp.load()
+        total_ms += webp.info["duration"]
+        if k == 0:
+            assert_painted(webp)
+    assert abs(total_ms - 12 * 1000 / prompt[anim_id]["inputs"]["fps"]) <= webp.n_frames   # the 12 frames
