@@ -6,6 +6,7 @@ import json
 
 import torch
 
+from ..painter_models.objectives.objective import photo_objectives
 from ..painter_models.painting import video
 from ..painter_models.painting.settings import PaintSettings, plan_canvas
 from . import comfy_adapter as comfy
@@ -65,7 +66,7 @@ class PaintVideo:
 
         with comfy.on_compute_device(painter) as device:
             try:
-                result = video.paint_video(painter, clip, settings, objective_for=_objective_for(feature_weight, device),
+                result = video.paint_video(painter, clip, settings, objective_for=photo_objectives(feature_weight),
                                            on_step=on_step, on_frame=on_frame, preview_every=1, device=device)
             except FloatingPointError as e:
                 raise NodeError(f"Paint Video: {e}; lower the learning rates") from None
@@ -73,14 +74,6 @@ class PaintVideo:
                 progress.close()
         painted = torch.cat([bchw_to_image(f.canvas) for f in result.frames])
         return painted, [f.strokes for f in result.frames], report(result, size)
-
-
-def _objective_for(feature_weight: float, device):
-    from ..painter_models.objectives.backbones import build_backbone
-    from ..painter_models.objectives.objective import photo_objective
-    backbone = build_backbone("efficientnet_lite0", device=device) if feature_weight else None
-    return lambda target: photo_objective(target, pixel=1.0, feature=feature_weight, backbone=backbone,
-                                          pixel_kind="l2").to(device)
 
 
 def report(result, size) -> str:

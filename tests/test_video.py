@@ -193,3 +193,16 @@ def test_only_paint_video_has_the_video_flags(capsys):
         shown[command] = capsys.readouterr().out
     assert "--refine-steps" not in shown["paint"] and "--refine-steps" in shown["paint-video"]
 
+
+
+def test_a_clips_objectives_build_the_feature_network_once(monkeypatch):
+    from painter_models.objectives import backbones
+    from painter_models.objectives.objective import photo_objectives
+    built = []
+    real = backbones.build_backbone
+    monkeypatch.setattr(backbones, "build_backbone", lambda *a, **k: built.append(a) or real(*a, **k))
+    objective_for = photo_objectives(feature=0.5)
+    frames = pan(2, side=64)
+    losses = [objective_for(frames[t:t + 1]) for t in range(2)]
+    assert len(built) == 1 and all(loss.names == ["pixel", "feature"] for loss in losses)
+    assert float(losses[0](frames[:1])) < float(losses[0](frames[1:]))     # each frame's own target

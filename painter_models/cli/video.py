@@ -56,14 +56,6 @@ def _check_output(path: str, what: str):
         raise CliError(f"{what} {path!r} is a file: give a folder, or a file name ending in {', '.join(VIDEO_OUTPUTS)}")
 
 
-def _objective_for(args, dev):
-    from ..objectives.backbones import build_backbone
-    from ..objectives.objective import photo_objective
-    backbone = build_backbone("efficientnet_lite0", device=dev) if args.feature_weight else None
-    return lambda target: photo_objective(target, pixel=1.0, feature=args.feature_weight, backbone=backbone,
-                                          pixel_kind="l2").to(dev)
-
-
 def run_paint_video(args) -> int:
     settings = settings_from_args(args)
     _check_output(args.out, "--out")
@@ -100,6 +92,7 @@ def run_paint_video(args) -> int:
 
 
 def _paint_clip(painter, frames, settings, args, dev):
+    from ..objectives.objective import photo_objectives
     from ..painting.video import paint_video
     bar = None
     if not args.quiet:
@@ -118,8 +111,8 @@ def _paint_clip(painter, frames, settings, args, dev):
         done[0], done[1] = done[0] + (settings.steps if index == 0 else settings.refine_steps), 0
 
     try:
-        return paint_video(painter, frames, settings, objective_for=_objective_for(args, dev), on_step=on_step,
-                           on_frame=on_frame, device=dev)
+        return paint_video(painter, frames, settings, objective_for=photo_objectives(args.feature_weight),
+                           on_step=on_step, on_frame=on_frame, device=dev)
     finally:
         if bar is not None:
             bar.close()

@@ -147,13 +147,13 @@ def paint_video(painter, frames: torch.Tensor, settings: PaintSettings | None = 
     step; on_frame(index, VideoFrame) after each frame. settings.time_limit bounds the whole clip: frames
     after it keep the moved strokes without refinement (the note says from which frame)."""
     from ..objectives.image_ops import fit_to
-    from ..objectives.objective import photo_objective
+    from ..objectives.objective import photo_objectives
     from .settings import plan_canvas
     settings = (settings or PaintSettings()).replace(**changes) if changes else (settings or PaintSettings())
     if frames.dim() != 4 or frames.shape[0] < 1 or frames.shape[1] != 3:
         raise ValueError(f"frames must be [T, 3, H, W] with T >= 1, got {list(frames.shape)}")
     size, _ = plan_canvas(settings, tuple(frames.shape[-2:]))
-    objective_for = objective_for or (lambda target: photo_objective(target, pixel=1.0, pixel_kind="l2"))
+    objective_for = objective_for or photo_objectives()
     result, previous, previous_target, next_id, t_start = VideoResult(), None, None, 0, time.perf_counter()
     for index in range(frames.shape[0]):
         t0 = time.perf_counter()
