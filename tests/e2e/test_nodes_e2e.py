@@ -130,3 +130,33 @@ def test_errors_reach_the_user_as_clear_messages(comfy):
     assert error["exception_message"].startswith("Random Actions: stroke size range 80.0..20.0 px is empty")
     assert "custom_nodes" not in error["exception_message"] and "neural-painters" not in error["exception_message"]
     assert error["node_type"] == "NeuralPaintersRandomActions"
+
+
+def test_a_clips_strokes_feed_rerender_and_svg_frame_by_frame(comfy, comfy_server):
+    """Paint Video's strokes are a list (one StrokeSet a frame): ComfyUI runs Re-render with MyPaint and Strokes
+    to SVG once a frame, so a clip is re-rendered at another size and exported frame by frame."""
+    from painter_models.brush.mypaint import MyPaintUnavailable, load_library
+    try:
+        load_library()
+    except MyPaintUnavailable as e:
+        pytest.skip(f"libmypaint missing: {e}")
+    g = Graph(comfy.object_info())
+    load = g.add("NeuralPaintersLoadPainter", {"painter_name": DEFAULT_PAINTER}, pos=(0, 0))
+    video = g.add("LoadVideo", {"file": "neural_painters_pan.mp4"}, pos=(0, 200))
+    parts = g.add("GetVideoComponents", pos=(0, 500))
+    paint = g.add("NeuralPaintersPaintVideo", {"size": 48, "strokes": 10, "rounds": 1, "steps": 3,
+                                               "refine_steps": 1}, pos=(380, 0))
+    rerender = g.add("NeuralPaintersRerenderMyPaint", {"scale": 2.0}, pos=(760, 0))
+    preview = g.add("PreviewImage", pos=(1140, 0))
+    svg = g.add("NeuralPaintersStrokesToSVG", {"filename_prefix": "np_e2e/clip"}, pos=(760, 400))
+    g.link(video, "VIDEO", parts, "video")
+    g.link(load, "painter", paint, "painter")
+    g.link(parts, "images", paint, "frames")
+    g.link(paint, "strokes", rerender, "strokes")
+    g.link(rerender, "image", preview, "images")
+    g.link(paint, "strokes", svg, "strokes")
+    prompt = comfy.convert(g.to_ui())
+    entry = comfy.run(prompt, timeout=300)
+    images = comfy.images(entry)[str(preview.id)]
+    assert len(images) == 12 and all(im.size == (96, 96) for im in images)
+    assert len(entry["outputs"][str(svg.id)]["svg_files"]) == 12
