@@ -178,6 +178,45 @@ def test_paint_video_cli_from_a_folder_to_a_folder(tmp_path, capsys):
     assert len(clip.frames) == 3 and all(len(s) == 12 for s, _, _ in clip.frames)
 
 
+def test_an_interrupted_clip_resumes_where_it_stopped(tmp_path, capsys):
+    """The stroke file is written after every frame; --resume paints only the frames it lacks, and they come out
+    as the uninterrupted run painted them."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for t, frame in enumerate(pan(3, side=48)):
+        Image.fromarray((frame.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(src / f"f{t}.png")
+    from painter_models.cli.paint import main
+    base = [str(src), "--strokes", "12", "--size", "48", "--steps", "6", "--refine-steps", "2", "--quiet"]
+    assert main(["paint-video", *base, "--out", str(tmp_path / "whole"), "--json", str(tmp_path / "a.json")]) == 0
+    whole = load_clip(str(tmp_path / "a.json"))
+    save_clip(str(tmp_path / "b.json"), whole.frames[:2], whole.fps)          # as if stopped after two frames
+    rc = main(["paint-video", *base, "--out", str(tmp_path / "resumed"), "--json", str(tmp_path / "b.json"),
+               "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    resumed = load_clip(str(tmp_path / "b.json"))
+    assert torch.equal(resumed.frames[2][0].boxes, whole.frames[2][0].boxes) and resumed.frames[2][1] == whole.frames[2][1]
+    for t in range(3):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "whole" / f"f{t}.png")),
+                              np.asarray(Image.open(tmp_path / "resumed" / f"f{t}.png")))
+    # the frames the file holds are not painted again: a file from another seed's run sets the first two frames
+    assert main(["paint-video", *base, "--seed", "1", "--out", str(tmp_path / "other"), "--json",
+                 str(tmp_path / "o.json")]) == 0
+    other = load_clip(str(tmp_path / "o.json"))
+    save_clip(str(tmp_path / "o.json"), other.frames[:2], other.fps)
+    assert main(["paint-video", *base, "--out", str(tmp_path / "mixed"), "--json", str(tmp_path / "o.json"),
+                 "--resume"]) == 0
+    for t in range(2):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "other" / f"f{t}.png")),
+                              np.asarray(Image.open(tmp_path / "mixed" / f"f{t}.png")))
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "whole" / "f0.png")),
+                              np.asarray(Image.open(tmp_path / "mixed" / "f0.png")))
+    capsys.readouterr()
+    save_clip(str(tmp_path / "c.json"), [(s, i, "other.png") for s, i, _ in whole.frames[:1]], whole.fps)
+    rc = main(["paint-video", *base, "--out", str(tmp_path / "x"), "--json", str(tmp_path / "c.json"), "--resume"])
+    assert rc == 2 and "not the first frames" in capsys.readouterr().err
+
+
 def test_paint_video_cli_refuses_an_unknown_output(tmp_path, capsys):
     from painter_models.cli.paint import main
     rc = main(["paint-video", str(tmp_path), "--out", str(tmp_path / "clip.avi")])

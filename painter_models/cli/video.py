@@ -36,7 +36,10 @@ def add_video_parser(sub):
     g = p.add_argument_group("what the strokes are optimised for, and more outputs")
     g.add_argument("--feature-weight", type=float_range(0, 1e6, "--feature-weight"), default=0.0,
                    help="weight of the perceptual feature loss (EfficientNet-Lite0) beside the pixel loss (default 0)")
-    g.add_argument("--json", default=None, help="write the clip's strokes (every frame, stroke ids) as JSON")
+    g.add_argument("--json", default=None, help="write the clip's strokes (every frame, stroke ids) as JSON, "
+                                                "after every frame")
+    g.add_argument("--resume", action="store_true", help="go on from the frames --json already holds (a clip "
+                                                         "interrupted by Ctrl-C or a crash loses nothing)")
     g.add_argument("--fps", type=float_range(0.1, 240, "--fps"), default=None,
                    help="frames per second of OUT (default: the input's; 12 for a folder)")
     g.add_argument("--rerender", default=None, help="repaint every frame with the real MyPaint brush into this "
@@ -63,6 +66,8 @@ def run_paint_video(args) -> int:
         _check_output(args.rerender, "--rerender")
     if args.json:
         check_output_path(args.json, (".json",), "--json")
+    if args.resume and not (args.json and os.path.isfile(args.json)):
+        raise CliError("--resume goes on from the clip's stroke file: give --json FILE, a file an earlier run wrote")
     import torch
     from ..export.video_files import read_frames, write_frames
     from ..painter.checkpoint import load_painter
@@ -75,10 +80,19 @@ def run_paint_video(args) -> int:
     t = len(clip.frames)
     log(f"painting {t} frames with {settings.strokes} strokes: the first in {settings.steps} steps, the others "
         f"from the previous frame's strokes in {settings.refine_steps}; painter {os.path.basename(painter_path)}")
+    resume = _resumed_frames(args, clip, painter, settings) if args.resume else []
+    if resume:
+        log(f"resuming after the {len(resume)} frames {args.json} holds")
     t0 = time.perf_counter()
-    result = _paint_clip(painter, clip.frames, settings, args, dev)
-    seconds = time.perf_counter() - t0
     fps = args.fps or clip.fps
+    try:
+        result = _paint_clip(painter, clip, settings, args, dev, resume, fps)
+    except KeyboardInterrupt as e:
+        result = getattr(e, "video_result", None)
+        if result is None or not result.frames:
+            raise
+        result.cancelled = True
+    seconds = time.perf_counter() - t0
     names = clip.names[:len(result.frames)]
     written = [write_frames(args.out, torch.cat([f.canvas for f in result.frames]), names, fps)]
     written += _exports(result, names, fps, args)
@@ -86,20 +100,48 @@ def run_paint_video(args) -> int:
     log(f"{len(result.frames)} frames in {seconds:.1f} s (the first {result.frames[0].seconds:.1f} s"
         + (f", then {sum(later) / len(later):.1f} s a frame" if later else "") + f"), painted by "
         f"{result.frames[0].renderer}" + "".join(f" ({n})" for n in (result.renderer_note, result.note) if n)
-        + (" (interrupted)" if result.cancelled else ""))
+        + (" (interrupted: --resume goes on from here)" if result.cancelled else ""))
     log("wrote " + ", ".join(written))
     return 0
 
 
-def _paint_clip(painter, frames, settings, args, dev):
+def _resumed_frames(args, clip, painter, settings) -> list:
+    """The frames the --json file holds, as VideoFrames with their paintings (the strokes painted again as the
+    run painted them: MyPaint where it painted, else the painter), checked against the clip."""
+    from ..brush.rerender import mypaint_brush_name
+    from ..export.stroke_clip import load_clip
+    from ..painting.canvas import render_canvas
+    from ..painting.video import VideoFrame
+    import numpy as np
+    import torch
+    saved = load_clip(args.json)
+    names = [name for _, _, name in saved.frames]
+    if names != clip.names[:len(names)]:
+        raise CliError(f"--resume: {args.json} holds the frames {names[:3]}..., not the first frames of {args.clip!r} "
+                       f"({clip.names[:3]}...): give the stroke file of this clip, or leave out --resume")
+    frames = []
+    for strokes, ids, _ in saved.frames:
+        brush = mypaint_brush_name(strokes.brush) if settings.real_brush else None
+        if brush is not None:
+            from ..brush.rerender import rerender_mypaint
+            image = rerender_mypaint(strokes, 1.0, dtype=np.float32, brush_seed=settings.brush_seed)
+            canvas, renderer = torch.from_numpy(image).permute(2, 0, 1)[None], f"mypaint:{brush}"
+        else:
+            canvas, renderer = render_canvas(painter, strokes).detach().cpu(), "neural painter"
+        frames.append(VideoFrame(canvas, strokes, ids, 0.0, renderer))
+    return frames
+
+
+def _paint_clip(painter, clip, settings, args, dev, resume, fps):
     from ..objectives.objective import photo_objectives
     from ..painting.video import paint_video
-    bar = None
+    frames, bar = clip.frames, None
     if not args.quiet:
         from tqdm import tqdm
         bar = tqdm(total=settings.steps + (len(frames) - 1) * settings.refine_steps, unit="step",
                    dynamic_ncols=True, file=sys.stderr)
-    done = [0, 0]     # steps of the frames finished, steps of this frame so far
+    done = [(settings.steps + (len(resume) - 1) * settings.refine_steps) if resume else 0, 0]
+    painted = list(resume)     # the frames so far, for the stroke file written after each one
 
     def on_step(index, info):
         done[1] = info.step
@@ -109,10 +151,14 @@ def _paint_clip(painter, frames, settings, args, dev):
 
     def on_frame(index, frame):
         done[0], done[1] = done[0] + (settings.steps if index == 0 else settings.refine_steps), 0
+        painted.append(frame)
+        if args.json:
+            from ..export.stroke_clip import save_clip
+            save_clip(args.json, [(f.strokes, f.ids, n) for f, n in zip(painted, clip.names)], fps)
 
     try:
         return paint_video(painter, frames, settings, objective_for=photo_objectives(args.feature_weight),
-                           on_step=on_step, on_frame=on_frame, device=dev)
+                           on_step=on_step, on_frame=on_frame, device=dev, resume=resume)
     finally:
         if bar is not None:
             bar.close()
@@ -122,10 +168,7 @@ def _exports(result, names, fps, args) -> list[str]:
     import numpy as np
     import torch
     from ..export.video_files import write_frames
-    written = []
-    if args.json:
-        from ..export.stroke_clip import save_clip
-        written.append(save_clip(args.json, [(f.strokes, f.ids, n) for f, n in zip(result.frames, names)], fps))
+    written = [args.json] if args.json else []       # written after every frame
     if args.rerender:
         from ..brush.rerender import rerender_mypaint
         images = [torch.from_numpy(rerender_mypaint(f.strokes, args.rerender_scale, dtype=np.float32,

@@ -141,12 +141,14 @@ def move_strokes(strokes: StrokeSet, flow: torch.Tensor) -> tuple[StrokeSet, tor
 
 
 def paint_video(painter, frames: torch.Tensor, settings: PaintSettings | None = None, *, objective_for=None,
-                on_step=None, on_frame=None, preview_every: int = 0, device=None, **changes) -> VideoResult:
+                on_step=None, on_frame=None, preview_every: int = 0, device=None, resume=None,
+                **changes) -> VideoResult:
     """Paint `frames` ([T, 3, H, W] in 0..1) as a clip: see the module docs. objective_for(frame [1, 3, h, w] at
     canvas size) -> that frame's loss (default: pixel L2). on_step(frame index, paint()'s step info) at every
     step; on_frame(index, VideoFrame) after each frame. settings.time_limit bounds the whole clip: frames
-    after it keep the moved strokes without refinement (the note says from which frame)."""
-    from ..objectives.image_ops import fit_to
+    after it keep the moved strokes without refinement (the note says from which frame). resume: the first
+    frames' VideoFrames, already painted (an interrupted clip's): painting goes on from the next one.
+    Interrupted (KeyboardInterrupt), the exception carries the frames painted so far as `.video_result`."""
     from ..objectives.objective import photo_objectives
     from .settings import plan_canvas
     settings = (settings or PaintSettings()).replace(**changes) if changes else (settings or PaintSettings())
@@ -154,8 +156,26 @@ def paint_video(painter, frames: torch.Tensor, settings: PaintSettings | None = 
         raise ValueError(f"frames must be [T, 3, H, W] with T >= 1, got {list(frames.shape)}")
     size, _ = plan_canvas(settings, tuple(frames.shape[-2:]))
     objective_for = objective_for or photo_objectives()
-    result, previous, previous_target, next_id, t_start = VideoResult(), None, None, 0, time.perf_counter()
-    for index in range(frames.shape[0]):
+    result, t_start = VideoResult(list(resume or [])), time.perf_counter()
+    try:
+        _paint_frames(painter, frames, settings, size, objective_for, result, on_step, on_frame, preview_every,
+                      device, t_start)
+    except KeyboardInterrupt as e:
+        e.video_result = result
+        raise
+    return result
+
+
+def _paint_frames(painter, frames, settings, size, objective_for, result, on_step, on_frame, preview_every, device,
+                  t_start):
+    from ..objectives.image_ops import fit_to
+    done = len(result.frames)
+    if done >= frames.shape[0]:
+        return
+    previous = result.frames[-1] if done else None
+    previous_target = fit_to(frames[done - 1:done].float().to(device or "cpu"), *size) if done else None
+    next_id = max([-1] + [i for f in result.frames for i in f.ids]) + 1
+    for index in range(done, frames.shape[0]):
         t0 = time.perf_counter()
         target = fit_to(frames[index:index + 1].float().to(device or "cpu"), *size)
         left = settings.time_limit - (t0 - t_start) if settings.time_limit else 0.0
@@ -189,7 +209,6 @@ def paint_video(painter, frames: torch.Tensor, settings: PaintSettings | None = 
         if painted.cancelled:
             result.cancelled = True
             break
-    return result
 
 
 def _refine(painter, objective, size, settings: PaintSettings, carried: StrokeSet, rates: torch.Tensor, target,
