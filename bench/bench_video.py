@@ -116,11 +116,17 @@ def run_still(case: dict) -> dict:
 
 
 def spawn(case: dict) -> dict:
+    """A case in its own process; its result is kept beside its output, so --reuse can skip it next time."""
+    saved = case["out"] + ".json"
+    if case.get("reuse") and os.path.exists(saved) and os.path.exists(case["out"]):
+        return json.load(open(saved))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(case)], capture_output=True,
                        text=True, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"{case}: {p.stderr.strip().splitlines()[-1:]}")
+    with open(saved, "w") as f:
+        f.write(p.stdout.strip().splitlines()[-1])
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
@@ -178,6 +184,7 @@ def main(argv=None):
     p.add_argument("--stills", type=int, default=3, help="frames also painted from scratch (pan and zoom)")
     p.add_argument("--refine-steps", type=int, default=None, help="default: the CLI's")
     p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--reuse", action="store_true", help="keep the cases already in --out (their results were saved)")
     p.add_argument("--out", default=os.path.join(ROOT, "out", "bench_video"))
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
@@ -193,9 +200,10 @@ def main(argv=None):
     command = "python bench/bench_video.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     started, load = datetime.datetime.utcnow(), os.getloadavg()
     motions = args.motions.split(",")
-    cases = [{"kind": "clip", "motion": m, "refine_steps": refine, "out": os.path.join(args.out, f"{m}.pt")}
-             for m in motions]
-    cases += [{"kind": "still", "motion": m, "frame": t, "out": os.path.join(args.out, f"{m}_still{t}.pt")}
+    cases = [{"kind": "clip", "motion": m, "refine_steps": refine, "reuse": args.reuse,
+              "out": os.path.join(args.out, f"{m}_refine{refine}.pt")} for m in motions]
+    cases += [{"kind": "still", "motion": m, "frame": t, "reuse": args.reuse,
+               "out": os.path.join(args.out, f"{m}_still{t}.pt")}
               for m in motions if m != "still" for t in range(args.stills)]
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         done = list(pool.map(spawn, cases))

@@ -96,7 +96,7 @@ class PaintSettings:
                                 "needs about twice the optimiser's time to come near it.", choices=("seed", "predict"),
                         flags=("--init",))
     # a clip (painting/video.py): each frame after the first starts from the previous frame's strokes
-    refine_steps: int = setting(16, "Video: steps per frame after the first, refining the strokes carried over "
+    refine_steps: int = setting(12, "Video: steps per frame after the first, refining the strokes carried over "
                                     "from the previous frame where the picture changed (the first frame takes "
                                     "steps, as a still).", lo=0, hi=MAX_STEPS, flags=("--refine-steps",))
     refine_learning_rate: float = setting(0.1, "Video: the learning rate of the strokes carried over from the "

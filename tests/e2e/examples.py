@@ -224,8 +224,8 @@ def paint_video(info: dict, painter: str = DEFAULT_PAINTER) -> dict:
            "clip.", pos=(0, -240), size=(760, 180))
     load = _painter(g, (0, 0), painter)
     clip = g.add("LoadVideo", {"file": EXAMPLE_CLIP}, pos=(0, 200), title="Load Video (your clip)")
-    parts = g.add("GetVideoComponents", pos=(0, 560))
-    paint = g.add("NeuralPaintersPaintVideo", {"size": 256, "strokes": 200, "steps": 200, "refine_steps": 16,
+    parts = g.add("GetVideoComponents", pos=(0, 740))
+    paint = g.add("NeuralPaintersPaintVideo", {"size": 256, "strokes": 200, "steps": 200, "refine_steps": 12,
                                                "seed": 0}, pos=(COL, 0))
     save = g.add("SaveAnimatedWEBP", {"filename_prefix": "neural_painters/paint_video", "fps": 12.0,
                                       "lossless": False, "quality": 85}, pos=(2 * COL, 0))
