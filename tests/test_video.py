@@ -245,3 +245,12 @@ def test_a_clips_objectives_build_the_feature_network_once(monkeypatch):
     losses = [objective_for(frames[t:t + 1]) for t in range(2)]
     assert len(built) == 1 and all(loss.names == ["pixel", "feature"] for loss in losses)
     assert float(losses[0](frames[:1])) < float(losses[0](frames[1:]))     # each frame's own target
+
+
+def test_the_time_limit_bounds_the_whole_clip(soft_brush):
+    """Past the limit every frame is still delivered: the strokes carried along the motion, unrefined."""
+    frames = pan(4, side=48)
+    clip = paint_video(soft_brush, frames, size=48, strokes=12, steps=400, refine_steps=50, time_limit=0.5)
+    assert len(clip.frames) == 4 and "time limit reached" in clip.note
+    assert all(len(f.strokes) == len(clip.frames[0].strokes) for f in clip.frames)
+    assert sum(f.seconds for f in clip.frames[1:]) < 3.0          # 3 x 50 steps would take far longer
