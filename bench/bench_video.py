@@ -4,7 +4,7 @@ one, on clips made by moving a camera over photographs kept out of all tuning.
     python bench/bench_video.py                  # chelsea pan, grace_hopper zoom, rocket still stretch
     python bench/bench_video.py --jobs 2 --write
 
-Every clip is 256 px, painted as `neural-painters paint-video` paints it (the CLI's defaults: 200 strokes, the
+Every clip is 256 px, painted as `neural-painters paint-video` paints it (the CLI's defaults: 300 strokes, the
 first frame in 200 steps, later ones in --refine-steps; pixel L2; MyPaint in the loop), one torch thread, in its
 own process. The first frames are also painted from scratch, each as a still with the same settings (the
 frame-by-frame baseline). Flicker is the mean absolute change of a painting from one frame to the next once the
@@ -132,6 +132,7 @@ def spawn(case: dict) -> dict:
 
 def summarise(motion: str, clip: dict, stills: list[dict]) -> dict:
     from painter_models.metrics import psnr
+    from painter_models.painting.settings import DEFAULTS
     frames = frames_of(motion)
     painted = torch.load(clip["out"])
     scratch = [torch.load(s["out"]) for s in sorted(stills, key=lambda s: s["frame"])]
@@ -140,10 +141,13 @@ def summarise(motion: str, clip: dict, stills: list[dict]) -> dict:
            "source_flicker": flicker([f[None] for f in frames], motion),
            "psnr": [float(psnr(painted[t:t + 1], frames[t:t + 1])) for t in range(len(frames))],
            "cpu_first": clip["cpu_s"][0], "cpu_later": float(np.mean(clip["cpu_s"][1:])),
-           "added": clip["added"][1:], "painted_by": clip["painted_by"], "refine_steps": clip["refine_steps"]}
+           "added": clip["added"][1:], "painted_by": clip["painted_by"], "refine_steps": clip["refine_steps"],
+           "strokes": clip["added"][0], "steps": DEFAULTS.steps}
     if scratch:
-        row.update(scratch_flicker=flicker(scratch, motion), cpu_still=float(np.mean([s["cpu_s"] for s in stills])),
+        row.update(scratch_flicker=flicker(scratch[:3], motion),      # the first transitions, as measured before
+                   cpu_still=float(np.mean([s["cpu_s"] for s in stills])),
                    scratch_psnr=[float(psnr(s, frames[t:t + 1])) for t, s in enumerate(scratch)])
+        row["worst_gap"] = min(row["psnr"][t] - row["scratch_psnr"][t] for t in range(len(scratch)))
     else:
         row["max_change"] = max(float((painted[t] - painted[t - 1]).abs().mean()) for t in range(1, len(frames)))
     return row
@@ -161,17 +165,20 @@ def section(rows: list[dict], command: str, started, load, machine: str) -> str:
              f"- Date: {started:%Y-%m-%d %H:%M}-{datetime.datetime.utcnow():%H:%M} UTC; load average at start "
              f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; torch {torch.__version__}",
              f"- Command: `{command}`",
-             f"- {SIDE} px, 200 strokes, the CLI's defaults (first frame 200 steps; later frames "
-             f"{rows[0]['refine_steps']} refinement steps); pixel L2; painted by {rows[0]['painted_by']}; one thread",
+             f"- {SIDE} px, {rows[0]['strokes']} strokes, the CLI's defaults (first frame {rows[0]['steps']} steps; "
+             f"later frames {rows[0]['refine_steps']} refinement steps); pixel L2; painted by {rows[0]['painted_by']}; "
+             f"one thread",
              "", "| clip (photo, frames) | flicker: clip / frame by frame / source | PSNR dB: clip frames (min-max) / "
-             "stills | CPU s: first frame / later frames (mean) / a still | strokes added per later frame |",
-             "|---|---|---|---|---|"]
+             "stills | worst frame: clip - its still, dB | CPU s: first frame / later frames (mean) / a still | "
+             "strokes added per later frame |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         stills = f"{min(r['scratch_psnr']):.2f}-{max(r['scratch_psnr']):.2f}" if "scratch_psnr" in r else "-"
         one_by_one = f"{r['scratch_flicker']:.4f}" if "scratch_flicker" in r else \
             f"(max change between painted frames {r['max_change']:.5f})"
+        gap = f"{r['worst_gap']:+.2f} ({len(r['scratch_psnr'])} stills)" if "worst_gap" in r else "-"
         lines.append(f"| {r['motion']} ({r['photo']}, {r['frames']}) | {r['flicker']:.4f} / {one_by_one} / "
-                     f"{r['source_flicker']:.4f} | {min(r['psnr']):.2f}-{max(r['psnr']):.2f} / {stills} | "
+                     f"{r['source_flicker']:.4f} | {min(r['psnr']):.2f}-{max(r['psnr']):.2f} / {stills} | {gap} | "
                      f"{r['cpu_first']:.1f} / {r['cpu_later']:.1f} / {r.get('cpu_still', r['cpu_first']):.1f} | "
                      f"{', '.join(map(str, r['added']))} |")
     return "\n".join(lines) + "\n"
@@ -181,7 +188,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--motions", default="pan,zoom,still")
-    p.add_argument("--stills", type=int, default=3, help="frames also painted from scratch (pan and zoom)")
+    p.add_argument("--stills", type=int, default=10, help="frames also painted from scratch (pan and zoom; the "
+                                                          "frame-by-frame flicker is taken over the first three)")
     p.add_argument("--refine-steps", type=int, default=None, help="default: the CLI's")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--reuse", action="store_true", help="keep the cases already in --out (their results were saved)")
@@ -204,7 +212,7 @@ def main(argv=None):
               "out": os.path.join(args.out, f"{m}_refine{refine}.pt")} for m in motions]
     cases += [{"kind": "still", "motion": m, "frame": t, "reuse": args.reuse,
                "out": os.path.join(args.out, f"{m}_still{t}.pt")}
-              for m in motions if m != "still" for t in range(args.stills)]
+              for m in motions if m != "still" for t in range(min(args.stills, CLIPS[m][1]))]
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         done = list(pool.map(spawn, cases))
     rows = [summarise(m, next(c for c in done if c["kind"] == "clip" and c["motion"] == m),
