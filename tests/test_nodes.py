@@ -670,9 +670,13 @@ def test_optimize_actions_widgets_are_the_painting_settings(painter):
     from painter_models.painting.settings import PaintSettings
     spec = node("Optimize Actions").INPUT_TYPES()
     widgets = {**spec["required"], **spec["optional"]}
+    video = node("Paint Video").INPUT_TYPES()["required"]
     for f in dataclasses.fields(PaintSettings):
         if f.metadata["widget"] is False:
             assert f.name not in widgets, f"{f.name} is the engine's own tuning, not a widget"
+            continue
+        if f.name.startswith("refine_"):      # a clip's own: Paint Video's widgets
+            assert f.name not in widgets and video[f.name][1]["default"] == f.default, f.name
             continue
         kind, options = widgets[f.name]
         assert options["default"] == f.default, f.name
