@@ -112,8 +112,9 @@ class PaintResult:
 class StrokeGroup:
     """The trainable parameters of the strokes seeded together (one round, or the init strokes)."""
 
-    def __init__(self, actions, boxes, palette_logits=None, trainable=True, rates=None):
+    def __init__(self, actions, boxes, palette_logits=None, trainable=True, rates=None, given=False):
         self.rates = rates           # [N, 1] per-stroke factors of the learning rates, or None (all 1)
+        self.given = given           # init strokes: a centre beyond the canvas may stay there (see project)
         a = actions.clamp(1e-3, 1 - 1e-3)
         self.logits = torch.logit(a).clamp(-LOGIT_LIMIT, LOGIT_LIMIT).clone().requires_grad_(trainable)
         self.box0 = boxes.clone()
@@ -221,10 +222,10 @@ class StrokeConstraints:
     def project(self, g: StrokeGroup):
         side0 = g.box0[:, 2:3]
         g.s.clamp_(min=torch.log(self.min_size / side0).clamp(max=0), max=torch.log(self.max_size / side0).clamp(min=0))
-        # centres stay on the canvas; one that starts beyond it (a clip's stroke leaving the picture) may stay
-        # where it is, not go further out
-        lo = ((-g.box0[:, :2]) / side0).clamp(max=0)
-        hi = ((torch.tensor([self.w, self.h], device=side0.device, dtype=side0.dtype) - g.box0[:, :2]) / side0).clamp(min=0)
+        lo = (-g.box0[:, :2]) / side0
+        hi = (torch.tensor([self.w, self.h], device=side0.device, dtype=side0.dtype) - g.box0[:, :2]) / side0
+        if g.given:   # centres stay on the canvas, but a given stroke beyond it (a clip's, leaving the picture)
+            lo, hi = lo.clamp(max=0), hi.clamp(min=0)     # may stay where it is, not go further out
         g.d.copy_(torch.maximum(torch.minimum(g.d, hi), lo))
         g.logits.clamp_(-LOGIT_LIMIT, LOGIT_LIMIT)
 
@@ -354,7 +355,7 @@ class PaintingJob:
             if len(rates) != len(init) or not bool(torch.isfinite(rates).all() and (rates >= 0).all()):
                 raise ValueError(f"init_rates must be {len(init)} finite numbers >= 0, one per init stroke")
         self.groups.append(StrokeGroup(actions, boxes, self._palette_logits(actions[:, self.constraints.rgb]),
-                                       trainable=trainable, rates=rates))
+                                       trainable=trainable, rates=rates, given=True))
 
     def _plan_steps(self):
         s = self.settings
