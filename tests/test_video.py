@@ -254,3 +254,11 @@ def test_the_time_limit_bounds_the_whole_clip(soft_brush):
     assert len(clip.frames) == 4 and "time limit reached" in clip.note
     assert all(len(f.strokes) == len(clip.frames[0].strokes) for f in clip.frames)
     assert sum(f.seconds for f in clip.frames[1:]) < 3.0          # 3 x 50 steps would take far longer
+
+
+def test_the_flow_of_a_large_frame_is_estimated_small_and_scaled_up():
+    from painter_models.painting import video
+    big = torch.nn.functional.interpolate(pan(2, shift=3, side=96), scale_factor=5, mode="bilinear")   # 480 px
+    flow = frame_flow(big[:1], big[1:])
+    assert flow.shape == (2, 480, 480) and video.FLOW_SIDE < 480
+    assert abs(float(flow[1, 40:-40, 40:-40].median()) + 15) < 0.5        # 3 px a frame at 96 px: 15 px at 480

@@ -56,13 +56,22 @@ class VideoResult:
     renderer_note: str = ""         # why the real brush did not paint, when it did not
 
 
+FLOW_SIDE = 384             # px: the flow of larger frames is estimated on them scaled down to this long side
+
+
 def frame_flow(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-    """[2, H, W] (dy, dx) in px: where each pixel of `previous` ([1, 3, H, W]) went in `current`."""
+    """[2, H, W] (dy, dx) in px: where each pixel of `previous` ([1, 3, H, W]) went in `current` (estimated at
+    FLOW_SIDE px at most, then scaled up: a stroke's motion needs no finer field, and the time stays bounded)."""
     from skimage.registration import optical_flow_ilk
-    grey = [(f[0].float().cpu() * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0).numpy()
-            for f in (previous, current)]
-    flow = optical_flow_ilk(grey[0], grey[1], radius=7, num_warp=10)
-    return torch.from_numpy(np.ascontiguousarray(flow)).float()
+    h, w = previous.shape[-2:]
+    scale = min(1.0, FLOW_SIDE / max(h, w))
+    small = [F.interpolate(f.float().cpu(), scale_factor=scale, mode="area") if scale < 1 else f.float().cpu()
+             for f in (previous, current)]
+    grey = [(f[0] * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0).numpy() for f in small]
+    flow = torch.from_numpy(np.ascontiguousarray(optical_flow_ilk(grey[0], grey[1], radius=7, num_warp=10))).float()
+    if scale < 1:
+        flow = F.interpolate(flow[None], size=(h, w), mode="bilinear", align_corners=False)[0] / scale
+    return flow
 
 
 def box_means(fields: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
