@@ -90,13 +90,39 @@ def cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def real_frames(case: dict) -> torch.Tensor:
+    """A stretch of a real clip (--real PATH --real-frames A:B), its long side at --real-size px."""
+    from painter_models.export.video_files import read_frames
+    a, b = case["range"]
+    return read_frames(case["path"], max_side=case["size"]).frames[a:b]
+
+
+def warping_error(images: list[torch.Tensor], frames: torch.Tensor) -> float:
+    """Mean |image_t - image_{t-1} moved by the source's own flow| (what temporal-consistency studies measure on
+    clips whose motion is not known), over the pixels the flow keeps on the canvas."""
+    from painter_models.painting.video import frame_flow
+    errors = []
+    for t in range(1, len(images)):
+        flow = frame_flow(frames[t - 1:t], frames[t:t + 1])
+        h, w = flow.shape[-2:]
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                indexing="ij")
+        # backward warp: where each pixel of frame t came from, by the inverse of the forward flow (small motion)
+        grid = torch.stack([(xs - flow[1]) / (w - 1), (ys - flow[0]) / (h - 1)], -1)[None] * 2 - 1
+        before = F.grid_sample(images[t - 1], grid, mode="bilinear", align_corners=True)
+        inside = ((grid.abs() <= 1).all(-1)).float()
+        errors.append(float(((images[t] - before).abs().mean(1) * inside).sum() / inside.sum()))
+    return float(np.mean(errors))
+
+
 def run_clip(case: dict) -> dict:
     from painter_models import load_painter
     from painter_models.painter.shipped import find_painter
     from painter_models.painting.video import paint_video
-    frames, times, t0 = frames_of(case["motion"]), [], cpu()
-    clip = paint_video(load_painter(find_painter(None)), frames, size=SIDE, refine_steps=case["refine_steps"],
-                       on_frame=lambda i, f: times.append(cpu()))
+    frames = real_frames(case) if case["motion"] == "real" else frames_of(case["motion"])
+    size, times, t0 = case.get("size", SIDE), [], cpu()
+    clip = paint_video(load_painter(find_painter(None)), frames, size=size, refine_steps=case["refine_steps"],
+                       strokes=case.get("strokes", 300), on_frame=lambda i, f: times.append(cpu()))
     torch.save(torch.cat([f.canvas for f in clip.frames]), case["out"])
     return {**case, "cpu_s": np.diff([t0] + times).tolist(), "moved": [f.moved for f in clip.frames],
             "added": [f.added for f in clip.frames], "painted_by": clip.frames[0].renderer}
@@ -107,10 +133,11 @@ def run_still(case: dict) -> dict:
     from painter_models.objectives.objective import photo_objective
     from painter_models.painter.shipped import find_painter
     from painter_models.painting.optimize import paint
-    frame = frames_of(case["motion"])[case["frame"]:case["frame"] + 1]
+    frames = real_frames(case) if case["motion"] == "real" else frames_of(case["motion"])
+    frame = frames[case["frame"]:case["frame"] + 1]
     t0 = cpu()
-    result = paint(load_painter(find_painter(None)), photo_objective(frame, pixel=1.0, pixel_kind="l2"), SIDE,
-                   target_for_seeding=frame)
+    result = paint(load_painter(find_painter(None)), photo_objective(frame, pixel=1.0, pixel_kind="l2"),
+                   case.get("size", SIDE), strokes=case.get("strokes", 300), target_for_seeding=frame)
     torch.save(result.canvas, case["out"])
     return {**case, "cpu_s": cpu() - t0}
 
@@ -153,6 +180,26 @@ def summarise(motion: str, clip: dict, stills: list[dict]) -> dict:
     return row
 
 
+def summarise_real(clip: dict, stills: list[dict]) -> str:
+    from painter_models.metrics import psnr
+    frames = real_frames(clip)
+    painted = torch.load(clip["out"])
+    scratch = [torch.load(s["out"]) for s in sorted(stills, key=lambda s: s["frame"])]
+    n = len(scratch)
+    coherent, one_by_one = warping_error([p[None] for p in painted[:n]], frames[:n]), warping_error(scratch, frames[:n])
+    source = warping_error([f[None] for f in frames[:n]], frames[:n])
+    gap = min(float(psnr(painted[t:t + 1], frames[t:t + 1])) - float(psnr(scratch[t], frames[t:t + 1]))
+              for t in range(n))
+    a, b = clip["range"]
+    return (f"Real clip: `{os.path.basename(clip['path'])}` frames {a}-{b - 1} ({b - a} frames, {clip['size']} px, "
+            f"{clip['strokes']} strokes), all painted both ways. Its motion is not known, so flicker is the warping "
+            f"error (each frame against the previous one moved by the source's own optical flow): clip "
+            f"{coherent:.4f}, frame by frame {one_by_one:.4f}, the source itself {source:.4f} "
+            f"({coherent / one_by_one:.2f}x of frame by frame); worst frame {gap:+.2f} dB against its still; CPU s "
+            f"a later frame {np.mean(clip['cpu_s'][1:]):.1f} against {np.mean([s['cpu_s'] for s in stills]):.1f} "
+            f"for a still.")
+
+
 def animation(motion: str, clip: dict, path: str):
     from painter_models.export.video_files import write_frames
     frames, painted = frames_of(motion), torch.load(clip["out"])
@@ -164,7 +211,10 @@ def section(rows: list[dict], command: str, started, load, machine: str) -> str:
     lines = [f"## {TITLE} on {machine}", "",
              f"- Date: {started:%Y-%m-%d %H:%M}-{datetime.datetime.utcnow():%H:%M} UTC; load average at start "
              f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; torch {torch.__version__}",
-             f"- Command: `{command}`",
+             f"- Command: `{command}`"]
+    if not rows:
+        return "\n".join(lines) + "\n"
+    lines += [
              f"- {SIDE} px, {rows[0]['strokes']} strokes, the CLI's defaults (first frame {rows[0]['steps']} steps; "
              f"later frames {rows[0]['refine_steps']} refinement steps); pixel L2; painted by {rows[0]['painted_by']}; "
              f"one thread",
@@ -193,6 +243,10 @@ def main(argv=None):
     p.add_argument("--refine-steps", type=int, default=None, help="default: the CLI's")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--reuse", action="store_true", help="keep the cases already in --out (their results were saved)")
+    p.add_argument("--real", default=None, help="a real clip (video file or folder) to paint too, every frame both ways")
+    p.add_argument("--real-frames", default="0:12", help="A:B, the stretch of --real painted")
+    p.add_argument("--real-size", type=int, default=160)
+    p.add_argument("--real-strokes", type=int, default=200)
     p.add_argument("--out", default=os.path.join(ROOT, "out", "bench_video"))
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
@@ -207,18 +261,28 @@ def main(argv=None):
     refine = DEFAULTS.refine_steps if args.refine_steps is None else args.refine_steps
     command = "python bench/bench_video.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     started, load = datetime.datetime.utcnow(), os.getloadavg()
-    motions = args.motions.split(",")
+    motions = [m for m in args.motions.split(",") if m]
     cases = [{"kind": "clip", "motion": m, "refine_steps": refine, "reuse": args.reuse,
               "out": os.path.join(args.out, f"{m}_refine{refine}.pt")} for m in motions]
     cases += [{"kind": "still", "motion": m, "frame": t, "reuse": args.reuse,
                "out": os.path.join(args.out, f"{m}_still{t}.pt")}
               for m in motions if m != "still" for t in range(min(args.stills, CLIPS[m][1]))]
+    if args.real:
+        a, b = (int(x) for x in args.real_frames.split(":"))
+        real = {"motion": "real", "path": os.path.abspath(args.real), "range": [a, b], "size": args.real_size,
+                "strokes": args.real_strokes, "reuse": args.reuse, "refine_steps": refine}
+        cases += [{**real, "kind": "clip", "out": os.path.join(args.out, f"real_refine{refine}.pt")}]
+        cases += [{**real, "kind": "still", "frame": t, "out": os.path.join(args.out, f"real_still{t}.pt")}
+                  for t in range(b - a)]
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         done = list(pool.map(spawn, cases))
     rows = [summarise(m, next(c for c in done if c["kind"] == "clip" and c["motion"] == m),
                       [c for c in done if c["kind"] == "still" and c["motion"] == m]) for m in motions]
     print(json.dumps(rows, indent=1), file=sys.stderr)
     text = section(rows, command, started, load, f"{cpu_model()}, {cpu_count()} cores")
+    if args.real:
+        text += "\n" + summarise_real(next(c for c in done if c["kind"] == "clip" and c["motion"] == "real"),
+                                      [c for c in done if c["kind"] == "still" and c["motion"] == "real"]) + "\n"
     print(text)
     if args.write:
         write_section(text, BENCHMARKS)
