@@ -161,8 +161,8 @@ def summarise(motion: str, clip: dict, stills: list[dict]) -> dict:
     from painter_models.metrics import psnr
     from painter_models.painting.settings import DEFAULTS
     frames = frames_of(motion)
-    painted = torch.load(clip["out"])
-    scratch = [torch.load(s["out"]) for s in sorted(stills, key=lambda s: s["frame"])]
+    painted = torch.load(clip["out"], weights_only=True)
+    scratch = [torch.load(s["out"], weights_only=True) for s in sorted(stills, key=lambda s: s["frame"])]
     row = {"motion": motion, "photo": CLIPS[motion][0], "frames": len(frames),
            "flicker": flicker([p[None] for p in painted], motion),
            "source_flicker": flicker([f[None] for f in frames], motion),
@@ -183,8 +183,8 @@ def summarise(motion: str, clip: dict, stills: list[dict]) -> dict:
 def summarise_real(clip: dict, stills: list[dict]) -> str:
     from painter_models.metrics import psnr
     frames = real_frames(clip)
-    painted = torch.load(clip["out"])
-    scratch = [torch.load(s["out"]) for s in sorted(stills, key=lambda s: s["frame"])]
+    painted = torch.load(clip["out"], weights_only=True)
+    scratch = [torch.load(s["out"], weights_only=True) for s in sorted(stills, key=lambda s: s["frame"])]
     n = len(scratch)
     coherent, one_by_one = warping_error([p[None] for p in painted[:n]], frames[:n]), warping_error(scratch, frames[:n])
     source = warping_error([f[None] for f in frames[:n]], frames[:n])
@@ -202,7 +202,7 @@ def summarise_real(clip: dict, stills: list[dict]) -> str:
 
 def animation(motion: str, clip: dict, path: str):
     from painter_models.export.video_files import write_frames
-    frames, painted = frames_of(motion), torch.load(clip["out"])
+    frames, painted = frames_of(motion), torch.load(clip["out"], weights_only=True)
     write_frames(path, torch.cat([frames, painted], -1), fps=6)
     return path
 

@@ -233,19 +233,22 @@ def test_ctrl_c_saves_the_painting_so_far(tmp_path, photo, tmp_painter):
 
 
 def test_the_flags_are_the_painting_settings(capsys):
-    """Every settings field with a flag is one, with the field's declared default, shown in --help."""
+    """Every settings field with a flag is one (a clip's own on paint-video only), with the field's declared
+    default, shown in --help."""
     import dataclasses
+    from painter_models.cli.common import VIDEO_SETTINGS
     from painter_models.cli.paint import build_parser
     from painter_models.painting.settings import PaintSettings
-    args = build_parser().parse_args(["paint", "photo.png"])
-    with pytest.raises(SystemExit):
-        main(["paint", "--help"])
-    help_text = " ".join(capsys.readouterr().out.split())
-    for f in dataclasses.fields(PaintSettings):
-        if not f.metadata["flags"]:
-            assert not hasattr(args, f.name), f"{f.name} is the engine's own tuning, not a flag"
-            continue
-        assert getattr(args, f.name) == f.default, f.name
-        shown = ("on" if f.default else "off") if isinstance(f.default, bool) else \
-            (f"'{f.default}'" if isinstance(f.default, str) else f"{f.default:g}")
-        assert f"{f.metadata['flags'][0]}" in help_text and f"(default: {shown})" in help_text, f.name
+    for command, extra in (("paint", ["photo.png"]), ("paint-video", ["clip.mp4", "--out", "painted.mp4"])):
+        args = build_parser().parse_args([command, *extra])
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        for f in dataclasses.fields(PaintSettings):
+            if not f.metadata["flags"] or (command == "paint" and f.name in VIDEO_SETTINGS):
+                assert not hasattr(args, f.name), f"{f.name} is not a flag of {command}"
+                continue
+            assert getattr(args, f.name) == f.default, f.name
+            shown = ("on" if f.default else "off") if isinstance(f.default, bool) else \
+                (f"'{f.default}'" if isinstance(f.default, str) else f"{f.default:g}")
+            assert f"{f.metadata['flags'][0]}" in help_text and f"(default: {shown})" in help_text, f.name
