@@ -262,3 +262,16 @@ def test_the_flow_of_a_large_frame_is_estimated_small_and_scaled_up():
     flow = frame_flow(big[:1], big[1:])
     assert flow.shape == (2, 480, 480) and video.FLOW_SIDE < 480
     assert abs(float(flow[1, 40:-40, 40:-40].median()) + 15) < 0.5        # 3 px a frame at 96 px: 15 px at 480
+
+
+def test_with_every_stroke_out_of_view_new_ones_come_at_the_settings_sizes(soft_brush):
+    """A frame whose strokes all left the picture (a whip pan): the new ones are the settings' usual sizes, not
+    1 px (the empty carried set has no sizes to lend them)."""
+    from painter_models.painting import video
+    from painter_models.painting.settings import PaintSettings, default_sizes
+    frame = pan(1, side=48)
+    empty = StrokeSet(torch.zeros(0, 12), torch.zeros(0, 3), (48, 48), brush="mypaint:deevad/brush")
+    painted = video._refine(soft_brush, photo_objective(frame, pixel=1.0), (48, 48),
+                            PaintSettings(strokes=10, refine_steps=2), empty, torch.zeros(0), frame, None)
+    assert len(painted.strokes) == 10
+    assert float(painted.strokes.boxes[:, 2].min()) >= 0.5 * default_sizes((48, 48), 10)[0]

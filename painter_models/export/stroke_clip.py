@@ -48,9 +48,10 @@ def load_clip(path: str) -> StrokeClip:
             doc = json.load(f, parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StrokeFileError(f"{label} is not a JSON clip stroke file ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != CLIP_FORMAT:
-        raise StrokeFileError(f"{label} is not a clip stroke file (format {doc.get('format') if isinstance(doc, dict) else None!r}, "
-                              f"expected {CLIP_FORMAT!r}); a single painting's strokes load with load_strokes")
+    found = doc.get("format") if isinstance(doc, dict) else None
+    if found != CLIP_FORMAT:
+        raise StrokeFileError(f"{label} is not a clip stroke file (format {found!r}, expected {CLIP_FORMAT!r}); a "
+                              f"single painting's strokes load with load_strokes")
     if not isinstance(doc.get("format_version"), int) or doc["format_version"] > CLIP_FORMAT_VERSION:
         raise StrokeFileError(f"{label}: format_version {doc.get('format_version')!r} is not one this version "
                               f"reads (<= {CLIP_FORMAT_VERSION}); update the package")

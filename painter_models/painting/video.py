@@ -6,9 +6,10 @@
 How (Litwinowicz 1997's idea, with the optimiser in place of his rules):
   * the first frame is painted as a still (paint() with the settings);
   * for each next frame the optical flow from the previous source frame to it (scikit-image's iterative
-    Lucas-Kanade, on the frames at canvas size) moves every stroke: its box follows the flow's mean over the box
-    and grows or shrinks with the flow's spread there (a zoom), so a stroke stays on what it painted;
-  * strokes whose centre has left the canvas are dropped, and as many new strokes are seeded where the moved
+    Lucas-Kanade, on the frames at canvas size, at most FLOW_SIDE px) moves every stroke: its box follows the
+    flow's mean over the box and grows or shrinks with the flow's spread there (a zoom), so a stroke stays on what
+    it painted;
+  * strokes whose box has wholly left the canvas are dropped, and as many new strokes are seeded where the moved
     painting is furthest from the frame (the parts of the picture that came into view or changed);
   * a short refinement (settings.refine_steps) trains them on the frame: the new strokes at learning_rate, each
     carried one at refine_learning_rate times how much the picture under it changed once the motion is undone
@@ -35,6 +36,7 @@ MAX_SCALE_STEP = 1.25      # a stroke grows or shrinks by at most this factor fr
 # at the refinement's full learning rate.
 CHANGE_NOISE, CHANGE_FULL = 0.01, 0.05
 REVEALED_FULL = 0.1        # a stroke whose box is this much newly in view trains at the full rate (to cover it)
+FLOW_SIDE = 384            # px: the flow of larger frames is estimated on them scaled down to this long side
 
 
 @dataclass
@@ -55,8 +57,6 @@ class VideoResult:
     note: str = ""                  # the clip's own (the time limit)
     renderer_note: str = ""         # why the real brush did not paint, when it did not
 
-
-FLOW_SIDE = 384             # px: the flow of larger frames is estimated on them scaled down to this long side
 
 
 def frame_flow(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
@@ -199,8 +199,9 @@ def _paint_frames(painter, frames, settings, size, objective_for, result, on_ste
         else:
             flow = frame_flow(previous_target, target)
             carried, keep = move_strokes(previous.strokes, flow)
-            rates = torch.maximum(change_rates(picture_change(previous_target, target, flow), previous.strokes.boxes[keep]),
-                                  (box_means(revealed(flow), carried.boxes)[0].float() / REVEALED_FULL).clamp(0, 1))
+            changed = change_rates(picture_change(previous_target, target, flow), previous.strokes.boxes[keep])
+            in_view = (box_means(revealed(flow), carried.boxes)[0].float() / REVEALED_FULL).clamp(0, 1)
+            rates = torch.maximum(changed, in_view)
             if settings.time_limit and left <= 0:
                 frame_settings = frame_settings.replace(refine_steps=0, strokes=len(carried))
             painted = _refine(painter, objective_for(target), size, frame_settings, carried, rates, target, device,
@@ -228,11 +229,12 @@ def _refine(painter, objective, size, settings: PaintSettings, carried: StrokeSe
     new ones at learning_rate. Nothing to refine (no new strokes, every rate 0): no steps."""
     wanted = max(0, settings.strokes - len(carried))
     sides = carried.boxes[:, 2]
-    lo, hi = (float(sides.min()), float(sides.max())) if len(carried) else (0.0, 0.0)
+    # new strokes at the carried strokes' sizes; with none left (all out of view), at the settings' own
+    lo, hi = (max(1.0, float(sides.min())), max(1.0, float(sides.max()))) if len(carried) else (0.0, 0.0)
     steps = settings.refine_steps if wanted or bool((rates > 0).any()) else 0
     refine = settings.replace(strokes=wanted, rounds=1, steps=steps, keep_training=True, polish_steps=0,
-                              min_stroke_size=settings.min_stroke_size or max(1.0, lo),
-                              max_stroke_size=settings.max_stroke_size or max(1.0, hi))
+                              min_stroke_size=settings.min_stroke_size or lo,
+                              max_stroke_size=settings.max_stroke_size or hi)
     return paint(painter, objective, size, refine, init=carried if len(carried) else None,
                  init_rates=rates * (settings.refine_learning_rate / settings.learning_rate) if len(carried) else None,
                  target_for_seeding=target, callback=callback, preview_every=preview_every, device=device)

@@ -25,8 +25,10 @@ from functools import lru_cache
 TILE = 64                 # libmypaint's tile side, px
 FIX15 = 1 << 15           # libmypaint's fixed-point 1.0 (tile pixels are premultiplied RGBA in fix15)
 APT_HINT = "apt-get install -y --no-install-recommends libmypaint-1.5-1 mypaint-brushes"
-INSTALL_HINT = ("On Debian/Ubuntu:  " + APT_HINT + "\nOn macOS (Homebrew):  brew install libmypaint mypaint-brushes"
-                "\nOn Windows (MSYS2):  pacman -S mingw-w64-ucrt-x86_64-libmypaint mingw-w64-ucrt-x86_64-mypaint-brushes2")
+INSTALL_HINT = ("On Debian/Ubuntu:  " + APT_HINT +
+                "\nOn macOS (Homebrew):  brew install libmypaint mypaint-brushes"
+                "\nOn Windows (MSYS2):  pacman -S mingw-w64-ucrt-x86_64-libmypaint "
+                "mingw-w64-ucrt-x86_64-mypaint-brushes2")
 BRUSH_DIRS = ("/usr/share/mypaint-data/2.0/brushes", "/usr/share/mypaint-data/1.0/brushes",
               "/usr/local/share/mypaint-data/2.0/brushes", "/usr/share/mypaint/brushes")
 # Package managers' prefixes beyond the system's: the library is in PREFIX/lib (PREFIX/bin on Windows), the
@@ -169,7 +171,8 @@ class NativeHandles:
 
 def brush_dirs() -> list[str]:
     env = os.environ.get("NEURAL_PAINTERS_BRUSHES")
-    prefixed = [os.path.join(p, "share", "mypaint-data", v, "brushes") for p in platform_prefixes() for v in ("2.0", "1.0")]
+    prefixed = [os.path.join(p, "share", "mypaint-data", v, "brushes")
+                for p in platform_prefixes() for v in ("2.0", "1.0")]
     return ([env] if env else []) + [d for d in dict.fromkeys(list(BRUSH_DIRS) + prefixed) if os.path.isdir(d)]
 
 
