@@ -19,8 +19,8 @@ import sys
 import time
 
 from ..painter.shipped import DEFAULT_PAINTER, find_painter
-from .common import (CliError, add_setting_flags, check_output_path, default_threads, float_range, pick_device,
-                     settings_from_args)
+from .common import (CliError, add_setting_flags, check_output_path, default_threads, float_range, int_range,
+                     pick_device, settings_from_args)
 
 VIDEO_OUTPUTS = (".mp4", ".webm", ".mkv", ".mov", ".gif", ".webp")
 
@@ -48,7 +48,8 @@ def add_video_parser(sub):
                    help="scale of the MyPaint re-render (default 2)")
     run = p.add_argument_group("running")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
-    run.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: the idle cores)")
+    run.add_argument("--threads", type=int_range(1, 1024, "--threads"), default=None,
+                     help="CPU threads for torch (default: the idle cores)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -122,12 +123,17 @@ def _resumed_frames(args, clip, painter, settings) -> list:
     frames = []
     for strokes, ids, _ in saved.frames:
         brush = mypaint_brush_name(strokes.brush) if settings.real_brush else None
+        canvas, renderer = None, "neural painter"
         if brush is not None:
+            from ..brush.mypaint import MyPaintUnavailable
             from ..brush.rerender import rerender_mypaint
-            image = rerender_mypaint(strokes, 1.0, dtype=np.float32, brush_seed=settings.brush_seed)
-            canvas, renderer = torch.from_numpy(image).permute(2, 0, 1)[None], f"mypaint:{brush}"
-        else:
-            canvas, renderer = render_canvas(painter, strokes).detach().cpu(), "neural painter"
+            try:      # as the run painted it: MyPaint where libmypaint is here, else the painter
+                image = rerender_mypaint(strokes, 1.0, dtype=np.float32, brush_seed=settings.brush_seed)
+                canvas, renderer = torch.from_numpy(image).permute(2, 0, 1)[None], f"mypaint:{brush}"
+            except MyPaintUnavailable:
+                pass
+        if canvas is None:
+            canvas = render_canvas(painter, strokes).detach().cpu()
         frames.append(VideoFrame(canvas, strokes, ids, 0.0, renderer))
     return frames
 
