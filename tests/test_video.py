@@ -275,3 +275,14 @@ def test_with_every_stroke_out_of_view_new_ones_come_at_the_settings_sizes(soft_
                             PaintSettings(strokes=10, refine_steps=2), empty, torch.zeros(0), frame, None)
     assert len(painted.strokes) == 10
     assert float(painted.strokes.boxes[:, 2].min()) >= 0.5 * default_sizes((48, 48), 10)[0]
+
+
+def test_what_is_not_a_clip_is_refused_with_what_to_give(tmp_path):
+    (tmp_path / "x.mp4").write_text("not a video")
+    with pytest.raises(ValueError, match="cannot read .*x.mp4.* as a video"):
+        read_frames(str(tmp_path / "x.mp4"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no frames"):
+        read_frames(str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="does not exist: give a video file or a folder of frames"):
+        read_frames(str(tmp_path / "missing.mp4"))
