@@ -137,6 +137,20 @@ def test_predictor_files_round_trip_and_refuse_what_is_not_one(tmp_path, soft_br
         load_predictor(str(tmp_path / "missing.safetensors"))
     with pytest.raises(ValueError, match="patch must be a multiple of 8"):
         PredictorConfig(patch=20)
+    # weights that are not the network the metadata describes, or not finite: refused, naming the tensor
+    from painter_models.painter.checkpoint import save_tensors
+    from painter_models.painting.predictor import predictor_metadata
+    wide = PredictorNetwork(PredictorConfig(k=2, width=4, hidden=32))
+    save_tensors(str(broken), wide.state_dict(), predictor_metadata(network.config, soft_brush.brush,
+                                                                    network.layout, {}))
+    with pytest.raises(PredictorError, match=r"do not match the architecture in its metadata \('.*' is \["):
+        load_predictor(str(broken))
+    state = network.state_dict()
+    first = next(iter(state))
+    state[first] = torch.full_like(state[first], float("nan"))
+    save_tensors(str(broken), state, predictor_metadata(network.config, soft_brush.brush, network.layout, {}))
+    with pytest.raises(PredictorError, match=f"weight '{first}' holds NaN or infinite values"):
+        load_predictor(str(broken))
 
 
 # ------------------------------------------------------------------------------------------------

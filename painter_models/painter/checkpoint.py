@@ -132,12 +132,12 @@ def save_painter(path: str, painter: NeuralPainter | Generator, layout=None, bru
     save_tensors(path, generator.state_dict(), meta)
 
 
-def _check_tensor_shapes(path: str, config: GeneratorConfig):
-    """Compare the file's tensor names and shapes (its header: nothing is read or allocated) with
-    the network its metadata describes, built on the meta device: metadata that lies about the
-    architecture is refused before the real network is built."""
+def check_tensor_shapes(path: str, build, error=None):
+    """Compare the file's tensor names and shapes (its header: nothing is read or allocated) with those of the
+    network its metadata describes (`build()`, called on the meta device): metadata that lies about the
+    architecture is refused, as `error` (default CheckpointError), before the real network is built."""
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in Generator(config).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
     with safe_open(path, framework="pt") as f:
         found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
@@ -145,8 +145,17 @@ def _check_tensor_shapes(path: str, config: GeneratorConfig):
     if missing or unexpected or wrong:
         detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected else
                   f"{wrong[0]!r} is {list(found[wrong[0]])}, the metadata needs {list(expected[wrong[0]])}")
-        raise CheckpointError(f"{os.path.basename(path)!r}: its weights do not match the architecture in its "
-                              f"metadata ({detail}); the file is damaged or was edited: use the file as trained")
+        raise (error or CheckpointError)(f"{os.path.basename(path)!r}: its weights do not match the architecture in "
+                                         f"its metadata ({detail}); the file is damaged or was edited: use the file "
+                                         f"as trained")
+
+
+def check_finite(path: str, state: dict, error, consequence: str):
+    """Refuse weights that hold NaN or infinite values, as `error`, naming the first such tensor."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise error(f"{os.path.basename(path)!r}: weight {name!r} holds NaN or infinite values, so {consequence}: "
+                        f"the file is damaged; copy or train it again")
 
 
 def load_painter(path: str, device="cpu", layout: ActionLayout | str | None = None) -> NeuralPainter:
@@ -182,16 +191,13 @@ def load_painter(path: str, device="cpu", layout: ActionLayout | str | None = No
     if config.action_dim != file_layout.dim:
         raise CheckpointError(f"{path!r}: generator takes {config.action_dim} numbers but its layout has {file_layout.dim}")
     try:
-        _check_tensor_shapes(path, config)
+        check_tensor_shapes(path, lambda: Generator(config))
         generator = Generator(config)
         state = load_file(path, device="cpu")
         generator.load_state_dict(state)
     except (SafetensorError, OSError, RuntimeError) as e:
         raise CheckpointError(f"{path!r}: weights do not match the architecture in its metadata ({str(e)[:300]})") from None
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{os.path.basename(path)!r}: weight {name!r} holds NaN or infinite values, so every "
-                                  f"stroke would render wrong: the file is damaged; copy or train it again")
+    check_finite(path, state, CheckpointError, "every stroke would render wrong")
     generator.requires_grad_(False)
     generator.eval().to(device)
     brush = str(meta.get("brush", "unknown"))

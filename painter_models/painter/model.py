@@ -65,16 +65,8 @@ class GeneratorConfig:
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
         self.colour_indices = tuple(int(c) for c in self.colour_indices)
-        # plausible sizes first: a config read from a file must not ask for an impossible network
-        for name, value, lo, hi in (("action_dim", self.action_dim, 1, MAX_ACTION_DIM),
-                                    ("noise_dim", self.noise_dim, 0, MAX_ACTION_DIM),
-                                    ("stroke_size", self.stroke_size, 8, MAX_STROKE_SIZE)):
-            try:
-                ok = lo <= operator.index(value) <= hi
-            except TypeError:
-                ok = False
-            if not ok:
-                raise ValueError(f"GeneratorConfig: {name} must be an integer in {lo}..{hi}, got {value!r}")
+        check_int_fields(self, (("action_dim", 1, MAX_ACTION_DIM), ("noise_dim", 0, MAX_ACTION_DIM),
+                                ("stroke_size", 8, MAX_STROKE_SIZE)))
         if not self.channels or not all(1 <= c <= MAX_CHANNELS for c in self.channels):
             raise ValueError(f"GeneratorConfig: channels must be 1..{MAX_CHANNELS} each, got {list(self.channels)}")
         if len(self.colour_indices) != 3 or not all(0 <= i < self.action_dim for i in self.colour_indices):
@@ -427,6 +419,19 @@ def noise_from_uniform(u: torch.Tensor) -> torch.Tensor:
     """The painters' noise distribution (unit variance, bounded) from uniform numbers: training draws
     u at random, inference takes the fractional part of a projection of the action."""
     return math.sqrt(2.0) * torch.sin(2 * math.pi * u)
+
+
+def check_int_fields(config, ranges) -> None:
+    """Each (field, lo, hi) of the config dataclass an integer in lo..hi, else a ValueError naming the config and
+    the field: plausible sizes first, so a config read from a file never asks for an impossible network."""
+    for name, lo, hi in ranges:
+        value = getattr(config, name)
+        try:
+            ok = lo <= operator.index(value) <= hi
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{type(config).__name__}: {name} must be an integer in {lo}..{hi}, got {value!r}")
 
 
 def config_from_dict(cls, d: dict, written_by: str = "checkpoint"):

@@ -18,7 +18,6 @@ brush's) and a free-form training summary. It is trained by `neural-painters-tra
 from __future__ import annotations
 
 import math
-import operator
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -28,8 +27,8 @@ import torch.nn.functional as F
 
 from ..brush.actions import NAKANO, ActionLayout, get_layout
 from ..painter.checkpoint import FORMAT as PAINTER_FORMAT
-from ..painter.checkpoint import read_file_metadata, save_tensors
-from ..painter.model import config_from_dict
+from ..painter.checkpoint import check_finite, check_tensor_shapes, read_file_metadata, save_tensors
+from ..painter.model import check_int_fields, config_from_dict
 
 FORMAT = "stroke-predictor"
 VERSION = 1
@@ -55,16 +54,8 @@ class PredictorConfig:
     colour_blur: int = 5         # px (at `patch` px) of the box filter under the base colour
 
     def __post_init__(self):
-        # plausible sizes first: a config read from a file must not ask for an impossible network
-        for name, lo, hi in (("patch", 8, 256), ("k", 1, 64), ("width", 1, 1024), ("hidden", 1, 16384),
-                             ("action_dim", 1, 256), ("colour_blur", 1, 31)):
-            value = getattr(self, name)
-            try:
-                ok = lo <= operator.index(value) <= hi
-            except TypeError:
-                ok = False
-            if not ok:
-                raise ValueError(f"PredictorConfig: {name} must be an integer in {lo}..{hi}, got {value!r}")
+        check_int_fields(self, (("patch", 8, 256), ("k", 1, 64), ("width", 1, 1024), ("hidden", 1, 16384),
+                                ("action_dim", 1, 256), ("colour_blur", 1, 31)))
         if self.patch % 8:
             raise ValueError(f"PredictorConfig: patch must be a multiple of 8 (three stride-2 convolutions), "
                              f"got {self.patch}")
@@ -226,17 +217,11 @@ def load_predictor(path: str, device="cpu") -> StrokePredictor:
         config = PredictorConfig.from_dict(meta["config"])
         layout = get_layout(meta["layout"])
         brush = str(meta["brush"])
-        with torch.device("meta"):   # the shapes the metadata promises, before anything is allocated
-            expected = {k: tuple(v.shape) for k, v in PredictorNetwork(config, layout).state_dict().items()}
     except (KeyError, TypeError, ValueError) as e:
         raise PredictorError(f"{name!r} has a damaged stroke predictor header: {e}") from None
+    check_tensor_shapes(path, lambda: PredictorNetwork(config, layout), PredictorError)
     state = load_file(path, device="cpu")
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    if found != expected:
-        raise PredictorError(f"{name!r}: its weights do not match the network in its metadata; the file is damaged "
-                             f"or was edited: use the file as trained")
-    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-        raise PredictorError(f"{name!r}: weights hold NaN or infinite values: the file is damaged")
+    check_finite(path, state, PredictorError, "every stroke would be predicted wrong")
     network = PredictorNetwork(config, layout)
     network.load_state_dict(state)
     network.requires_grad_(False).eval().to(device)
