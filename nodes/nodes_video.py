@@ -53,16 +53,13 @@ class PaintVideo:
         settings = PaintSettings(**widgets)
         clip = image_to_bchw(frames)
         size, _ = plan_canvas(settings, tuple(clip.shape[-2:]))
-        total = settings.steps + (clip.shape[0] - 1) * settings.refine_steps
-        progress = comfy.Progress(max(1, total), "painting a clip")
-        done = [0]
+        progress = comfy.Progress(max(1, video.clip_steps(settings, clip.shape[0])), "painting a clip")
 
-        def on_step(index, info):
-            progress.update(done[0] + info.step, preview=info.preview)   # also the interrupt point
+        def on_step(index, step, info):
+            progress.update(step, preview=info.preview)   # also the interrupt point
 
         def on_frame(index, frame):
-            done[0] += settings.steps if index == 0 else settings.refine_steps
-            progress.update(done[0], preview=frame.canvas)
+            progress.update(video.clip_steps(settings, index + 1), preview=frame.canvas)
 
         with comfy.on_compute_device(painter) as device:
             try:

@@ -675,7 +675,7 @@ def test_optimize_actions_widgets_are_the_painting_settings(painter):
         if f.metadata["widget"] is False:
             assert f.name not in widgets, f"{f.name} is the engine's own tuning, not a widget"
             continue
-        if f.name.startswith("refine_"):      # a clip's own: Paint Video's widgets
+        if f.metadata["clip"]:      # a clip's own: Paint Video's widgets
             assert f.name not in widgets and video[f.name][1]["default"] == f.default, f.name
             continue
         kind, options = widgets[f.name]

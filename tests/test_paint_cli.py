@@ -236,16 +236,15 @@ def test_the_flags_are_the_painting_settings(capsys):
     """Every settings field with a flag is one (a clip's own on paint-video only), with the field's declared
     default, shown in --help."""
     import dataclasses
-    from painter_models.cli.common import VIDEO_SETTINGS
     from painter_models.cli.paint import build_parser
-    from painter_models.painting.settings import PaintSettings
+    from painter_models.painting.settings import CLIP_SETTINGS, PaintSettings
     for command, extra in (("paint", ["photo.png"]), ("paint-video", ["clip.mp4", "--out", "painted.mp4"])):
         args = build_parser().parse_args([command, *extra])
         with pytest.raises(SystemExit):
             main([command, "--help"])
         help_text = " ".join(capsys.readouterr().out.split())
         for f in dataclasses.fields(PaintSettings):
-            if not f.metadata["flags"] or (command == "paint" and f.name in VIDEO_SETTINGS):
+            if not f.metadata["flags"] or (command == "paint" and f.name in CLIP_SETTINGS):
                 assert not hasattr(args, f.name), f"{f.name} is not a flag of {command}"
                 continue
             assert getattr(args, f.name) == f.default, f.name

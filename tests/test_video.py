@@ -286,3 +286,15 @@ def test_what_is_not_a_clip_is_refused_with_what_to_give(tmp_path):
         read_frames(str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="does not exist: give a video file or a folder of frames"):
         read_frames(str(tmp_path / "missing.mp4"))
+
+
+def test_steps_are_counted_over_the_whole_clip(soft_brush):
+    """on_step gets the step in the clip (what one progress bar over all frames shows), rising to clip_steps."""
+    from painter_models.painting.settings import PaintSettings
+    from painter_models.painting.video import clip_steps
+    settings = PaintSettings(size=48, strokes=12, steps=6, refine_steps=3)
+    seen = []
+    paint_video(soft_brush, pan(3, side=48), settings, on_step=lambda index, step, info: seen.append((index, step)))
+    steps = [step for _, step in seen]
+    assert steps == sorted(set(steps)) and steps[-1] == clip_steps(settings, 3) == 12
+    assert [step for index, step in seen if index == 2] == [10, 11, 12]

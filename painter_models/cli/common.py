@@ -50,9 +50,6 @@ def float_range(lo: float, hi: float, what: str):
     return parse
 
 
-VIDEO_SETTINGS = ("refine_steps", "refine_learning_rate")     # a clip's own: `paint-video` has them, `paint` not
-
-
 def add_setting_flags(parser: argparse.ArgumentParser, title: str = "painting settings", exclude=()):
     """A flag for every PaintSettings field that has one (but those in `exclude`), with the field's default,
     bounds and help."""

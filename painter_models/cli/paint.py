@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from ..brush.mypaint import MyPaintUnavailable
 from ..painter.shipped import DEFAULT_PAINTER, find_painter, shipped_painters
-from ..painting.settings import plan_canvas
-from .common import (VIDEO_SETTINGS, CliError, ShortErrorParser, add_setting_flags, check_output_path,
-                     default_threads, float_range, int_range, pick_device, settings_from_args)
+from ..painting.settings import CLIP_SETTINGS, plan_canvas
+from .common import (CliError, ShortErrorParser, add_setting_flags, check_output_path, default_threads, float_range,
+                     int_range, pick_device, settings_from_args)
 
 IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--painter", default=None,
                    help="painter checkpoint (.safetensors) or a shipped painter's name: "
                         f"{', '.join(shipped_painters()) or 'none shipped'} (default: {DEFAULT_PAINTER})")
-    add_setting_flags(p, exclude=VIDEO_SETTINGS)
+    add_setting_flags(p, exclude=CLIP_SETTINGS)
     p.add_argument("--predictor", default=None,
                    help="stroke predictor file for --init predict (default: the one shipped for the painter's brush)")
     _add_objective_flags(p.add_argument_group("what the strokes are optimised for"))

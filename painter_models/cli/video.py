@@ -140,23 +140,20 @@ def _resumed_frames(args, clip, painter, settings) -> list:
 
 def _paint_clip(painter, clip, settings, args, dev, resume, fps):
     from ..objectives.objective import photo_objectives
-    from ..painting.video import paint_video
+    from ..painting.video import clip_steps, paint_video
     frames, bar = clip.frames, None
     if not args.quiet:
         from tqdm import tqdm
-        bar = tqdm(total=settings.steps + (len(frames) - 1) * settings.refine_steps, unit="step",
+        bar = tqdm(total=clip_steps(settings, len(frames)), initial=clip_steps(settings, len(resume)), unit="step",
                    dynamic_ncols=True, file=sys.stderr)
-    done = [(settings.steps + (len(resume) - 1) * settings.refine_steps) if resume else 0, 0]
     painted = list(resume)     # the frames so far, for the stroke file written after each one
 
-    def on_step(index, info):
-        done[1] = info.step
+    def on_step(index, step, info):
         if bar is not None:
-            bar.update(done[0] + done[1] - bar.n)
+            bar.update(step - bar.n)
             bar.set_postfix(frame=f"{index + 1}/{len(frames)}", loss=f"{info.loss:.4f}")
 
     def on_frame(index, frame):
-        done[0], done[1] = done[0] + (settings.steps if index == 0 else settings.refine_steps), 0
         painted.append(frame)
         if args.json:
             from ..export.stroke_clip import save_clip

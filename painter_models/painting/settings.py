@@ -25,12 +25,14 @@ class SettingError(ValueError):
     """A setting out of its bounds; the message names the setting and what it accepts."""
 
 
-def setting(default, help: str, *, lo=None, hi=None, choices=None, parse=None, step=None, flags=(), widget=None):
+def setting(default, help: str, *, lo=None, hi=None, choices=None, parse=None, step=None, flags=(), widget=None,
+            clip=False):
     """A PaintSettings field. parse: checks a text setting (raises ValueError); flags: the CLI's option strings
     (none: not a CLI flag); widget: the node's widget type when it is not the field's own ("INT" for a float
-    counted in whole pixels), False for none."""
+    counted in whole pixels), False for none; clip: a clip's own (`paint-video` and Paint Video have it, `paint`
+    and Optimize Actions not)."""
     return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "choices": choices, "parse": parse,
-                                            "step": step, "flags": tuple(flags), "widget": widget})
+                                            "step": step, "flags": tuple(flags), "widget": widget, "clip": clip})
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,13 @@ class PaintSettings:
     # a clip (painting/video.py): each frame after the first starts from the previous frame's strokes
     refine_steps: int = setting(12, "Video: steps per frame after the first, refining the strokes carried over "
                                     "from the previous frame where the picture changed (the first frame takes "
-                                    "steps, as a still).", lo=0, hi=MAX_STEPS, flags=("--refine-steps",))
+                                    "steps, as a still).", lo=0, hi=MAX_STEPS, flags=("--refine-steps",),
+                                clip=True)
     refine_learning_rate: float = setting(0.1, "Video: the learning rate of the strokes carried over from the "
                                                "previous frame where the picture under them changed (those under an "
                                                "unchanged picture stay as they are); new strokes take "
                                                "learning_rate.", lo=1e-4, hi=10.0, step=0.001,
-                                          flags=("--refine-learning-rate", "--refine-lr"))
+                                          flags=("--refine-learning-rate", "--refine-lr"), clip=True)
     # the engine's own tuning: neither a flag nor a widget
     optimize_boxes: bool = setting(True, "Optimise the strokes' positions and scales too.", widget=False)
     box_lr_scale: float = setting(0.3, "Learning rate of the boxes relative to the actions'.", lo=0.0, hi=10.0,
@@ -182,6 +185,7 @@ def _number(value, whole: bool):
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(PaintSettings)}
+CLIP_SETTINGS = tuple(name for name, f in FIELDS.items() if f.metadata["clip"])
 DEFAULTS = PaintSettings()
 
 

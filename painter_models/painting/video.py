@@ -149,12 +149,19 @@ def move_strokes(strokes: StrokeSet, flow: torch.Tensor) -> tuple[StrokeSet, tor
     return moved, keep
 
 
+def clip_steps(settings: PaintSettings, frames: int) -> int:
+    """The steps `frames` frames take as planned (the first frame's steps, then refine_steps a frame): what a
+    progress bar over a clip counts."""
+    return settings.steps + (frames - 1) * settings.refine_steps if frames > 0 else 0
+
+
 def paint_video(painter, frames: torch.Tensor, settings: PaintSettings | None = None, *, objective_for=None,
                 on_step=None, on_frame=None, preview_every: int = 0, device=None, resume=None,
                 **changes) -> VideoResult:
     """Paint `frames` ([T, 3, H, W] in 0..1) as a clip: see the module docs. objective_for(frame [1, 3, h, w] at
-    canvas size) -> that frame's loss (default: pixel L2). on_step(frame index, paint()'s step info) at every
-    step; on_frame(index, VideoFrame) after each frame. settings.time_limit bounds the whole clip: frames
+    canvas size) -> that frame's loss (default: pixel L2). on_step(frame index, step in the clip (clip_steps of
+    the frames before, plus this frame's), paint()'s step info) at every step; on_frame(index, VideoFrame) after
+    each frame. settings.time_limit bounds the whole clip: frames
     after it keep the moved strokes without refinement (the note says from which frame). resume: the first
     frames' VideoFrames, already painted (an interrupted clip's): painting goes on from the next one.
     Interrupted (KeyboardInterrupt), the exception carries the frames painted so far as `.video_result`."""
@@ -190,7 +197,8 @@ def _paint_frames(painter, frames, settings, size, objective_for, result, on_ste
         left = settings.time_limit - (t0 - t_start) if settings.time_limit else 0.0
         if settings.time_limit and left <= 0 and not result.note:
             result.note = f"time limit reached: frames from {index} on keep the moved strokes, unrefined"
-        step = (lambda info, i=index: on_step(i, info)) if on_step else None
+        before = clip_steps(settings, index)
+        step = (lambda info, i=index, b=before: on_step(i, b + info.step, info)) if on_step else None
         frame_settings = settings.replace(time_limit=max(left, 1e-3) if settings.time_limit else 0.0)
         if previous is None:
             painted = paint(painter, objective_for(target), size, frame_settings, target_for_seeding=target,
