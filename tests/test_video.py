@@ -170,10 +170,12 @@ def test_paint_video_cli_from_a_folder_to_a_folder(tmp_path, capsys):
         Image.fromarray((frame.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(src / f"shot_{t:02d}.png")
     from painter_models.cli.paint import main
     rc = main(["paint-video", str(src), "--out", str(tmp_path / "out"), "--strokes", "12", "--size", "48",
-               "--steps", "6", "--refine-steps", "2", "--json", str(tmp_path / "clip.json"), "--quiet"])
+               "--steps", "6", "--refine-steps", "2", "--json", str(tmp_path / "clip.json"), "--quiet",
+               "--rerender", str(tmp_path / "big"), "--rerender-scale", "2"])
     err = capsys.readouterr().err
     assert rc == 0, err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shot_00.png", "shot_01.png", "shot_02.png"]
+    assert [Image.open(tmp_path / "big" / f"shot_0{t}.png").size for t in range(3)] == [(96, 96)] * 3
     clip = load_clip(str(tmp_path / "clip.json"))
     assert len(clip.frames) == 3 and all(len(s) == 12 for s, _, _ in clip.frames)
 

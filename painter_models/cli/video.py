@@ -111,10 +111,10 @@ def _resumed_frames(args, clip, painter, settings) -> list:
     run painted them: MyPaint where it painted, else the painter), checked against the clip."""
     from ..brush.rerender import mypaint_brush_name
     from ..export.stroke_clip import load_clip
+    from ..images import image_tensor
     from ..painting.canvas import render_canvas
     from ..painting.video import VideoFrame
     import numpy as np
-    import torch
     saved = load_clip(args.json)
     names = [name for _, _, name in saved.frames]
     if names != clip.names[:len(names)]:
@@ -129,7 +129,7 @@ def _resumed_frames(args, clip, painter, settings) -> list:
             from ..brush.rerender import rerender_mypaint
             try:      # as the run painted it: MyPaint where libmypaint is here, else the painter
                 image = rerender_mypaint(strokes, 1.0, dtype=np.float32, brush_seed=settings.brush_seed)
-                canvas, renderer = torch.from_numpy(image).permute(2, 0, 1)[None], f"mypaint:{brush}"
+                canvas, renderer = image_tensor(image), f"mypaint:{brush}"
             except MyPaintUnavailable:
                 pass
         if canvas is None:
@@ -171,11 +171,11 @@ def _exports(result, names, fps, args) -> list[str]:
     import numpy as np
     import torch
     from ..export.video_files import write_frames
+    from ..images import image_tensor
     written = [args.json] if args.json else []       # written after every frame
     if args.rerender:
         from ..brush.rerender import rerender_mypaint
-        images = [torch.from_numpy(rerender_mypaint(f.strokes, args.rerender_scale, dtype=np.float32,
-                                                    brush_seed=args.brush_seed)).permute(2, 0, 1)
-                  for f in result.frames]
-        written.append(write_frames(args.rerender, torch.stack(images), names, fps))
+        images = [image_tensor(rerender_mypaint(f.strokes, args.rerender_scale, dtype=np.float32,
+                                                brush_seed=args.brush_seed)) for f in result.frames]
+        written.append(write_frames(args.rerender, torch.cat(images), names, fps))
     return written

@@ -94,11 +94,16 @@ def box_sums(fields: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return integral[:, y1, x1] - integral[:, y0, x1] - integral[:, y1, x0] + integral[:, y0, x0]
 
 
+def _pixel_grid(h: int, w: int, dtype):
+    """(ys, xs) [H, W]: every pixel's row and column."""
+    return torch.meshgrid(torch.arange(h, dtype=dtype), torch.arange(w, dtype=dtype), indexing="ij")
+
+
 def picture_change(previous: torch.Tensor, current: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """[1, H, W] in `previous`'s coordinates: |current(p + flow(p)) - previous(p)|, averaged over RGB (0 for an
     exact camera move; occlusions, new objects, light)."""
     h, w = previous.shape[-2:]
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ys, xs = _pixel_grid(h, w, torch.float32)
     grid = torch.stack([(xs + flow[1]) / max(1, w - 1), (ys + flow[0]) / max(1, h - 1)], -1) * 2 - 1
     warped = F.grid_sample(current.float().cpu(), grid[None], mode="bilinear", padding_mode="border",
                            align_corners=True)
@@ -109,7 +114,7 @@ def revealed(flow: torch.Tensor) -> torch.Tensor:
     """[1, H, W]: 1 where the current frame shows what the previous one did not (no previous pixel lands there
     when moved by `flow`: the parts that came into view), else 0."""
     h, w = flow.shape[-2:]
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ys, xs = _pixel_grid(h, w, torch.float32)
     ty, tx = (ys + flow[0]).round().long(), (xs + flow[1]).round().long()
     inside = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
     covered = torch.zeros(h * w)
@@ -131,7 +136,7 @@ def move_strokes(strokes: StrokeSet, flow: torch.Tensor) -> tuple[StrokeSet, tor
     canvas); boxes wholly off the canvas are dropped."""
     h, w = strokes.canvas_size
     dy, dx = flow[0].double(), flow[1].double()
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    ys, xs = _pixel_grid(h, w, torch.float64)
     fields = torch.stack([torch.ones_like(dx), dx, dy, xs * dx + ys * dy, xs, ys, xs * xs + ys * ys])
     cx, cy, side = (strokes.boxes[:, i].double() for i in range(3))
     n, su, sv, sxy, sx, sy, sq = box_sums(fields, strokes.boxes)
