@@ -141,6 +141,12 @@ def test_the_clip_stroke_file_round_trips_and_refuses_what_it_is_not(tmp_path):
     with pytest.raises(StrokeFileError, match="not a clip stroke file"):
         (tmp_path / "one.json").write_text(json.dumps({"format": "neural-painters-strokes"}))
         load_clip(str(tmp_path / "one.json"))
+    (tmp_path / "cut.json").write_text(open(path).read()[:300])          # a file cut short
+    with pytest.raises(StrokeFileError, match="cut.json' is not valid JSON .* truncated"):
+        load_clip(str(tmp_path / "cut.json"))
+    (tmp_path / "nan.json").write_text(open(path).read().replace("12.0", "NaN", 1))
+    with pytest.raises(StrokeFileError, match="nan.json': the file contains NaN"):
+        load_clip(str(tmp_path / "nan.json"))
 
 
 @pytest.mark.parametrize("name", ["clip.mp4", "clip.webm", "clip.gif", "frames"])

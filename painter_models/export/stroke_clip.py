@@ -7,13 +7,11 @@ and which stroke is which: a stroke keeps its id in every frame it lives in.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 
 from ..brush.strokes import StrokeSet
 from ..files import write_text
-from ..limits import MAX_STROKE_FILE_BYTES
-from .stroke_file import StrokeFileError, _reject_constant, strokes_from_json, strokes_to_json
+from .stroke_file import StrokeFileError, read_json_file, strokes_from_json, strokes_to_json
 
 CLIP_FORMAT = "neural-painters-stroke-clip"
 CLIP_FORMAT_VERSION = 1
@@ -39,15 +37,7 @@ def save_clip(path: str, frames, fps: float) -> str:
 def load_clip(path: str) -> StrokeClip:
     """Read a clip's stroke file written by save_clip; StrokeFileError says what is wrong and where."""
     label = repr(path)
-    if not os.path.isfile(path):
-        raise StrokeFileError(f"clip stroke file {label} does not exist")
-    if os.path.getsize(path) > MAX_STROKE_FILE_BYTES:
-        raise StrokeFileError(f"{label} is larger than {MAX_STROKE_FILE_BYTES >> 20} MiB: paint a shorter clip")
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise StrokeFileError(f"{label} is not a JSON clip stroke file ({e})") from None
+    doc = read_json_file(path, label, "clip stroke file", "paint a shorter clip")
     found = doc.get("format") if isinstance(doc, dict) else None
     if found != CLIP_FORMAT:
         raise StrokeFileError(f"{label} is not a clip stroke file (format {found!r}, expected {CLIP_FORMAT!r}); a "

@@ -264,21 +264,28 @@ def load_strokes(path: str, name: str | None = None, check=None) -> StrokeSet:
     picked, so messages do not reveal its folders). Files over MAX_STROKE_FILE_BYTES are refused
     before they are read; `check()` is called while a background image is decoded."""
     label = repr(name if name is not None else path)
+    doc = read_json_file(path, label, "stroke file", "split the painting or drop its background image")
+    return strokes_from_json(doc, label, check)
+
+
+def read_json_file(path: str, label: str, what: str, smaller: str):
+    """The JSON document of a `what` (a stroke file, a clip's), refused with a StrokeFileError naming `label` when
+    missing, over MAX_STROKE_FILE_BYTES (`smaller`: how to make it fit; nothing is read then), not text, not
+    JSON, nested too deeply or holding NaN / Infinity."""
     if not os.path.isfile(path):
-        raise StrokeFileError(f"stroke file {label} does not exist")
+        raise StrokeFileError(f"{what} {label} does not exist")
     size = os.path.getsize(path)
     if size > MAX_STROKE_FILE_BYTES:
-        raise StrokeFileError(f"{label} is {size / 2 ** 20:.0f} MiB; stroke files may be at most "
-                              f"{MAX_STROKE_FILE_BYTES >> 20} MiB: split the painting or drop its background image")
+        raise StrokeFileError(f"{label} is {size / 2 ** 20:.0f} MiB; {what}s may be at most "
+                              f"{MAX_STROKE_FILE_BYTES >> 20} MiB: {smaller}")
     try:
         with open(path, "r", encoding="utf-8") as f:
-            doc = json.loads(f.read(MAX_STROKE_FILE_BYTES + 1), parse_constant=_reject_constant)
+            return json.loads(f.read(MAX_STROKE_FILE_BYTES + 1), parse_constant=_reject_constant)
     except UnicodeDecodeError:
-        raise StrokeFileError(f"{label} is not a text file; stroke files are JSON") from None
+        raise StrokeFileError(f"{label} is not a text file; {what}s are JSON") from None
     except json.JSONDecodeError as e:
         raise StrokeFileError(f"{label} is not valid JSON ({e}); it may be truncated or another format") from None
     except RecursionError:
-        raise StrokeFileError(f"{label} nests JSON too deeply to be a stroke file") from None
+        raise StrokeFileError(f"{label} nests JSON too deeply to be a {what}") from None
     except StrokeFileError as e:
         raise StrokeFileError(f"{label}: {e}") from None
-    return strokes_from_json(doc, label, check)
