@@ -610,7 +610,7 @@ def paint(painter, objective, canvas_size, settings: PaintSettings | None = None
     init_rates: one factor >= 0 per init stroke on the learning rates of the strokes that train (a clip keeps
     still the strokes where its picture did not change: painting/video.py).
     Gradients are switched on inside, so it can be called under torch.no_grad() (as ComfyUI runs nodes)."""
-    settings = (settings or PaintSettings()).replace(**changes) if changes else (settings or PaintSettings())
+    settings = (settings or PaintSettings()).replace(**changes)
     if isinstance(init, str):     # the init setting by name, not strokes to continue from
         settings, init = settings.replace(init=init), None
     prediction, asked = None, settings.strokes

@@ -172,7 +172,7 @@ def paint_video(painter, frames: torch.Tensor, settings: PaintSettings | None = 
     Interrupted (KeyboardInterrupt), the exception carries the frames painted so far as `.video_result`."""
     from ..objectives.objective import photo_objectives
     from .settings import plan_canvas
-    settings = (settings or PaintSettings()).replace(**changes) if changes else (settings or PaintSettings())
+    settings = (settings or PaintSettings()).replace(**changes)
     if frames.dim() != 4 or frames.shape[0] < 1 or frames.shape[1] != 3:
         raise ValueError(f"frames must be [T, 3, H, W] with T >= 1, got {list(frames.shape)}")
     size, _ = plan_canvas(settings, tuple(frames.shape[-2:]))
