@@ -172,6 +172,26 @@ def test_pixel_term_weights_stroke_pixels():
     assert weighted == pytest.approx(11 * plain)  # the blank answer costs 11x more
 
 
+def test_edge_term_asks_a_deterministic_painter_for_the_brushs_edges():
+    """The edge term is nothing on the brush's own stroke and grows as the edge softens; its gradient moves a
+    soft stroke towards the brush's (squared error falls too)."""
+    from neural_painters_training.losses import ReconstructionLoss
+    from painter_models.metrics import over_white
+    real_alpha = torch.zeros(1, 1, 16, 16)
+    real_alpha[..., 4:12, 4:12] = 1
+    black = torch.zeros(1, 3, 16, 16)
+    real_rgb = over_white(black, real_alpha)
+    edge = ReconstructionLoss(pixel_weight=0.0, alpha_weight=0.0, edge_weight=1.0)
+    soft = lambda k: torch.nn.functional.avg_pool2d(real_alpha, k, 1, k // 2, count_include_pad=False)
+    term = lambda alpha: float(edge(black, alpha, real_rgb, real_alpha)[1]["edge"])
+    assert term(real_alpha) == 0 < term(soft(3)) < term(soft(5))
+    alpha = soft(3).requires_grad_(True)
+    edge(black, alpha, real_rgb, real_alpha)[0].backward()
+    stepped = (alpha - 0.05 * alpha.grad / alpha.grad.abs().max()).clamp(0, 1).detach()
+    error = lambda a: float(((over_white(black, a) - real_rgb) ** 2).mean())
+    assert term(stepped) < term(soft(3)) and error(stepped) < error(soft(3))
+
+
 def _train_cmd(data, out, steps, *extra):
     return [sys.executable, "-m", "training.cli", "pretrain-generator",
             *_stage_args(data, out, steps, "--checkpoint-every", "4", "--checkpoint-seconds", "0", *RECON, *extra)]

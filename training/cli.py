@@ -61,6 +61,9 @@ def add_recon(p):
     g.add_argument("--stroke-weight", type=float, default=10.0, help="extra weight of stroke pixels (alpha > 0)")
     g.add_argument("--mse-weight", type=float, default=0.0, help="weight of a stroke-weighted squared-error term "
                    "(what PSNR measures)")
+    g.add_argument("--edge-weight", type=float, default=0.0,
+                   help="weight of a stroke-weighted edge term: the error of neighbouring pixels' differences (a "
+                        "deterministic brush's edges where they are, not softer)")
     g.add_argument("--texture-weight", type=float, default=None,
                    help="weight of the texture term: each stroke's fine-texture energy against the real stroke's "
                         "(squared log ratio; the grain's amount, not its place). Default: 0, and 1 in GAN mode of a "

@@ -30,17 +30,20 @@ class ReconstructionLoss(nn.Module):
     """feature_weight * mean_l w_l |phi_l(gen) - phi_l(real)|
        + pixel_weight * mean(w * |gen_over_white - real_over_white|)
        + alpha_weight * mean(w * |gen_alpha - real_alpha|)
-       + mse_weight * mean(w * (gen_over_white - real_over_white)^2),   w = 1 + stroke_weight * [real alpha > 1/255]."""
+       + mse_weight * mean(w * (gen_over_white - real_over_white)^2)
+       + edge_weight * mean(w * |grad(gen_over_white) - grad(real_over_white)|),   w = 1 + stroke_weight * [real alpha > 1/255].
+    The edge term (neighbouring pixels' differences, across and down) asks a deterministic painter for the
+    brush's edges where they are: the squared and absolute errors alone settle for a softer edge."""
 
     def __init__(self, backbone=None, feature_weight: float = 1.0, pixel_weight: float = 1.0,
                  alpha_weight: float = 1.0, stroke_weight: float = 10.0, layer_weights=None,
-                 mse_weight: float = 0.0):
+                 mse_weight: float = 0.0, edge_weight: float = 0.0):
         super().__init__()
         self.backbone = backbone
         self.feature_weight, self.pixel_weight = feature_weight, pixel_weight
         self.alpha_weight, self.stroke_weight = alpha_weight, stroke_weight
         self.layer_weights = list(layer_weights) if layer_weights else None
-        self.mse_weight = mse_weight
+        self.mse_weight, self.edge_weight = mse_weight, edge_weight
 
     def forward(self, colour, alpha, real_rgb, real_alpha):
         gen_rgb = over_white(colour, alpha)
@@ -54,6 +57,12 @@ class ReconstructionLoss(nn.Module):
             sq = (w * (gen_rgb - real_rgb).pow(2)).mean()
             parts["pixel_mse"] = sq
             total = total + self.mse_weight * sq
+        if self.edge_weight:
+            diff = gen_rgb - real_rgb
+            edge = ((w[..., :, 1:] * (diff[..., :, 1:] - diff[..., :, :-1]).abs()).mean()
+                    + (w[..., 1:, :] * (diff[..., 1:, :] - diff[..., :-1, :]).abs()).mean())
+            parts["edge"] = edge
+            total = total + self.edge_weight * edge
         if self.backbone is not None and self.feature_weight > 0:
             feats_g = self.backbone(gen_rgb)
             with torch.no_grad():

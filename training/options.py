@@ -26,11 +26,12 @@ def set_threads(n: int | None) -> None:
 
 
 def recon_options(a: argparse.Namespace) -> dict:
-    """The reconstruction loss's options (--backbone ... --texture-weight) as a stage's extras."""
+    """The reconstruction loss's options (--backbone ... --edge-weight, --texture-weight) as a stage's extras."""
     return dict(backbone=a.backbone, backbone_weights=a.backbone_weights,
                 backbone_layers=a.backbone_layers.split(",") if a.backbone_layers else None,
                 feature_weight=a.feature_weight, pixel_weight=a.pixel_weight, alpha_weight=a.alpha_weight,
-                stroke_weight=a.stroke_weight, mse_weight=a.mse_weight, texture_weight=a.texture_weight)
+                stroke_weight=a.stroke_weight, mse_weight=a.mse_weight, edge_weight=a.edge_weight,
+                texture_weight=a.texture_weight)
 
 
 def stage_options(a: argparse.Namespace, *, out: str, steps: int, lr: float, schedule: str, budget: float | None,

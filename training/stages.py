@@ -344,7 +344,8 @@ class _GeneratorStageMixin:
                                           alpha_weight=o.get("alpha_weight", 1.0),
                                           stroke_weight=o.get("stroke_weight", 10.0),
                                           layer_weights=o.get("layer_weights"),
-                                          mse_weight=o.get("mse_weight", 0.0))
+                                          mse_weight=o.get("mse_weight", 0.0),
+                                          edge_weight=o.get("edge_weight", 0.0))
 
     def generator_losses(self, a, rgb, alpha, step):
         """(loss, parts, grainy strokes over white, grainy alpha) of one batch: the reconstruction loss

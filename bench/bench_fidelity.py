@@ -1,0 +1,126 @@
+"""How true each shipped painter is to its brush, checked independently of how it was trained (issue 23).
+
+    python bench/bench_fidelity.py                      # every shipped painter, 1000 strokes
+    python bench/bench_fidelity.py --painters soft_brush --strokes 300
+    python bench/bench_fidelity.py ... --write          # the table into BENCHMARKS.md
+
+Strokes: fresh random actions (a seed no training run or held-out set uses), kept only where MyPaint's own
+stroke is whole in its tile (no ink, alpha above 1/255, in the tile's outer RIM px: chosen by rejection on the
+rendered stroke, not by the brush reach the training data is made whole with). On those strokes over white:
+the painter's PSNR against MyPaint (brush seed 0); MyPaint against itself (brush seed 1: its repeatability,
+the ceiling); texture_ratio, the painter's high-frequency energy (squared difference from a 3x3 box blur)
+over the brush's. The bars (issue 23): a deterministic brush >= 30 dB and texture 0.8-1.25; a stochastic one
+>= its ceiling - 0.5 dB and texture 0.8-1.25.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import resource
+import shlex
+import sys
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")
+TITLE = "## Painter fidelity on strokes drawn independently (bench/bench_fidelity.py)"
+RIM = 2                     # px: a whole stroke leaves the tile's outer RIM px bare
+INK = 1 / 255               # alpha above this is ink
+SEED = 7070707              # fresh actions: no training or held-out set uses this seed
+DETERMINISTIC_PSNR = 30.0   # dB: a deterministic brush's bar (its own ~60 dB repeatability is no ceiling)
+TEXTURE_BAND = (0.8, 1.25)
+
+
+def whole_by_rim(program, layout, count: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(actions [count, D], MyPaint's strokes [count, S, S, 4] uint8): random actions drawn in batches, kept
+    where the rendered stroke leaves the tile's rim bare, until `count` are kept."""
+    actions, strokes, batch = [], [], 0
+    while sum(len(a) for a in actions) < count:
+        drawn = layout.sample(4 * count, seed=seed + batch)
+        rendered = program.render(drawn, workers=1)
+        alpha = rendered[..., 3].astype(np.float32) / 255
+        rim = np.ones(alpha.shape[1:], bool)
+        rim[RIM:-RIM, RIM:-RIM] = False
+        whole = (alpha[:, rim] <= INK).all(1) & (alpha.max((1, 2)) > INK)
+        actions.append(drawn[whole])
+        strokes.append(rendered[whole])
+        batch += 1
+    return np.concatenate(actions)[:count], np.concatenate(strokes)[:count]
+
+
+def fidelity(name: str, count: int) -> dict:
+    from painter_models import MyPaintProgram, load_painter
+    from painter_models.brush.actions import get_layout
+    from painter_models.metrics import psnr_of_mse, rgba_to_tensors
+    from painter_models.painter.shipped import find_painter
+    from neural_painters_training.evaluate import high_frequency_energy, painter_strokes
+    painter = load_painter(find_painter(name))
+    brush = painter.brush.split(":", 1)[1]
+    stochastic = painter.generator.config.noise_dim > 0
+    programs = [MyPaintProgram(brush, painter.stroke_size, brush_seed=s) for s in (0, 1)]
+    try:
+        actions, strokes = whole_by_rim(programs[0], get_layout(painter.generator.config.layout), count)
+        again = programs[1].render(actions, workers=1)
+    finally:
+        for p in programs:
+            p.close()
+    real, real_again = rgba_to_tensors(strokes)[0], rgba_to_tensors(again)[0]
+    rgb, _ = painter_strokes(painter.generator, actions)
+    psnr = lambda a, b: float(psnr_of_mse(((a - b) ** 2).mean().double()))
+    row = {"painter": name, "brush": brush, "stochastic": stochastic, "strokes": len(actions),
+           "psnr": psnr(rgb, real), "ceiling": psnr(real_again, real),
+           "texture": float(high_frequency_energy(rgb).sum() / high_frequency_energy(real).sum())}
+    row["psnr_bar"] = row["ceiling"] - 0.5 if stochastic else DETERMINISTIC_PSNR
+    row["meets"] = row["psnr"] >= row["psnr_bar"] and TEXTURE_BAND[0] <= row["texture"] <= TEXTURE_BAND[1]
+    return row
+
+
+def section(rows: list[dict], command: str, started, machine: str, cpu_s: float) -> str:
+    lines = [TITLE, "",
+             f"`{command}` on {machine}, {started:%Y-%m-%d %H:%M} UTC, {cpu_s:.0f} CPU s in all. Fresh random "
+             f"actions (seed {SEED}), kept where MyPaint's stroke leaves the 64 px tile's outer {RIM} px bare "
+             f"(rejection on the rendered stroke); PSNR over the strokes over white; MyPaint vs itself: brush seed 1 "
+             f"against seed 0; texture: the painter's high-frequency energy over the brush's. Bar: >= ceiling - 0.5 "
+             f"dB (stochastic brushes) or >= {DETERMINISTIC_PSNR:g} dB (deterministic ones), texture "
+             f"{TEXTURE_BAND[0]}-{TEXTURE_BAND[1]}.", "",
+             "| painter | brush | strokes | PSNR dB | MyPaint vs itself dB | PSNR bar dB | texture (painter / brush) | bar |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        kind = "stochastic" if r["stochastic"] else "deterministic"
+        lines.append(f"| {r['painter']} ({kind}) | {r['brush']} | {r['strokes']} | {r['psnr']:.2f} | "
+                     f"{r['ceiling']:.1f} | {r['psnr_bar']:.2f} | {r['texture']:.2f} | "
+                     f"{'met' if r['meets'] else 'not met'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    from bench_core import cpu_count, cpu_model, write_section
+    from painter_models.painter.shipped import shipped_painters
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--painters", default=",".join(sorted(shipped_painters())))
+    p.add_argument("--strokes", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--write", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = datetime.datetime.utcnow()
+    rows = []
+    for name in args.painters.split(","):
+        rows.append(fidelity(name, args.strokes))
+        print(rows[-1], file=sys.stderr)
+    cpu_s = sum(resource.getrusage(who)[0] + resource.getrusage(who)[1]
+                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    command = "python bench/bench_fidelity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    text = section(rows, command, started, f"{cpu_model()}, {cpu_count()} cores", cpu_s)
+    print(text)
+    if args.write:
+        write_section(text, BENCHMARKS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
