@@ -311,6 +311,30 @@ def test_recipe_tiny_end_to_end(tmp_path):
     assert load_painter(str(out / "2_frozen_generator.safetensors")).training["frozen"] is True
     summary = json.load(open(out / "recipe.json"))
     assert summary["metrics"]["psnr"] == pytest.approx(painter.metrics["psnr"])
+    # trained further from the recipe's painter, then shipped with its record of what was done after the recipe
+    tuned = tmp_path / "tuned"
+    command = ["pretrain-generator", "--init", str(out / "painter.safetensors"), "--data", str(out / "data"),
+               "--heldout", str(out / "heldout.safetensors"), "--out", str(tuned), "--config", "tiny",
+               "--steps", "3", "--batch-size", "16", "--edge-weight", "2", "--backbone", "none", "--no-progress",
+               "--threads", "1"]
+    train_main(command)
+    assert read_metadata(str(tuned / "generator.safetensors"))["training"]["command"].endswith(" ".join(command[-3:]))
+    steps = tmp_path / "steps.json"
+    steps.write_text(json.dumps([{"what": "edges", "generator": str(tuned / "generator.safetensors"),
+                                  "command": "neural-painters-train " + " ".join(command)}]))
+    shipped = tmp_path / "ship" / "raster.safetensors"
+    shipped.parent.mkdir()
+    train_main(["ship", "--base", str(out / "painter.safetensors"), "--steps", str(steps),
+                "--heldout", str(out / "heldout.safetensors"), "--out", str(shipped)])
+    final = load_painter(str(shipped))
+    tuned_state = load_painter(str(tuned / "generator.safetensors")).generator.state_dict()
+    assert all(torch.equal(v, tuned_state[k]) for k, v in final.generator.state_dict().items())
+    assert final.training["stage_steps"] == t["stage_steps"]           # the recipe's record, kept
+    assert final.training["after_recipe"][0]["steps"] == 3 and final.training["after_recipe"][0]["what"] == "edges"
+    assert final.metrics["psnr"] != painter.metrics["psnr"] and final.reach == painter.reach
+    card = (tmp_path / "ship" / "raster.md").read_text()
+    assert "## After the recipe" in card and f"| psnr | {final.metrics['psnr']:.4f} |" in card
+    assert sorted(os.listdir(shipped.parent)) == ["raster.md", "raster.safetensors", "raster_grid.png"]
 
 
 @pytest.mark.mypaint

@@ -6,6 +6,8 @@
   gan                  step 4: both continue adversarially (--gan bce | wgan-gp)
   recipe               data (if missing) -> 1 -> 2 -> 3 -> 4 -> evaluation -> painter export
   evaluate             held-out metrics + repeatability ceiling + grid PNG of a painter file
+  ship                 a recipe painter after further training (e.g. pretrain-generator --init PAINTER) as a
+                       painter file: its record, the steps taken after the recipe, metrics, model card, grid
   compare              pure adversarial training from scratch vs the recipe: PSNR against wall time
   predictor            a stroke predictor for a painter (Predict Strokes, neural-painters paint --init predict)
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 
 from painter_models.painter.model import COLOURS
@@ -102,6 +105,7 @@ def _run_stage(cls, a, default_schedule, extra):
 def cmd_pretrain_generator(a):
     from .stages import PretrainGenerator
     extra = {"config": a.config, "init": a.init, "prior": a.prior, "colour": a.colour, "noise_dim": a.noise_dim,
+             "training_meta": {"command": "neural-painters-train " + shlex.join(a.argv), "init": a.init},
              **recon_options(a)}
     return _run_stage(PretrainGenerator, a, "cosine", extra)
 
@@ -156,6 +160,14 @@ def cmd_evaluate(a):
     return m
 
 
+def cmd_ship(a):
+    from .recipe import ship_fine_tune
+    set_threads(a.threads)
+    with open(a.steps) as f:
+        steps = json.load(f)
+    return ship_fine_tune(a.base, steps, a.heldout, a.out)
+
+
 def cmd_recipe(a):
     from .recipe import run_recipe
     return run_recipe(a)
@@ -186,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gan(sub)
     _add_recipe(sub)
     _add_evaluate(sub)
+    _add_ship(sub)
     _add_compare(sub)
     add_predictor_parser(sub)
     return p
@@ -292,6 +305,19 @@ def _add_evaluate(subcommands):
     s.add_argument("--workers", type=int, default=1)
     s.add_argument("--threads", type=int, default=0)
     s.set_defaults(func=cmd_evaluate)
+
+
+def _add_ship(subcommands):
+    s = subcommands.add_parser("ship", help="a recipe painter after further training, as a painter file with its "
+                                            "record, held-out metrics, model card and grid")
+    s.add_argument("--base", required=True, help="the recipe's painter the training started from")
+    s.add_argument("--steps", required=True, help='JSON file: [{"what": ..., "generator": GENERATOR_FILE, '
+                                                  '"command": ...}, ...], in the order they ran, the last the one shipped')
+    s.add_argument("--heldout", required=True, help="the held-out set (a recipe's heldout.safetensors, with the "
+                                                    "strokes of MyPaint's second brush seed)")
+    s.add_argument("--out", required=True, help="the painter file (its .md model card and _grid.png beside it)")
+    s.add_argument("--threads", type=int, default=0)
+    s.set_defaults(func=cmd_ship)
 
 
 def _add_compare(subcommands):

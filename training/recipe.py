@@ -356,6 +356,38 @@ class _RecipeRun:
                 **{f"metrics_{k}": v for k, v in evaluated.items()}}
 
 
+def ship_fine_tune(base: str, steps: list[dict], heldout: str, out: str, device: str = "cpu") -> dict:
+    """A recipe painter (`base`) after further training (`steps`, in order: {"what", "generator", "command"},
+    each generator's steps and time read from its file) as a painter file at `out`: the last generator frozen,
+    evaluated on the held-out set (a recipe's heldout.safetensors: the ceiling and the bar with it), with the
+    base's training record, the steps taken after the recipe, its model card (OUT's stem + .md) and grid."""
+    base_meta = read_metadata(base)
+    after = []
+    for step in steps:
+        t = read_metadata(step["generator"]).get("training", {})
+        after.append({"what": step["what"], "steps": t.get("steps"), "wall_time_s": t.get("wall_time_s"),
+                      "cpu_time_s": t.get("cpu_time_s"), "command": step["command"]})
+    generator = freeze_generator(steps[-1]["generator"], device)
+    data, extra = load_set(heldout)
+    stem = os.path.splitext(out)[0]
+    tmp = stem + ".unevaluated.safetensors"
+    training = {**base_meta["training"], "after_recipe": after}
+    reach = BrushReach.from_dict(base_meta["reach"])
+    save_painter(tmp, generator, layout=base_meta["layout"], brush=base_meta["brush"], training=training,
+                 reach=reach)
+    eval_dir = stem + "_eval"
+    metrics = evaluate_painter(tmp, data.actions, data.strokes, extra.get("strokes_seed1"), eval_dir, device)
+    os.remove(tmp)
+    save_painter(out, generator, layout=base_meta["layout"], brush=base_meta["brush"], training=training,
+                 metrics=metrics, reach=reach)
+    grid = stem + "_grid.png"
+    shutil.copyfile(os.path.join(eval_dir, "grid.png"), grid)
+    shutil.rmtree(eval_dir)
+    write_model_card(stem + ".md", training, metrics, grid, bool(generator.config.noise_dim))
+    _print_metrics(metrics)
+    return metrics
+
+
 def _print_metrics(metrics: dict):
     print(f"[recipe] held-out PSNR {metrics['psnr']:.2f} dB, SSIM {metrics.get('ssim', float('nan')):.4f}, "
           f"alpha IoU {metrics['alpha_iou']:.3f}, texture_ratio {metrics['texture_ratio']:.3f}"
