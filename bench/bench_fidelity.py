@@ -5,7 +5,7 @@
     python bench/bench_fidelity.py ... --write          # the table into BENCHMARKS.md
 
 Strokes: fresh random actions (a seed no training run or held-out set uses), kept only where MyPaint's own
-stroke is whole in its tile (no ink, alpha above 1/255, in the tile's outer RIM px: chosen by rejection on the
+stroke is whole in its tile (no ink, alpha above 1/255, in the tile's outer 2 px: chosen by rejection on the
 rendered stroke, not by the brush reach the training data is made whole with). On those strokes over white:
 the painter's PSNR against MyPaint (brush seed 0); MyPaint against itself (brush seed 1: its repeatability,
 the ceiling); texture_ratio, the painter's high-frequency energy (squared difference from a 3x3 box blur)
@@ -21,49 +21,27 @@ import resource
 import shlex
 import sys
 
-import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from neural_painters_training.evaluate import DETERMINISTIC_PSNR, PSNR_MARGIN_DB, RIM, TEXTURE_BAND  # noqa: E402
 BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")
 TITLE = "## Painter fidelity on strokes drawn independently (bench/bench_fidelity.py)"
-RIM = 2                     # px: a whole stroke leaves the tile's outer RIM px bare
-INK = 1 / 255               # alpha above this is ink
 SEED = 7070707              # fresh actions: no training or held-out set uses this seed
-DETERMINISTIC_PSNR = 30.0   # dB: a deterministic brush's bar (its own ~60 dB repeatability is no ceiling)
-TEXTURE_BAND = (0.8, 1.25)
-
-
-def whole_by_rim(program, layout, count: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
-    """(actions [count, D], MyPaint's strokes [count, S, S, 4] uint8): random actions drawn in batches, kept
-    where the rendered stroke leaves the tile's rim bare, until `count` are kept."""
-    actions, strokes, batch = [], [], 0
-    while sum(len(a) for a in actions) < count:
-        drawn = layout.sample(4 * count, seed=seed + batch)
-        rendered = program.render(drawn, workers=1)
-        alpha = rendered[..., 3].astype(np.float32) / 255
-        rim = np.ones(alpha.shape[1:], bool)
-        rim[RIM:-RIM, RIM:-RIM] = False
-        whole = (alpha[:, rim] <= INK).all(1) & (alpha.max((1, 2)) > INK)
-        actions.append(drawn[whole])
-        strokes.append(rendered[whole])
-        batch += 1
-    return np.concatenate(actions)[:count], np.concatenate(strokes)[:count]
 
 
 def fidelity(name: str, count: int) -> dict:
     from painter_models import MyPaintProgram, load_painter
-    from painter_models.brush.actions import get_layout
     from painter_models.metrics import psnr_of_mse, rgba_to_tensors
     from painter_models.painter.shipped import find_painter
-    from neural_painters_training.evaluate import high_frequency_energy, painter_strokes
+    from neural_painters_training.evaluate import high_frequency_energy, painter_strokes, whole_by_rim
     painter = load_painter(find_painter(name))
     brush = painter.brush.split(":", 1)[1]
     stochastic = painter.generator.config.noise_dim > 0
     programs = [MyPaintProgram(brush, painter.stroke_size, brush_seed=s) for s in (0, 1)]
     try:
-        actions, strokes = whole_by_rim(programs[0], get_layout(painter.generator.config.layout), count)
+        actions, strokes = whole_by_rim(programs[0], painter.generator.config.layout, count, SEED)
         again = programs[1].render(actions, workers=1)
     finally:
         for p in programs:
@@ -74,7 +52,7 @@ def fidelity(name: str, count: int) -> dict:
     row = {"painter": name, "brush": brush, "stochastic": stochastic, "strokes": len(actions),
            "psnr": psnr(rgb, real), "ceiling": psnr(real_again, real),
            "texture": float(high_frequency_energy(rgb).sum() / high_frequency_energy(real).sum())}
-    row["psnr_bar"] = row["ceiling"] - 0.5 if stochastic else DETERMINISTIC_PSNR
+    row["psnr_bar"] = row["ceiling"] - PSNR_MARGIN_DB if stochastic else DETERMINISTIC_PSNR
     row["meets"] = row["psnr"] >= row["psnr_bar"] and TEXTURE_BAND[0] <= row["texture"] <= TEXTURE_BAND[1]
     return row
 

@@ -123,3 +123,39 @@ def test_independent_evaluation_reproduces_the_metadata(name):
     floor = ceiling - PSNR_MARGIN_DB if SHIPPED[name][1] else DETERMINISTIC_FLOOR[name]["psnr"]
     assert psnr >= floor, f"{name}: {psnr:.2f} dB on fresh strokes, below its bar {floor:.2f}"
     assert np.isclose(texture, m["texture_ratio"], rtol=0.15), f"{name}: texture {texture:.3f}, metadata {m['texture_ratio']:.3f}"
+
+
+# Issue 23's check: strokes drawn independently of the training data (fresh actions, whole by what MyPaint
+# painted: no ink in the tile's rim), at the bar: a stochastic brush within PSNR_MARGIN_DB of MyPaint's own
+# ceiling on those strokes, a deterministic one at DETERMINISTIC_PSNR; texture in its band. The painters below it
+# are listed (strict: one that reaches the bar turns this red until it is taken off the list); bench_fidelity.py
+# measures all of them on 1000 strokes (BENCHMARKS.md).
+BELOW_BAR_ON_RIM_STROKES = {"dry_brush", "short_grass", "ink_pen", "soft_brush"}
+
+
+@pytest.mark.mypaint
+@skip_no_mypaint
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="issue 23: below the bar"))
+                                  if n in BELOW_BAR_ON_RIM_STROKES else n for n in sorted(SHIPPED)])
+def test_painter_at_its_bar_on_strokes_whole_by_the_rim(name):
+    from painter_models import MyPaintProgram
+    from neural_painters_training.evaluate import (DETERMINISTIC_PSNR, TEXTURE_BAND, high_frequency_energy,
+                                                   painter_strokes, whole_by_rim)
+    torch.set_num_threads(1)
+    painter = load_painter(_path(name))
+    brush, stochastic = SHIPPED[name]
+    programs = [MyPaintProgram(brush, painter.stroke_size, brush_seed=s) for s in (0, 1)]
+    try:
+        actions, strokes = whole_by_rim(programs[0], NAKANO, 600, seed=5151)
+        again = programs[1].render(actions, workers=1)
+    finally:
+        for p in programs:
+            p.close()
+    real, real_again = rgba_to_tensors(strokes)[0], rgba_to_tensors(again)[0]
+    rgb, _ = painter_strokes(painter.generator, actions)
+    psnr = float(psnr_of_mse(((rgb - real) ** 2).mean().double()))
+    ceiling = float(psnr_of_mse(((real_again - real) ** 2).mean().double()))
+    texture = float(high_frequency_energy(rgb).sum() / high_frequency_energy(real).sum())
+    floor = ceiling - PSNR_MARGIN_DB if stochastic else DETERMINISTIC_PSNR
+    assert psnr >= floor and TEXTURE_BAND[0] <= texture <= TEXTURE_BAND[1], \
+        f"{name}: {psnr:.2f} dB (bar {floor:.2f}), texture {texture:.2f} on strokes whole by the rim"

@@ -30,12 +30,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from painter_models.brush.actions import get_layout
 from painter_models.metrics import (iou_counts, iou_from_counts, mse, over_white, psnr_of_mse, rgba_to_tensors,
                                     ssim)
 
 IOU_THRESHOLD = 0.5
 PER_STROKE_PSNR_CAP = 100.0  # identical strokes give inf; the mean per stroke caps them here
 TEXTURE_BAND = (0.8, 1.25)   # texture_ratio relative to MyPaint's own
+DETERMINISTIC_PSNR = 30.0    # dB on whole strokes: a deterministic brush's bar (its ~60 dB self-repeatability is no
+                             # ceiling for a network; issue 23)
 PSNR_MARGIN_DB = 0.5         # below the repeatability ceiling
 TEXTURE_DB_PER_NEPER = 5.0   # export ranking: texture off its band by a factor e weighs as 5 dB of PSNR
 FEATURE_LAYERS = ("stage2", "stage3", "stage4")
@@ -74,6 +77,28 @@ def compare_strokes(pred_rgb, pred_alpha, true_rgb, true_alpha, acc):
 def _acc(with_ssim):
     return {"sq": 0.0, "pixels": 0, "per": [], "ssim": [], "inter": 0.0, "union": 0.0, "hf_pred": 0.0, "hf_true": 0.0,
             "with_ssim": with_ssim}
+
+
+RIM = 2          # px: a stroke whole by the rendered rim leaves its tile's outer RIM px bare (alpha <= 1/255)
+
+
+def whole_by_rim(program, layout, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(actions [count, D], the program's strokes [count, S, S, 4] uint8): uniform random actions, drawn in
+    batches and kept where the rendered stroke is ink somewhere and leaves the tile's rim bare, until `count`
+    are kept. An independent draw of whole strokes: chosen by what the brush painted, not by the brush reach
+    the training data is made whole with (issue 23's check)."""
+    actions, strokes, batch = [], [], 0
+    while sum(len(a) for a in actions) < count:
+        drawn = get_layout(layout).sample(4 * count, seed=seed + batch)
+        rendered = program.render(drawn, workers=1)
+        alpha = rendered[..., 3]
+        rim = np.ones(alpha.shape[1:], bool)
+        rim[RIM:-RIM, RIM:-RIM] = False
+        whole = (alpha[:, rim] <= 1).all(1) & (alpha.max((1, 2)) > 1)
+        actions.append(drawn[whole])
+        strokes.append(rendered[whole])
+        batch += 1
+    return np.concatenate(actions)[:count], np.concatenate(strokes)[:count]
 
 
 @torch.no_grad()
