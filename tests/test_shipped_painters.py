@@ -24,8 +24,8 @@ SHIPPED = {"dry_brush": ("classic/dry_brush", True), "charcoal": ("classic/charc
 # softer than the brush's. What each reaches, as its model card says, is what it is held to (a floor
 # under its held-out PSNR and texture_ratio), and its metadata must say the bar is not met.
 FRESH_TOLERANCE_DB = PSNR_MARGIN_DB / 2
-DETERMINISTIC_FLOOR = {"soft_brush": {"psnr": 31.5, "texture_ratio": 0.45},
-                       "ink_pen": {"psnr": 28.5, "texture_ratio": 0.3}}
+DETERMINISTIC_FLOOR = {"soft_brush": {"psnr": 32.2, "texture_ratio": 0.6},
+                       "ink_pen": {"psnr": 29.0, "texture_ratio": 0.38}}
 
 
 def _path(name):
