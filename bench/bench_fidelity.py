@@ -25,36 +25,17 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from neural_painters_training.evaluate import DETERMINISTIC_PSNR, PSNR_MARGIN_DB, RIM, TEXTURE_BAND  # noqa: E402
+from neural_painters_training.evaluate import DETERMINISTIC_PSNR, RIM, TEXTURE_BAND  # noqa: E402
 BENCHMARKS = os.path.join(ROOT, "BENCHMARKS.md")
 TITLE = "## Painter fidelity on strokes drawn independently (bench/bench_fidelity.py)"
 SEED = 7070707              # fresh actions: no training or held-out set uses this seed
 
 
 def fidelity(name: str, count: int) -> dict:
-    from painter_models import MyPaintProgram, load_painter
-    from painter_models.metrics import psnr_of_mse, rgba_to_tensors
+    from painter_models import load_painter
     from painter_models.painter.shipped import find_painter
-    from neural_painters_training.evaluate import high_frequency_energy, painter_strokes, whole_by_rim
-    painter = load_painter(find_painter(name))
-    brush = painter.brush.split(":", 1)[1]
-    stochastic = painter.generator.config.noise_dim > 0
-    programs = [MyPaintProgram(brush, painter.stroke_size, brush_seed=s) for s in (0, 1)]
-    try:
-        actions, strokes = whole_by_rim(programs[0], painter.generator.config.layout, count, SEED)
-        again = programs[1].render(actions, workers=1)
-    finally:
-        for p in programs:
-            p.close()
-    real, real_again = rgba_to_tensors(strokes)[0], rgba_to_tensors(again)[0]
-    rgb, _ = painter_strokes(painter.generator, actions)
-    psnr = lambda a, b: float(psnr_of_mse(((a - b) ** 2).mean().double()))
-    row = {"painter": name, "brush": brush, "stochastic": stochastic, "strokes": len(actions),
-           "psnr": psnr(rgb, real), "ceiling": psnr(real_again, real),
-           "texture": float(high_frequency_energy(rgb).sum() / high_frequency_energy(real).sum())}
-    row["psnr_bar"] = row["ceiling"] - PSNR_MARGIN_DB if stochastic else DETERMINISTIC_PSNR
-    row["meets"] = row["psnr"] >= row["psnr_bar"] and TEXTURE_BAND[0] <= row["texture"] <= TEXTURE_BAND[1]
-    return row
+    from neural_painters_training.evaluate import rim_fidelity
+    return {"painter": name, **rim_fidelity(load_painter(find_painter(name)), count, SEED)}
 
 
 def section(rows: list[dict], command: str, started, machine: str, cpu_s: float) -> str:

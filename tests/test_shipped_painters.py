@@ -138,24 +138,9 @@ BELOW_BAR_ON_RIM_STROKES = {"dry_brush", "short_grass", "ink_pen", "soft_brush"}
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="issue 23: below the bar"))
                                   if n in BELOW_BAR_ON_RIM_STROKES else n for n in sorted(SHIPPED)])
 def test_painter_at_its_bar_on_strokes_whole_by_the_rim(name):
-    from painter_models import MyPaintProgram
-    from neural_painters_training.evaluate import (DETERMINISTIC_PSNR, TEXTURE_BAND, high_frequency_energy,
-                                                   painter_strokes, whole_by_rim)
+    from neural_painters_training.evaluate import rim_fidelity
     torch.set_num_threads(1)
-    painter = load_painter(_path(name))
-    brush, stochastic = SHIPPED[name]
-    programs = [MyPaintProgram(brush, painter.stroke_size, brush_seed=s) for s in (0, 1)]
-    try:
-        actions, strokes = whole_by_rim(programs[0], NAKANO, 600, seed=5151)
-        again = programs[1].render(actions, workers=1)
-    finally:
-        for p in programs:
-            p.close()
-    real, real_again = rgba_to_tensors(strokes)[0], rgba_to_tensors(again)[0]
-    rgb, _ = painter_strokes(painter.generator, actions)
-    psnr = float(psnr_of_mse(((rgb - real) ** 2).mean().double()))
-    ceiling = float(psnr_of_mse(((real_again - real) ** 2).mean().double()))
-    texture = float(high_frequency_energy(rgb).sum() / high_frequency_energy(real).sum())
-    floor = ceiling - PSNR_MARGIN_DB if stochastic else DETERMINISTIC_PSNR
-    assert psnr >= floor and TEXTURE_BAND[0] <= texture <= TEXTURE_BAND[1], \
-        f"{name}: {psnr:.2f} dB (bar {floor:.2f}), texture {texture:.2f} on strokes whole by the rim"
+    r = rim_fidelity(load_painter(_path(name)), 600, seed=5151)
+    assert r["stochastic"] == SHIPPED[name][1] and r["strokes"] == 600
+    assert r["meets"], \
+        f"{name}: {r['psnr']:.2f} dB (bar {r['psnr_bar']:.2f}), texture {r['texture']:.2f} on strokes whole by the rim"

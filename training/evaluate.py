@@ -101,6 +101,32 @@ def whole_by_rim(program, layout, count: int, seed: int) -> tuple[np.ndarray, np
     return np.concatenate(actions)[:count], np.concatenate(strokes)[:count]
 
 
+def rim_fidelity(painter, count: int, seed: int) -> dict:
+    """Issue 23's independent check of a painter (a NeuralPainter of a MyPaint brush) on `count` fresh strokes
+    whole by the rendered rim (whole_by_rim): its PSNR against MyPaint (brush seed 0), MyPaint against itself
+    (brush seed 1: the ceiling), texture_ratio; the PSNR bar (a stochastic brush: ceiling - PSNR_MARGIN_DB, a
+    deterministic one: DETERMINISTIC_PSNR) and whether the painter meets it and the texture band."""
+    from painter_models import MyPaintProgram
+    brush = painter.brush.split(":", 1)[1]
+    programs = [MyPaintProgram(brush, painter.stroke_size, brush_seed=s) for s in (0, 1)]
+    try:
+        actions, strokes = whole_by_rim(programs[0], painter.generator.config.layout, count, seed)
+        again = programs[1].render(actions, workers=1)
+    finally:
+        for p in programs:
+            p.close()
+    real, real_again = rgba_to_tensors(strokes)[0], rgba_to_tensors(again)[0]
+    rgb, _ = painter_strokes(painter.generator, actions)
+    psnr = lambda a, b: float(psnr_of_mse(((a - b) ** 2).mean().double()))
+    stochastic = painter.generator.config.noise_dim > 0
+    out = {"brush": brush, "stochastic": stochastic, "strokes": len(actions), "psnr": psnr(rgb, real),
+           "ceiling": psnr(real_again, real),
+           "texture": float(high_frequency_energy(rgb).sum() / high_frequency_energy(real).sum())}
+    out["psnr_bar"] = out["ceiling"] - PSNR_MARGIN_DB if stochastic else DETERMINISTIC_PSNR
+    out["meets"] = out["psnr"] >= out["psnr_bar"] and TEXTURE_BAND[0] <= out["texture"] <= TEXTURE_BAND[1]
+    return out
+
+
 @torch.no_grad()
 def painter_strokes(generator, actions: np.ndarray, device="cpu", batch: int = 256, noise_seed: int | None = None):
     """(stroke over white [N, 3, S, S], alpha [N, 1, S, S]) on the CPU, in eval mode. A stochastic
