@@ -2,6 +2,7 @@
 
     python bench/bench_fidelity.py                      # every shipped painter, 1000 strokes
     python bench/bench_fidelity.py --painters soft_brush --strokes 300
+    python bench/bench_fidelity.py --scales 8,16,32     # also: MyPaint at small box sizes against the tile scaled down
     python bench/bench_fidelity.py ... --write          # the table into BENCHMARKS.md
 
 Strokes: fresh random actions (a seed no training run or held-out set uses), kept only where MyPaint's own
@@ -38,6 +39,46 @@ def fidelity(name: str, count: int) -> dict:
     return {"painter": name, **rim_fidelity(load_painter(find_painter(name)), count, SEED)}
 
 
+def scale_rows(name: str, count: int, sides: list[int]) -> list[dict]:
+    """What a stroke tile scaled down to a small box misses: the brush's strokes painted by MyPaint at `side` px
+    (as a canvas paints a stroke in a box that size) against its 64 px strokes area-scaled to `side` px."""
+    import torch.nn.functional as F
+    from painter_models import MyPaintProgram, load_painter
+    from painter_models.metrics import psnr_of_mse, rgba_to_tensors
+    from painter_models.painter.shipped import find_painter
+    from neural_painters_training.evaluate import whole_by_rim
+    painter = load_painter(find_painter(name))
+    brush, layout = painter.brush.split(":", 1)[1], painter.generator.config.layout
+    tile = MyPaintProgram(brush, painter.stroke_size)
+    try:
+        actions, strokes = whole_by_rim(tile, layout, count, SEED)
+    finally:
+        tile.close()
+    full = rgba_to_tensors(strokes)[0]
+    rows = []
+    for side in sides:
+        program = MyPaintProgram(brush, side)
+        try:
+            direct = rgba_to_tensors(program.render(actions, workers=1))[0]
+        finally:
+            program.close()
+        scaled = F.interpolate(full, size=(side, side), mode="area")
+        rows.append({"painter": name, "brush": brush, "side": side, "strokes": len(actions), "tile": painter.stroke_size,
+                     "psnr": float(psnr_of_mse(((direct - scaled) ** 2).mean().double())),
+                     "ink": float((1 - direct).sum() / (1 - scaled).sum())})
+    return rows
+
+
+def scale_section(rows: list[dict]) -> str:
+    lines = ["", f"What a stroke tile scaled down to a small box misses (`--scales`): {rows[0]['brush']}'s "
+             f"{rows[0]['strokes']} strokes above, painted by MyPaint in a box of the side below (as a canvas paints "
+             f"a stroke in a box that size: geometry and radius scaled) against its {rows[0]['tile']} px strokes "
+             f"area-scaled to that side; ink = the darkness over white, MyPaint at that size over the scaled tile.", "",
+             "| box side px | PSNR dB | ink (MyPaint at the size / tile scaled down) |", "|---:|---:|---:|"]
+    lines += [f"| {r['side']} | {r['psnr']:.2f} | {r['ink']:.2f} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def section(rows: list[dict], command: str, started, machine: str, cpu_s: float) -> str:
     lines = [TITLE, "",
              f"`{command}` on {machine}, {started:%Y-%m-%d %H:%M} UTC, {cpu_s:.0f} CPU s in all. Fresh random "
@@ -63,6 +104,8 @@ def main(argv=None) -> int:
     p.add_argument("--painters", default=",".join(sorted(shipped_painters())))
     p.add_argument("--strokes", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--scales", default="", help="SIDES, e.g. 8,12,16,24,32: also MyPaint at these box sides against "
+                                                "the default painter's brush tile scaled down")
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -75,6 +118,9 @@ def main(argv=None) -> int:
                 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     command = "python bench/bench_fidelity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     text = section(rows, command, started, f"{cpu_model()}, {cpu_count()} cores", cpu_s)
+    if args.scales:
+        from painter_models.painter.shipped import DEFAULT_PAINTER
+        text += scale_section(scale_rows(DEFAULT_PAINTER, args.strokes, [int(x) for x in args.scales.split(",")]))
     print(text)
     if args.write:
         write_section(text, BENCHMARKS)
