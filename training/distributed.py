@@ -72,6 +72,9 @@ class Dist:
 
     def close(self):
         if self.initialised_here and dist.is_initialized():
+            # every rank past its last collective before any tears the group down: without it a rank that
+            # finished first (rank 0 evaluates and saves alone) could abort at exit under load (seen in CI)
+            dist.barrier()
             dist.destroy_process_group()
 
 
