@@ -44,11 +44,12 @@ def scale_rows(name: str, count: int, sides: list[int]) -> list[dict]:
     (as a canvas paints a stroke in a box that size) against its 64 px strokes area-scaled to `side` px."""
     import torch.nn.functional as F
     from painter_models import MyPaintProgram, load_painter
+    from painter_models.brush.rerender import mypaint_brush_name
     from painter_models.metrics import psnr_of_mse, rgba_to_tensors
     from painter_models.painter.shipped import find_painter
     from neural_painters_training.evaluate import whole_by_rim
     painter = load_painter(find_painter(name))
-    brush, layout = painter.brush.split(":", 1)[1], painter.generator.config.layout
+    brush, layout = mypaint_brush_name(painter.brush), painter.generator.config.layout
     tile = MyPaintProgram(brush, painter.stroke_size)
     try:
         actions, strokes = whole_by_rim(tile, layout, count, SEED)

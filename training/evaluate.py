@@ -107,7 +107,8 @@ def rim_fidelity(painter, count: int, seed: int) -> dict:
     (brush seed 1: the ceiling), texture_ratio; the PSNR bar (a stochastic brush: ceiling - PSNR_MARGIN_DB, a
     deterministic one: DETERMINISTIC_PSNR) and whether the painter meets it and the texture band."""
     from painter_models import MyPaintProgram
-    brush = painter.brush.split(":", 1)[1]
+    from painter_models.brush.rerender import mypaint_brush_name
+    brush = mypaint_brush_name(painter.brush)
     programs = [MyPaintProgram(brush, painter.stroke_size, brush_seed=s) for s in (0, 1)]
     try:
         actions, strokes = whole_by_rim(programs[0], painter.generator.config.layout, count, seed)

@@ -367,19 +367,15 @@ def ship_fine_tune(base: str, steps: list[dict], heldout: str, out: str, device:
         t = read_metadata(step["generator"]).get("training", {})
         after.append({"what": step["what"], "steps": t.get("steps"), "wall_time_s": t.get("wall_time_s"),
                       "cpu_time_s": t.get("cpu_time_s"), "command": step["command"]})
-    generator = freeze_generator(steps[-1]["generator"], device)
+    last = steps[-1]["generator"]
     data, extra = load_set(heldout)
     stem = os.path.splitext(out)[0]
-    tmp = stem + ".unevaluated.safetensors"
+    eval_dir = stem + "_eval"     # the trained generator's file is evaluated as it is, as the recipe's candidates are
+    metrics = evaluate_painter(last, data.actions, data.strokes, extra.get("strokes_seed1"), eval_dir, device)
     training = {**base_meta["training"], "after_recipe": after}
-    reach = BrushReach.from_dict(base_meta["reach"])
-    save_painter(tmp, generator, layout=base_meta["layout"], brush=base_meta["brush"], training=training,
-                 reach=reach)
-    eval_dir = stem + "_eval"
-    metrics = evaluate_painter(tmp, data.actions, data.strokes, extra.get("strokes_seed1"), eval_dir, device)
-    os.remove(tmp)
+    generator = freeze_generator(last, device)
     save_painter(out, generator, layout=base_meta["layout"], brush=base_meta["brush"], training=training,
-                 metrics=metrics, reach=reach)
+                 metrics=metrics, reach=BrushReach.from_dict(base_meta["reach"]))
     grid = stem + "_grid.png"
     shutil.copyfile(os.path.join(eval_dir, "grid.png"), grid)
     shutil.rmtree(eval_dir)
