@@ -62,6 +62,11 @@ def test_shipped_painter_loads_and_its_metadata_holds_the_bar(name):
         assert all(m[k] >= v for k, v in DETERMINISTIC_FLOOR[name].items()), m
     card = open(os.path.join(WEIGHTS, f"{name}.md")).read()
     assert f"| psnr | {m['psnr']:.4f} |" in card and f"| texture_ratio | {m['texture_ratio']:.4f} |" in card
+    fit = painter.ink.fit          # its ink by box size, measured on its brush, is in the file and on the card
+    assert fit["brush"] == brush and fit["check_strokes"] >= 600 and "## Ink by box size" in card
+    # at least as true in every box size within half a dB (fur enlarged to 96-128 px: -0.3 dB; in small boxes +5 to +29)
+    assert all(fit["psnr_after"][s] >= fit["psnr_before"][s] - 0.5 for s in fit["psnr_before"]), fit
+    assert fit["psnr_after"]["8"] >= fit["psnr_before"]["8"] + 5, fit
     assert os.path.exists(os.path.join(WEIGHTS, f"{name}_grid.png"))
 
 
@@ -144,3 +149,27 @@ def test_painter_at_its_bar_on_strokes_whole_by_the_rim(name):
     assert r["stochastic"] == SHIPPED[name][1] and r["strokes"] == 600
     assert r["meets"], \
         f"{name}: {r['psnr']:.2f} dB (bar {r['psnr_bar']:.2f}), texture {r['texture']:.2f} on strokes whole by the rim"
+
+
+@pytest.mark.mypaint
+@skip_no_mypaint
+def test_small_strokes_on_the_canvas_carry_the_brush_ink():
+    # Issue 23 part 3 in small: 300 strokes in 12 px boxes (a 1000-stroke painting's size) painted by the default
+    # painter's canvas against MyPaint painting the same strokes; without the ink by size the canvas is some five
+    # times too dark there
+    from painter_models.brush.rerender import rerender_mypaint
+    from painter_models.brush.strokes import StrokeSet
+    from painter_models.painting.canvas import render_canvas
+    torch.set_num_threads(1)
+    painter = load_painter(_path("soft_brush"))
+    g = torch.Generator().manual_seed(12)
+    actions = torch.rand(300, NAKANO.dim, generator=g)
+    boxes = torch.cat([torch.rand(300, 2, generator=g) * 96, torch.full((300, 1), 12.0)], 1)
+    strokes = StrokeSet(actions, boxes, (96, 96), layout=painter.layout, brush=painter.brush)
+    brush = torch.from_numpy(rerender_mypaint(strokes, scale=1.0, dtype=np.float32)).permute(2, 0, 1)[None]
+    psnr = lambda x: float(psnr_of_mse(((x - brush) ** 2).mean().double()))
+    with torch.no_grad():
+        with_ink = psnr(render_canvas(painter, strokes))
+        painter.ink = None
+        without = psnr(render_canvas(painter, strokes))
+    assert with_ink >= 22 and with_ink >= without + 5, (with_ink, without)     # measured: 22.9 and 16.9

@@ -168,6 +168,29 @@ def cmd_ship(a):
     return ship_fine_tune(a.base, steps, a.heldout, a.out)
 
 
+def cmd_ink(a):
+    from painter_models.brush.rerender import mypaint_brush_name
+    from painter_models.painter.checkpoint import load_painter, save_painter
+    from .ink import fit_ink_by_size, write_card_section
+    set_threads(a.threads)
+    painter = load_painter(a.painter)
+    brush = mypaint_brush_name(painter.brush)
+    if brush is None:
+        raise SystemExit(f"{a.painter!r} imitates {painter.brush!r}, not a MyPaint brush: its ink by box size is "
+                         f"measured on MyPaint")
+    painter.ink = fit_ink_by_size(brush, painter.layout, a.strokes, a.check_strokes, a.steps)
+    out = a.out or a.painter
+    save_painter(out, painter)
+    card = os.path.splitext(out)[0] + ".md"
+    if os.path.isfile(card):
+        write_card_section(card, painter.ink)
+    fit = painter.ink.fit
+    print(f"[ink] {brush}: PSNR by box side on {fit['check_strokes']} strokes, scaled tile -> with the ink by size: "
+          + ", ".join(f"{side} px {fit['psnr_before'][side]:.2f} -> {fit['psnr_after'][side]:.2f}"
+                      for side in fit["psnr_before"]))
+    print(f"[ink] wrote {out}" + (f" and its card's section ({card})" if os.path.isfile(card) else ""))
+
+
 def cmd_recipe(a):
     from .recipe import run_recipe
     return run_recipe(a)
@@ -199,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe(sub)
     _add_evaluate(sub)
     _add_ship(sub)
+    _add_ink(sub)
     _add_compare(sub)
     add_predictor_parser(sub)
     return p
@@ -318,6 +342,19 @@ def _add_ship(subcommands):
     s.add_argument("--out", required=True, help="the painter file (its .md model card and _grid.png beside it)")
     s.add_argument("--threads", type=int, default=0)
     s.set_defaults(func=cmd_ship)
+
+
+def _add_ink(subcommands):
+    s = subcommands.add_parser("ink", help="measure on MyPaint how much ink the painter's brush lays in boxes of other "
+                                           "sizes, and keep it in the painter file (the canvas applies it)")
+    s.add_argument("--painter", required=True)
+    s.add_argument("--out", help="the painter file to write (default: the painter, in place; its .md card beside it "
+                                 "gets the section)")
+    s.add_argument("--strokes", type=int, default=1500, help="strokes the fit sees (at every box side)")
+    s.add_argument("--check-strokes", type=int, default=600, help="other strokes the fit is checked on")
+    s.add_argument("--steps", type=int, default=1500)
+    s.add_argument("--threads", type=int, default=0)
+    s.set_defaults(func=cmd_ink)
 
 
 def _add_compare(subcommands):

@@ -10,6 +10,8 @@ Metadata keys (each a JSON string, since safetensors metadata is str -> str):
   training          free-form summary (data size, steps, wall time, hardware, ...)
   metrics           held-out metrics (psnr, ssim, alpha_iou, ceiling_psnr, ...)
   reach             how far the brush paints from a path (actions.BrushReach), measured at training
+  ink_by_size       optional: the brush's ink in boxes of other sizes (brush.ink.InkBySize.to_dict), measured
+                    on MyPaint after training (neural-painters-train ink); without it strokes are scaled as painted
 
 Format version 2 added stochastic painters (GeneratorConfig.noise_dim > 0 with saved noise
 projections) and the reach; version 1 files load as before.
@@ -26,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
 from ..brush.actions import NAKANO, ActionLayout, BrushReach, get_layout
+from ..brush.ink import InkBySize
 from ..files import atomic_write
 from .model import Generator, GeneratorConfig, config_to_dict
 
@@ -48,6 +51,7 @@ class NeuralPainter:
     metrics: dict = field(default_factory=dict)
     path: str | None = None
     reach: BrushReach = field(default_factory=BrushReach)   # how far the brush paints from a path
+    ink: InkBySize | None = None          # the brush's ink in boxes of other sizes (None: as the tile shows)
 
     @property
     def device(self) -> torch.device:
@@ -55,6 +59,8 @@ class NeuralPainter:
 
     def to(self, device) -> "NeuralPainter":
         self.generator.to(device)
+        if self.ink is not None:
+            self.ink.to(device)
         return self
 
     def __call__(self, actions: torch.Tensor):
@@ -62,9 +68,12 @@ class NeuralPainter:
         return self.generator(actions)
 
     def metadata(self) -> dict:
-        """The metadata that rebuilds this painter as it is, its reach included."""
-        return painter_metadata(self.generator.config, self.layout, self.brush, self.training, self.metrics,
+        """The metadata that rebuilds this painter as it is, its reach and ink included."""
+        meta = painter_metadata(self.generator.config, self.layout, self.brush, self.training, self.metrics,
                                 self.reach)
+        if self.ink is not None:
+            meta["ink_by_size"] = self.ink.to_dict()
+        return meta
 
 
 
@@ -202,7 +211,19 @@ def load_painter(path: str, device="cpu", layout: ActionLayout | str | None = No
     generator.eval().to(device)
     brush = str(meta.get("brush", "unknown"))
     return NeuralPainter(generator, file_layout, brush, config.stroke_size, meta.get("training", {}),
-                         meta.get("metrics", {}), path, _reach(meta, brush, file_layout))
+                         meta.get("metrics", {}), path, _reach(meta, brush, file_layout), _ink(path, meta)).to(device)
+
+
+def _ink(path: str, meta: dict) -> InkBySize | None:
+    """The brush's ink by box size from the metadata, or None for a painter measured without it."""
+    if "ink_by_size" not in meta:
+        return None
+    try:
+        return InkBySize.from_dict(meta["ink_by_size"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{os.path.basename(path)!r}: bad 'ink_by_size' in the painter's metadata ({e}); the "
+                              f"file is damaged: copy it again, or measure the ink again with "
+                              f"neural-painters-train ink --painter FILE") from None
 
 
 def _reach(meta: dict, brush: str, layout: ActionLayout) -> BrushReach:

@@ -6,14 +6,16 @@ How it works (and why memory stays bounded):
   1. Strokes are processed in painting order in *groups* (a few hundred strokes, capped by the
      number of canvas pixels their boxes cover). The painter renders a whole group in one batch
      (its stroke_size tile per stroke: colour and alpha).
-  2. Each stroke's tile is resampled into its box with two small matrices (a separable
+  2. A painter that knows its brush's ink by box size (brush/ink.py) scales each stroke's colour and alpha
+     by the ink MyPaint lays in a box that size (a thin stroke in a small box fades).
+  3. Each stroke's tile is resampled into its box with two small matrices (a separable
      antialiased tent filter: bilinear when enlarging, area-like when shrinking), so only the
      pixels of the box's crop are ever computed. The matrices depend smoothly on the box
      (cx, cy, side), so gradients reach the position and the scale.
-  3. The canvas is cut into square tiles (side chosen per group from the stroke sizes). Every
+  4. The canvas is cut into square tiles (side chosen per group from the stroke sizes). Every
      (stroke, tile) overlap is composited per tile with the exact closed form of alpha-over in
      painting order (transmittance = reverse cumulative product), vectorised over tiles.
-  4. With gradients on and a large job, each group runs under gradient checkpointing, so autograd
+  5. With gradients on and a large job, each group runs under gradient checkpointing, so autograd
      keeps only the canvas between groups; a group's working set is recomputed in the backward.
 
 Bounded work: a render whose crop pixels (render_work) exceed limits.MAX_RENDER_WORK is refused
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..brush.actions import NAKANO, BrushReach, get_layout, hold_whole
+from ..brush.ink import InkBySize
 from .blending import darkness_mask, over
 from ..images import background_canvas
 from ..limits import MAX_RENDER_WORK, PAINTER_STROKE_WORK, check_work
@@ -63,6 +66,8 @@ class PainterFn:
     # how far the brush paints from a path: strokes are moved into boxes that hold them whole (None:
     # a painter that draws what its tile shows, e.g. a test double)
     reach: BrushReach | None = field(default_factory=BrushReach)
+    # the brush's ink in boxes of other sizes than the tile (None: strokes scaled as the tile shows them)
+    ink: InkBySize | None = None
 
 
 def as_painter(painter) -> PainterFn:
@@ -72,7 +77,8 @@ def as_painter(painter) -> PainterFn:
     from ..painter.checkpoint import NeuralPainter
     from ..painter.model import Generator
     if isinstance(painter, NeuralPainter):
-        return PainterFn(painter.generator, painter.stroke_size, painter.device, painter.layout, painter.reach)
+        return PainterFn(painter.generator, painter.stroke_size, painter.device, painter.layout, painter.reach,
+                         painter.ink)
     if isinstance(painter, Generator):
         dev = next(painter.parameters()).device
         return PainterFn(painter, painter.config.stroke_size, dev, NAKANO)
@@ -107,6 +113,12 @@ def stroke_layers(painter: PainterFn, actions: torch.Tensor, blend: str, layout=
     return torch.cat([mask * rgb[:, :, None, None], mask], 1)
 
 
+def with_ink(layers: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """Stroke layers [N, 4, S, S] with their ink scaled by gain [N] (InkBySize.gain), alpha held at most 1."""
+    most = 1 / layers[:, 3].detach().amax((1, 2)).clamp_min(1e-6)
+    return layers * torch.minimum(gain, most)[:, None, None, None]
+
+
 EDGE_FADE = 2.0        # pixels
 HAZE = 1.0 / 255       # alpha
 
@@ -133,7 +145,7 @@ def fast_painter(painter) -> PainterFn:
             return p
         if p.device.type == "cpu":
             fn = fn.to(memory_format=torch.channels_last)
-    return PainterFn(fn, p.stroke_size, p.device, p.layout, p.reach)
+    return PainterFn(fn, p.stroke_size, p.device, p.layout, p.reach, p.ink)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,6 +363,8 @@ def render(painter, actions: torch.Tensor, boxes: torch.Tensor, canvas_size, bac
 
     def run_group(canvas, a, b):
         layers = stroke_layers(p, a, blend, layout)
+        if p.ink is not None:
+            layers = with_ink(layers, p.ink.gain(get_layout(layout or p.layout), a, b[:, 2]))
         T = int(_tile_for(b[:, 2].detach()).median())
         return _composite_group(canvas, layers, b, (h, w), T, S)
 
