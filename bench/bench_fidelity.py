@@ -41,9 +41,12 @@ def fidelity(name: str, count: int) -> dict:
 
 def scale_rows(name: str, count: int, sides: list[int]) -> list[dict]:
     """What a stroke tile scaled down to a small box misses: the brush's strokes painted by MyPaint at `side` px
-    (as a canvas paints a stroke in a box that size) against its 64 px strokes area-scaled to `side` px."""
+    (as a canvas paints a stroke in a box that size) against its 64 px strokes area-scaled to `side` px, as they are
+    and times the painter's ink by box size."""
+    import torch
     import torch.nn.functional as F
     from painter_models import MyPaintProgram, load_painter
+    from painter_models.brush.actions import get_layout
     from painter_models.brush.rerender import mypaint_brush_name
     from painter_models.metrics import psnr_of_mse, rgba_to_tensors
     from painter_models.painter.shipped import find_painter
@@ -64,9 +67,14 @@ def scale_rows(name: str, count: int, sides: list[int]) -> list[dict]:
         finally:
             program.close()
         scaled = F.interpolate(full, size=(side, side), mode="area")
+        with torch.no_grad():    # the painter's ink by box size, as the canvas applies it to the stroke's darkness
+            gain = painter.ink.gain(get_layout(layout), torch.as_tensor(actions), torch.full((len(actions),), float(side)))
+        inked = 1 - gain[:, None, None, None] * (1 - scaled)
+        psnr = lambda x: float(psnr_of_mse(((direct - x) ** 2).mean().double()))
         rows.append({"painter": name, "brush": brush, "side": side, "strokes": len(actions), "tile": painter.stroke_size,
-                     "psnr": float(psnr_of_mse(((direct - scaled) ** 2).mean().double())),
-                     "ink": float((1 - direct).sum() / (1 - scaled).sum())})
+                     "psnr": psnr(scaled), "psnr_inked": psnr(inked.clamp(0, 1)),
+                     "ink": float((1 - direct).sum() / (1 - scaled).sum()),
+                     "ink_inked": float((1 - direct).sum() / (1 - inked.clamp(0, 1)).sum())})
     return rows
 
 
@@ -74,9 +82,12 @@ def scale_section(rows: list[dict]) -> str:
     lines = ["", f"What a stroke tile scaled down to a small box misses (`--scales`): {rows[0]['brush']}'s "
              f"{rows[0]['strokes']} strokes above, painted by MyPaint in a box of the side below (as a canvas paints "
              f"a stroke in a box that size: geometry and radius scaled) against its {rows[0]['tile']} px strokes "
-             f"area-scaled to that side; ink = the darkness over white, MyPaint at that size over the scaled tile.", "",
-             "| box side px | PSNR dB | ink (MyPaint at the size / tile scaled down) |", "|---:|---:|---:|"]
-    lines += [f"| {r['side']} | {r['psnr']:.2f} | {r['ink']:.2f} |" for r in rows]
+             f"area-scaled to that side, as it is and times the painter's ink by box size (its file's, as the canvas "
+             f"applies it); ink = the darkness over white, MyPaint at that size over the scaled tile's.", "",
+             "| box side px | PSNR dB, scaled tile | with the ink by size | ink, scaled tile | with the ink by size |",
+             "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['side']} | {r['psnr']:.2f} | {r['psnr_inked']:.2f} | {r['ink']:.2f} | {r['ink_inked']:.2f} |"
+              for r in rows]
     return "\n".join(lines) + "\n"
 
 
