@@ -68,7 +68,8 @@ def scale_rows(name: str, count: int, sides: list[int]) -> list[dict]:
             program.close()
         scaled = F.interpolate(full, size=(side, side), mode="area")
         with torch.no_grad():    # the painter's ink by box size, as the canvas applies it to the stroke's darkness
-            gain = painter.ink.gain(get_layout(layout), torch.as_tensor(actions), torch.full((len(actions),), float(side)))
+            sides_px = torch.full((len(actions),), float(side))
+            gain = painter.ink.gain(get_layout(layout), torch.as_tensor(actions), sides_px)
         inked = 1 - gain[:, None, None, None] * (1 - scaled)
         psnr = lambda x: float(psnr_of_mse(((direct - x) ** 2).mean().double()))
         rows.append({"painter": name, "brush": brush, "side": side, "strokes": len(actions), "tile": painter.stroke_size,

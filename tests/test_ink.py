@@ -37,6 +37,9 @@ def test_gain_leaves_the_tile_size_box_as_painted_and_changes_with_the_box():
         small, large = ink.gain(NAKANO, a, torch.full((50,), 8.0)), ink.gain(NAKANO, a, torch.full((50,), 128.0))
     assert torch.allclose(at_64, torch.ones(50), atol=1e-6)
     assert (small - 1).abs().max() > 1e-3 and (large - 1).abs().max() > 1e-3 and (small - large).abs().max() > 1e-3
+    ink.tile = 32                   # a painter of 32 px strokes: exact in a 32 px box
+    with torch.no_grad():
+        assert torch.allclose(ink.gain(NAKANO, a, torch.full((50,), 32.0)), torch.ones(50), atol=1e-6)
 
 
 def test_the_record_round_trips_and_damaged_records_are_refused():
@@ -45,7 +48,7 @@ def test_the_record_round_trips_and_damaged_records_are_refused():
     again = InkBySize.from_dict(json.loads(json.dumps(ink.to_dict())))
     assert torch.allclose(ink.gain(NAKANO, a, side), again.gain(NAKANO, a, side)) and again.fit == ink.fit
     good = ink.to_dict()
-    damaged = [({**good, "features": ["size"]}, "features"),
+    damaged = [({**good, "features": ["size"]}, "features"), ({**good, "tile": 2}, "tile"),
                ({**good, "log_radius_range": [1.0, -1.0]}, "interval"),
                ({**good, "hidden": 16}, "do not match"),
                ({**good, "weights": {**good["weights"], "net.0.bias": [float("nan")] * 32}}, "NaN")]
@@ -127,5 +130,12 @@ def test_the_ink_command_writes_the_painter_and_its_card(tmp_painter, tmp_path):
     assert painter.ink is not None and painter.ink.fit["brush"] == "classic/dry_brush"
     card = open(str(tmp_path / "inked.md")).read()
     assert card.startswith("# a painter") and "## Metrics" in card and card.count("## Ink by box size") == 1
+    meta = read_metadata(out)             # a damaged record: what the error says to do, measuring again, mends it
+    meta["ink_by_size"]["tile"] = 2
+    from safetensors.torch import load_file
+    save_tensors(out, load_file(out), meta)
+    with pytest.raises(CheckpointError, match="neural-painters-train ink"):
+        load_painter(out)
     main(["ink", "--painter", out, "--strokes", "40", "--check-strokes", "30", "--steps", "20", "--threads", "1"])
+    assert load_painter(out).ink.tile == painter.stroke_size
     assert open(str(tmp_path / "inked.md")).read().count("## Ink by box size") == 1       # replaced, not added

@@ -324,6 +324,11 @@ def test_recipe_tiny_end_to_end(tmp_path):
                                   "command": "neural-painters-train " + " ".join(command)}]))
     shipped = tmp_path / "ship" / "raster.safetensors"
     shipped.parent.mkdir()
+    from painter_models.brush.ink import InkBySize          # an ink record on the base (any): shipped with it
+    base = load_painter(str(out / "painter.safetensors"))
+    base.ink = InkBySize(tile=32, fit={"brush": "classic/dry_brush", "tile": 32, "strokes": 1, "check_strokes": 1,
+                                      "sides": [8], "psnr_before": {"8": 20.0}, "psnr_after": {"8": 30.0}})
+    save_painter(str(out / "painter.safetensors"), base)
     train_main(["ship", "--base", str(out / "painter.safetensors"), "--steps", str(steps),
                 "--heldout", str(out / "heldout.safetensors"), "--out", str(shipped)])
     final = load_painter(str(shipped))
@@ -335,6 +340,7 @@ def test_recipe_tiny_end_to_end(tmp_path):
     card = (tmp_path / "ship" / "raster.md").read_text()
     assert "## After the recipe" in card and f"| psnr | {final.metrics['psnr']:.4f} |" in card
     assert sorted(os.listdir(shipped.parent)) == ["raster.md", "raster.safetensors", "raster_grid.png"]
+    assert final.ink.to_dict() == base.ink.to_dict() and "## Ink by box size" in card
 
 
 @pytest.mark.mypaint
@@ -362,8 +368,14 @@ def test_recipe_mypaint_tiny_with_ceiling(tmp_path, monkeypatch, strokes, pretra
                 "--data-size", "256", "--heldout-size", "32", "--pretrain-steps", "4", "--critic-steps", "1",
                 "--gan-steps", "1", "--batch-size", "16", "--backbone-layers", "stage1", "--no-progress",
                 "--threads", "1", "--workers", "1", "--strokes", strokes]
-               + (["--pretrain-strokes", pretrain_strokes] if pretrain_strokes else []))
+               + (["--pretrain-strokes", pretrain_strokes] if pretrain_strokes else [])
+               + ["--ink-strokes", "40" if strokes == "whole" and not pretrain_strokes else "0"])
     painter = load_painter(str(out / "painter.safetensors"))
+    if strokes == "whole" and not pretrain_strokes:    # the brush's ink by box size, measured for the 32 px tile
+        assert painter.ink.tile == 32 and painter.ink.fit["strokes"] == 40 and painter.ink.fit["check_strokes"] == 16
+        assert "## Ink by box size" in (out / "MODEL_CARD.md").read_text()
+    else:
+        assert painter.ink is None
     m = painter.metrics
     # the ceiling is MyPaint against itself with brush seed 1, on the held-out strokes: recomputed here
     from painter_models.metrics import psnr_of_mse, rgba_to_tensors

@@ -173,12 +173,12 @@ def cmd_ink(a):
     from painter_models.painter.checkpoint import load_painter, save_painter
     from .ink import fit_ink_by_size, write_card_section
     set_threads(a.threads)
-    painter = load_painter(a.painter)
+    painter = load_painter(a.painter, ink=False)     # measured again: a damaged or older record is replaced
     brush = mypaint_brush_name(painter.brush)
     if brush is None:
         raise SystemExit(f"{a.painter!r} imitates {painter.brush!r}, not a MyPaint brush: its ink by box size is "
                          f"measured on MyPaint")
-    painter.ink = fit_ink_by_size(brush, painter.layout, a.strokes, a.check_strokes, a.steps)
+    painter.ink = fit_ink_by_size(brush, painter.layout, a.strokes, a.check_strokes, a.steps, tile=painter.stroke_size)
     out = a.out or a.painter
     save_painter(out, painter)
     card = os.path.splitext(out)[0] + ".md"
@@ -309,6 +309,9 @@ def _add_recipe(subcommands):
     s.add_argument("--threads", type=int, default=0)
     s.add_argument("--workers", type=int, default=0, help="rendering processes for data (0 = CPU count)")
     s.add_argument("--painter", help="where to write the painter (default OUT/painter.safetensors)")
+    s.add_argument("--ink-strokes", type=int, default=1500,
+                   help="strokes on which the exported painter's ink by box size is measured (the `ink` "
+                        "subcommand's --strokes; MyPaint brushes only; 0: not measured)")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--no-amp", action="store_true")
     s.add_argument("--checkpoint-every", type=int, default=500)

@@ -28,15 +28,15 @@ SIDES = (8, 10, 12, 16, 20, 24, 32, 48, 96, 128)   # box sides, px (MyPaintProgr
 FIT_SEED, CHECK_SEED = 4_040_404, 5_050_505        # fresh strokes: no other set uses these seeds
 
 
-def ink_sums(brush: str, layout, count: int, seed: int, sides=SIDES):
-    """(actions [N, D], {side: sums [N, 3]}): per stroke, MyPaint's darkness at `side` px (d) against its 64 px
-    stroke's darkness scaled to `side` px (t): (sum d^2, sum d t, sum t^2) over the stroke's pixels."""
+def ink_sums(brush: str, layout, count: int, seed: int, sides=SIDES, tile: int = int(BOX)):
+    """(actions [N, D], {side: sums [N, 3]}): per stroke, MyPaint's darkness at `side` px (d) against its stroke at
+    the painter's `tile` px, scaled to `side` px (t): (sum d^2, sum d t, sum t^2) over the stroke's pixels."""
     from painter_models import MyPaintProgram
-    tile = MyPaintProgram(brush, int(BOX), layout)
+    program = MyPaintProgram(brush, tile, layout)
     try:
-        actions, strokes = whole_by_rim(tile, layout, count, seed)
+        actions, strokes = whole_by_rim(program, layout, count, seed)
     finally:
-        tile.close()
+        program.close()
     full = 1 - rgba_to_tensors(strokes)[0]
     sums = {}
     for side in sides:
@@ -45,8 +45,8 @@ def ink_sums(brush: str, layout, count: int, seed: int, sides=SIDES):
             direct = 1 - rgba_to_tensors(program.render(actions, workers=1))[0]
         finally:
             program.close()
-        scaled = F.interpolate(full, size=(side, side), mode="area" if side < BOX else "bilinear", align_corners=None
-                               if side < BOX else False)
+        scaled = F.interpolate(full, size=(side, side), mode="area" if side < tile else "bilinear",
+                               align_corners=None if side < tile else False)
         sums[side] = torch.stack([(direct * direct).sum((1, 2, 3)), (direct * scaled).sum((1, 2, 3)),
                                   (scaled * scaled).sum((1, 2, 3))], 1).double()
     return torch.as_tensor(actions), sums
@@ -70,33 +70,36 @@ def psnr_by_side(ink: InkBySize | None, layout, actions: torch.Tensor, sums: dic
 
 
 def fit_ink_by_size(brush: str, layout, count: int = 1500, check_count: int = 600, steps: int = 1500,
-                    sides=SIDES, seed: int = 0) -> InkBySize:
-    """InkBySize for `brush`, fitted on `count` strokes at every side in `sides` (each side's squared error relative
-    to the scaled tile's, summed, so small and large boxes count alike) and checked on `check_count` other strokes:
-    its `fit` record holds both sets' sizes and the check's PSNR by side before and after."""
+                    sides=SIDES, seed: int = 0, tile: int = int(BOX)) -> InkBySize:
+    """InkBySize for `brush` and a painter of `tile` px strokes, fitted on `count` strokes at every side in `sides`
+    (each side's squared error relative to the scaled tile's, summed, so small and large boxes count alike) and
+    checked on `check_count` other strokes: its `fit` record holds both sets' sizes and the check's PSNR by side
+    before and after."""
     layout = get_layout(layout)
+    sides = [side for side in sides if side != tile]        # in the tile's own size the gain is 1 by construction
     torch.manual_seed(seed)
-    actions, sums = ink_sums(brush, layout, count, FIT_SEED, sides)
+    actions, sums = ink_sums(brush, layout, count, FIT_SEED, sides, tile)
     size = layout.fields[layout.index("size")]
-    ink = InkBySize(log_radius_range=(size.low + math.log(min(sides) / BOX), size.high + math.log(max(sides) / BOX)))
+    ink = InkBySize(log_radius_range=(size.low + math.log(min(sides) / BOX), size.high + math.log(max(sides) / BOX)),
+                    tile=tile)
     ink.double()
     features = ink.features(layout, actions.double())
-    raw = {side: _mse(s, torch.ones(len(s), dtype=torch.float64), side) for side, s in sums.items()}
-    ones = torch.zeros(len(actions), dtype=torch.float64)
+    raw = {side: _mse(s, torch.ones(len(s), dtype=torch.float64), side).clamp_min(1e-12) for side, s in sums.items()}
+    at_tile = torch.full((len(actions),), math.log(tile / BOX), dtype=torch.float64)
     opt = torch.optim.Adam(ink.parameters(), lr=3e-3)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     for _ in range(steps):
-        at_64 = ink.efficiency(features, ones).clamp_min(1e-6)
-        loss = sum(_mse(s, ink.efficiency(features, ones + math.log(side / BOX)) / at_64, side) / raw[side]
-                   for side, s in sums.items())
+        reference = ink.efficiency(features, at_tile).clamp_min(1e-6)
+        loss = sum(_mse(s, ink.efficiency(features, torch.full_like(at_tile, math.log(side / BOX))) / reference, side)
+                   / raw[side] for side, s in sums.items())
         opt.zero_grad()
         loss.backward()
         opt.step()
         schedule.step()
     ink.float().requires_grad_(False).eval()
-    check_actions, check_sums = ink_sums(brush, layout, check_count, CHECK_SEED, sides)
-    ink.fit = {"brush": brush, "strokes": len(actions), "check_strokes": len(check_actions), "sides": list(sides),
-               "steps": steps, "psnr_before": psnr_by_side(None, layout, check_actions, check_sums),
+    check_actions, check_sums = ink_sums(brush, layout, check_count, CHECK_SEED, sides, tile)
+    ink.fit = {"brush": brush, "tile": tile, "strokes": len(actions), "check_strokes": len(check_actions),
+               "sides": list(sides), "steps": steps, "psnr_before": psnr_by_side(None, layout, check_actions, check_sums),
                "psnr_after": psnr_by_side(ink, layout, check_actions, check_sums)}
     return ink
 
@@ -106,11 +109,11 @@ def card_section(ink: InkBySize) -> str:
     fit = ink.fit
     rows = "\n".join(f"| {side} | {fit['psnr_before'][side]:.2f} | {fit['psnr_after'][side]:.2f} |"
                      for side in map(str, fit["sides"]))
-    return (f"## Ink by box size\n\nWhat MyPaint paints in a box of another size than the 64 px tile (a thin stroke "
-            f"in a small box fades), measured on {fit['brush']} and applied by the canvas to every stroke "
+    return (f"## Ink by box size\n\nWhat MyPaint paints in a box of another size than the {fit['tile']} px tile (a thin "
+            f"stroke in a small box fades), measured on {fit['brush']} and applied by the canvas to every stroke "
             f"(`neural-painters-train ink`, painter_models/brush/ink.py): fitted on {fit['strokes']} strokes whole "
-            f"by the rim, checked on {fit['check_strokes']} others. PSNR of the 64 px stroke scaled into the box "
-            f"against MyPaint painting it at that size, before and after the gain:\n\n"
+            f"by the rim, checked on {fit['check_strokes']} others. PSNR of the {fit['tile']} px stroke scaled into "
+            f"the box against MyPaint painting it at that size, before and after the gain:\n\n"
             f"| box side px | scaled tile dB | with the ink by size dB |\n|---:|---:|---:|\n{rows}\n")
 
 

@@ -38,7 +38,7 @@ import sys
 import time
 
 from painter_models.brush.actions import BrushReach
-from painter_models.painter.checkpoint import load_painter, read_metadata, save_painter
+from painter_models.painter.checkpoint import load_painter, painter_ink, read_metadata, save_painter
 from painter_models.files import atomic_write, write_text
 
 from .distributed import Dist, hardware
@@ -85,7 +85,8 @@ def choose_export(candidates: dict[str, dict], export: str) -> str:
     return min(candidates, key=key)
 
 
-def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | None, noise: bool = False):
+def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | None, noise: bool = False,
+                     ink=None):
     lines = [f"# Neural painter: {meta_training.get('brush', '?')}", "",
              "A generator trained to imitate the MyPaint brush with the four-step recipe "
              "(feature-loss pre-training, freezing, critic pre-training, GAN fine-tuning)"
@@ -126,6 +127,9 @@ def write_model_card(path: str, meta_training: dict, metrics: dict, grid: str | 
     if grid:
         lines += [f"![real vs generated]({os.path.basename(grid)})", "",
                   GRID_ROWS.format(", painter with other noise" if noise else ""), ""]
+    if ink is not None:
+        from .ink import card_section
+        lines.append(card_section(ink))
     write_text(path, "\n".join(lines))
 
 
@@ -325,16 +329,30 @@ class _RecipeRun:
         painter = load_painter(candidates[choice])
         training = self.training_record(painter, choice, evaluated)
         painter_path = a.painter or os.path.join(a.out, "painter.safetensors")
+        ink = self.ink(painter)
         save_painter(painter_path, painter.generator, layout=painter.layout, brush=self.brush_id, training=training,
-                     metrics=metrics, reach=self.reach)
+                     metrics=metrics, reach=self.reach, ink=ink)
         card = os.path.join(a.out, "MODEL_CARD.md")
-        write_model_card(card, training, metrics, os.path.join(eval_dir, "grid.png"), bool(a.noise_dim))
+        write_model_card(card, training, metrics, os.path.join(eval_dir, "grid.png"), bool(a.noise_dim), ink)
         result = {"painter": painter_path, "metrics": metrics, "training": training, "stages": self.stage_info,
                   "wall_time_this_run_s": round(time.monotonic() - t0, 1)}
         write_text(os.path.join(a.out, "recipe.json"), json.dumps(result, indent=2, default=str))
         print(f"[recipe] painter -> {painter_path}  (exported: {choice})")
         _print_metrics(metrics)
         return result
+
+    def ink(self, painter):
+        """The painter's ink by box size, measured on its MyPaint brush (None for the rasteriser, or when
+        --ink-strokes is 0)."""
+        if self.brush_id.startswith("raster") or not self.a.ink_strokes:
+            return None
+        from .ink import fit_ink_by_size
+        count = self.a.ink_strokes
+        ink = fit_ink_by_size(self.a.brush, painter.layout, count, max(1, round(0.4 * count)), tile=painter.stroke_size)
+        print(f"[recipe] ink by box size: " + ", ".join(f"{side} px {ink.fit['psnr_before'][side]:.2f} -> "
+                                                        f"{ink.fit['psnr_after'][side]:.2f} dB"
+                                                        for side in ink.fit["psnr_before"]))
+        return ink
 
     def training_record(self, painter, choice: str, evaluated: dict[str, dict]) -> dict:
         """The exported painter's training metadata: the run, its stages' steps and times (data generation
@@ -374,12 +392,13 @@ def ship_fine_tune(base: str, steps: list[dict], heldout: str, out: str, device:
     metrics = evaluate_painter(last, data.actions, data.strokes, extra.get("strokes_seed1"), eval_dir, device)
     training = {**base_meta["training"], "after_recipe": after}
     generator = freeze_generator(last, device)
+    ink = painter_ink(base, base_meta)      # the brush's, as measured for the base
     save_painter(out, generator, layout=base_meta["layout"], brush=base_meta["brush"], training=training,
-                 metrics=metrics, reach=BrushReach.from_dict(base_meta["reach"]))
+                 metrics=metrics, reach=BrushReach.from_dict(base_meta["reach"]), ink=ink)
     grid = stem + "_grid.png"
     shutil.copyfile(os.path.join(eval_dir, "grid.png"), grid)
     shutil.rmtree(eval_dir)
-    write_model_card(stem + ".md", training, metrics, grid, bool(generator.config.noise_dim))
+    write_model_card(stem + ".md", training, metrics, grid, bool(generator.config.noise_dim), ink)
     _print_metrics(metrics)
     return metrics
 

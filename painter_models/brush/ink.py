@@ -7,9 +7,10 @@ none), and some brushes grow darker instead. `InkBySize` is that difference, mea
 (neural_painters_training.ink fits it) and kept in the painter's file: a small network gives the brush's ink
 efficiency for a stroke at a radius in pixels, and a stroke's gain in a box of side s is
 
-    efficiency(its radius at s px) / efficiency(its radius at 64 px)
+    efficiency(its radius at s px) / efficiency(its radius at the tile's size)
 
-so a stroke in a 64 px box is left exactly as the painter paints it. The canvas scales each stroke's colour and
+so a stroke in a box the size of the painter's tile (64 px for every shipped painter) is left exactly as the painter
+paints it. The canvas scales each stroke's colour and
 alpha by its gain (smoothly, so the optimiser learns that a thin stroke in a small box is faint).
 """
 from __future__ import annotations
@@ -28,10 +29,13 @@ PATH_POINTS = 16
 
 class InkBySize(nn.Module):
     """efficiency(features) > 0 for strokes at a radius in pixels; gain(layout, actions, side) per stroke.
-    `log_radius_range` is the radius (log px) the fit saw: outside it the radius is held at its end."""
+    `tile`: the painter's stroke tile in px (the size its strokes are exact at); `log_radius_range` is the radius
+    (log px) the fit saw: outside it the radius is held at its end."""
 
-    def __init__(self, hidden: int = 32, log_radius_range: tuple[float, float] = (-2.1, 2.7), fit: dict | None = None):
+    def __init__(self, hidden: int = 32, log_radius_range: tuple[float, float] = (-2.1, 2.7), fit: dict | None = None,
+                 tile: int = int(BOX)):
         super().__init__()
+        self.tile = int(tile)
         self.log_radius_range = (float(log_radius_range[0]), float(log_radius_range[1]))
         self.fit = dict(fit or {})      # how it was measured: strokes, box sides, PSNR before and after
         self.net = nn.Sequential(nn.Linear(len(FEATURES), hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
@@ -53,11 +57,12 @@ class InkBySize(nn.Module):
         return F.softplus(self.net(torch.cat([radius[:, None], features[:, 1:]], 1)))[:, 0]
 
     def gain(self, layout: ActionLayout, actions: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
-        """[N]: how much more (or less) ink MyPaint lays for each stroke in a box of `side` px than its 64 px tile
+        """[N]: how much more (or less) ink MyPaint lays for each stroke in a box of `side` px than its tile
         scaled to that box."""
         f = self.features(layout, actions.to(self.dtype))
         log_scale = torch.log(side.to(self.dtype) / BOX)
-        gain = self.efficiency(f, log_scale) / self.efficiency(f, torch.zeros_like(log_scale)).clamp_min(1e-6)
+        at_tile = torch.full_like(log_scale, math.log(self.tile / BOX))
+        gain = self.efficiency(f, log_scale) / self.efficiency(f, at_tile).clamp_min(1e-6)
         return gain.to(actions.dtype)
 
     @property
@@ -66,7 +71,7 @@ class InkBySize(nn.Module):
 
     def to_dict(self) -> dict:
         """JSON-ready: the network's weights as lists (about 1300 numbers), the radius range and the fit's record."""
-        return {"features": list(FEATURES), "hidden": self.net[0].out_features,
+        return {"features": list(FEATURES), "hidden": self.net[0].out_features, "tile": self.tile,
                 "log_radius_range": list(self.log_radius_range), "fit": self.fit,
                 "weights": {k: v.detach().cpu().double().tolist() for k, v in self.state_dict().items()}}
 
@@ -78,7 +83,10 @@ class InkBySize(nn.Module):
         lo, hi = (float(v) for v in d["log_radius_range"])
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise ValueError(f"log_radius_range {d['log_radius_range']!r} is not an interval")
-        ink = cls(int(d["hidden"]), (lo, hi), d.get("fit"))
+        tile = int(d["tile"])
+        if not 8 <= tile <= 4096:
+            raise ValueError(f"tile {tile} px is out of range (8..4096)")
+        ink = cls(int(d["hidden"]), (lo, hi), d.get("fit"), tile)
         state = {k: torch.tensor(v, dtype=torch.float32) for k, v in d["weights"].items()}
         expected = {k: tuple(v.shape) for k, v in ink.state_dict().items()}
         found = {k: tuple(v.shape) for k, v in state.items()}

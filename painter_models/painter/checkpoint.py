@@ -69,22 +69,21 @@ class NeuralPainter:
 
     def metadata(self) -> dict:
         """The metadata that rebuilds this painter as it is, its reach and ink included."""
-        meta = painter_metadata(self.generator.config, self.layout, self.brush, self.training, self.metrics,
-                                self.reach)
-        if self.ink is not None:
-            meta["ink_by_size"] = self.ink.to_dict()
-        return meta
+        return painter_metadata(self.generator.config, self.layout, self.brush, self.training, self.metrics,
+                                self.reach, self.ink)
 
 
 
 def painter_metadata(config: GeneratorConfig, layout: ActionLayout, brush: str,
                      training: dict | None = None, metrics: dict | None = None,
-                     reach: BrushReach | None = None) -> dict:
+                     reach: BrushReach | None = None, ink: InkBySize | None = None) -> dict:
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "generator_config": config_to_dict(config),
             "layout": layout.to_dict(), "brush": brush, "stroke_size": config.stroke_size,
             "training": training or {}, "metrics": metrics or {}}
     if reach is not None:
         meta["reach"] = reach.to_dict()
+    if ink is not None:
+        meta["ink_by_size"] = ink.to_dict()
     return meta
 
 
@@ -122,9 +121,10 @@ def read_file_metadata(path: str, error: type[Exception], what: str, written_by:
 
 
 def save_painter(path: str, painter: NeuralPainter | Generator, layout=None, brush: str | None = None,
-                 training: dict | None = None, metrics: dict | None = None, reach: BrushReach | None = None):
+                 training: dict | None = None, metrics: dict | None = None, reach: BrushReach | None = None,
+                 ink: InkBySize | None = None):
     """Write a painter checkpoint (atomically). Accepts a NeuralPainter or a bare Generator plus its context
-    (reach: the brush's, for a painter of strokes held whole; see canvas.render)."""
+    (reach: the brush's, for a painter of strokes held whole, see canvas.render; ink: its ink by box size)."""
     if isinstance(painter, NeuralPainter):
         generator, meta = painter.generator, painter.metadata()
         if training is not None:
@@ -133,11 +133,13 @@ def save_painter(path: str, painter: NeuralPainter | Generator, layout=None, bru
             meta["metrics"] = metrics
         if reach is not None:
             meta["reach"] = reach.to_dict()
+        if ink is not None:
+            meta["ink_by_size"] = ink.to_dict()
     else:
         if layout is None or brush is None:
             raise ValueError("save_painter(path, generator, ...) needs the layout and the brush")
         generator, meta = painter, painter_metadata(painter.config, get_layout(layout), brush, training, metrics,
-                                                    reach)
+                                                    reach, ink)
     save_tensors(path, generator.state_dict(), meta)
 
 
@@ -167,13 +169,15 @@ def check_finite(path: str, state: dict, error, consequence: str):
                         f"the file is damaged; copy or train it again")
 
 
-def load_painter(path: str, device="cpu", layout: ActionLayout | str | None = None) -> NeuralPainter:
+def load_painter(path: str, device="cpu", layout: ActionLayout | str | None = None,
+                 ink: bool = True) -> NeuralPainter:
     """Load a painter checkpoint, frozen and in eval mode.
 
     `layout`, when given, is the action layout the caller will feed; a checkpoint trained on
     another layout is refused rather than silently producing wrong strokes. The metadata is
     checked (plausible sizes, colour indices within the action) and compared with the tensor
-    shapes before the network is built; weights that are not all finite are refused."""
+    shapes before the network is built; weights that are not all finite are refused.
+    ink=False leaves the ink by box size unread (for measuring it again, whatever the file holds)."""
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is a safetensors file but not a neural painter (metadata format="
@@ -210,11 +214,12 @@ def load_painter(path: str, device="cpu", layout: ActionLayout | str | None = No
     generator.requires_grad_(False)
     generator.eval().to(device)
     brush = str(meta.get("brush", "unknown"))
+    by_size = painter_ink(path, meta) if ink else None
     return NeuralPainter(generator, file_layout, brush, config.stroke_size, meta.get("training", {}),
-                         meta.get("metrics", {}), path, _reach(meta, brush, file_layout), _ink(path, meta)).to(device)
+                         meta.get("metrics", {}), path, _reach(meta, brush, file_layout), by_size).to(device)
 
 
-def _ink(path: str, meta: dict) -> InkBySize | None:
+def painter_ink(path: str, meta: dict) -> InkBySize | None:
     """The brush's ink by box size from the metadata, or None for a painter measured without it."""
     if "ink_by_size" not in meta:
         return None
