@@ -1,4 +1,4 @@
-"""How much ink a brush lays down in a box of a given size, against its 64 px stroke scaled to that box.
+"""How much ink a brush lays down in a box of a given size, against its stroke in the painter's tile scaled to it.
 
 A neural painter paints a stroke in its 64 px tile, and the canvas scales the tile into the stroke's box. MyPaint
 paints the stroke at the box's own size, with the radius scaled: below a pixel or two of radius a brush's dabs
@@ -10,8 +10,8 @@ efficiency for a stroke at a radius in pixels, and a stroke's gain in a box of s
     efficiency(its radius at s px) / efficiency(its radius at the tile's size)
 
 so a stroke in a box the size of the painter's tile (64 px for every shipped painter) is left exactly as the painter
-paints it. The canvas scales each stroke's colour and
-alpha by its gain (smoothly, so the optimiser learns that a thin stroke in a small box is faint).
+paints it. The canvas scales each stroke's colour and alpha by its gain (smoothly, so the optimiser learns that a
+thin stroke in a small box is faint).
 """
 from __future__ import annotations
 

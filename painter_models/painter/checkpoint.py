@@ -11,7 +11,7 @@ Metadata keys (each a JSON string, since safetensors metadata is str -> str):
   metrics           held-out metrics (psnr, ssim, alpha_iou, ceiling_psnr, ...)
   reach             how far the brush paints from a path (actions.BrushReach), measured at training
   ink_by_size       optional: the brush's ink in boxes of other sizes (brush.ink.InkBySize.to_dict), measured
-                    on MyPaint after training (neural-painters-train ink); without it strokes are scaled as painted
+                    on MyPaint by the recipe or `neural-painters-train ink`; without it strokes are scaled as painted
 
 Format version 2 added stochastic painters (GeneratorConfig.noise_dim > 0 with saved noise
 projections) and the reach; version 1 files load as before.
